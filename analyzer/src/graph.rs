@@ -1,0 +1,503 @@
+//! Walks the import graph from a root file: parse a wave of files in
+//! parallel, resolve what they import, repeat with the newly found project
+//! files until nothing new appears.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::error::{AnalyzerError, Result};
+use crate::fsutil::StatStamp;
+use crate::imports::ImportRecord;
+use crate::index::{Cached, Index};
+use crate::interpreter::Interpreter;
+use crate::parse::{parse_file, ParsedFile};
+use crate::report::{ModuleKind, ModuleReport};
+use crate::resolve::{resolve_relative, Location, Resolver};
+
+struct Node {
+    location: Option<Location>,
+    kind: ModuleKind,
+    importers: BTreeSet<String>,
+    parsed: Option<ParsedFile>,
+    hash: Option<String>,
+    distribution: Option<String>,
+}
+
+/// The outcome of a walk, before it becomes a report.
+pub struct Walk {
+    pub modules: Vec<ModuleReport>,
+    pub warnings: Vec<String>,
+    pub errors: Vec<String>,
+    pub root_facts: ParsedFile,
+}
+
+pub struct Graph<'a> {
+    interpreter: &'a Interpreter,
+    resolver: &'a Resolver<'a>,
+    index: &'a Index,
+    nodes: HashMap<String, Node>,
+    order: Vec<String>,
+    warnings: Vec<String>,
+    errors: Vec<String>,
+    thirdparty_roots: Vec<PathBuf>,
+    stdlib_roots: Vec<PathBuf>,
+}
+
+impl<'a> Graph<'a> {
+    pub fn new(interpreter: &'a Interpreter, resolver: &'a Resolver<'a>, index: &'a Index) -> Self {
+        let mut thirdparty_roots = interpreter.site_dirs.clone();
+        for entry in &interpreter.sys_path {
+            let text = entry.to_string_lossy();
+            if (text.contains("site-packages") || text.contains("dist-packages"))
+                && !thirdparty_roots.contains(entry)
+            {
+                thirdparty_roots.push(entry.clone());
+            }
+        }
+        let mut stdlib_roots = interpreter.stdlib_dirs.clone();
+        for entry in &interpreter.sys_path {
+            if interpreter
+                .stdlib_dirs
+                .iter()
+                .any(|d| entry.starts_with(d) || d.starts_with(entry))
+                && !stdlib_roots.contains(entry)
+            {
+                stdlib_roots.push(entry.clone());
+            }
+        }
+        Self {
+            interpreter,
+            resolver,
+            index,
+            nodes: HashMap::new(),
+            order: Vec::new(),
+            warnings: Vec::new(),
+            errors: Vec::new(),
+            thirdparty_roots,
+            stdlib_roots,
+        }
+    }
+
+    /// Walks from `root` (module `root_name`). A root that does not parse is
+    /// an error; a dependency that does not parse is recorded in `errors`.
+    pub fn walk(mut self, root: &Path, root_name: &str) -> Result<Walk> {
+        let root_parsed = self.parse_cached(root)?;
+        let Cached::Parsed(root_facts) = root_parsed else {
+            unreachable!("parse_cached returns Parsed for .py files")
+        };
+        self.nodes.insert(
+            root_name.to_owned(),
+            Node {
+                location: Some(Location::File {
+                    path: root.to_path_buf(),
+                    package_dir: None,
+                }),
+                kind: ModuleKind::Local,
+                importers: BTreeSet::new(),
+                parsed: None,
+                hash: Some(hex(&root_facts.hash)),
+                distribution: None,
+            },
+        );
+        self.order.push(root_name.to_owned());
+        let mut wave: Vec<(String, ParsedFile)> = vec![(root_name.to_owned(), root_facts.clone())];
+        let mut deferred_stars: Vec<(String, String, u32)> = Vec::new();
+        while !wave.is_empty() {
+            let mut next: Vec<(String, PathBuf)> = Vec::new();
+            for (name, parsed) in &wave {
+                let is_package = matches!(
+                    self.nodes.get(name).and_then(|n| n.location.as_ref()),
+                    Some(Location::File {
+                        package_dir: Some(_),
+                        ..
+                    })
+                );
+                let package = if is_package {
+                    name.clone()
+                } else {
+                    name.rsplit_once('.')
+                        .map(|(p, _)| p.to_owned())
+                        .unwrap_or_default()
+                };
+                let path = self.path_of(name);
+                for line in &parsed.facts.opaque_dynamic_imports {
+                    self.warnings.push(format!(
+                        "{}:{line}: dynamic import with a computed name: its target is not tracked statically",
+                        path.display()
+                    ));
+                }
+                for record in &parsed.facts.imports {
+                    self.import(
+                        name,
+                        &package,
+                        &path,
+                        record,
+                        &mut next,
+                        &mut deferred_stars,
+                    );
+                }
+            }
+            for (name, parsed) in &wave {
+                if let Some(node) = self.nodes.get_mut(name) {
+                    node.parsed = Some(parsed.clone());
+                }
+            }
+            self.resolve_stars(&mut deferred_stars, &mut next);
+            wave = self.parse_wave(next);
+        }
+        let modules = self.into_modules();
+        Ok(Walk {
+            modules: modules.0,
+            warnings: modules.1,
+            errors: modules.2,
+            root_facts,
+        })
+    }
+
+    fn path_of(&self, name: &str) -> PathBuf {
+        match self.nodes.get(name).and_then(|n| n.location.as_ref()) {
+            Some(Location::File { path, .. }) => path.clone(),
+            _ => PathBuf::from(name),
+        }
+    }
+
+    fn import(
+        &mut self,
+        importer: &str,
+        package: &str,
+        importer_path: &Path,
+        record: &ImportRecord,
+        next: &mut Vec<(String, PathBuf)>,
+        deferred_stars: &mut Vec<(String, String, u32)>,
+    ) {
+        let anchor = record.anchor.as_deref().unwrap_or(package);
+        let Some(base) = resolve_relative(&record.module, record.level, anchor) else {
+            let written = format!("{}{}", ".".repeat(record.level as usize), record.module);
+            self.warnings.push(format!(
+                "{}:{}: relative import `{written}` goes beyond the top-level package",
+                importer_path.display(),
+                record.line
+            ));
+            self.add_unresolved(&written, importer);
+            return;
+        };
+        if base.is_empty() {
+            return;
+        }
+        if !self.add_chain(&base, importer, importer_path, record.line, next) {
+            return;
+        }
+        for name in &record.names {
+            if name == "*" {
+                deferred_stars.push((importer.to_owned(), base.clone(), record.line));
+                continue;
+            }
+            // `from pkg import name`: a submodule if one exists, else an attribute.
+            let submodule = format!("{base}.{name}");
+            if let (chain, None) = self.resolver.resolve_chain(&submodule) {
+                if let Some((_, location)) = chain.into_iter().last() {
+                    self.add(&submodule, location, importer, next);
+                }
+            }
+        }
+    }
+
+    /// Adds `dotted` and its ancestors; false when some part is not found.
+    fn add_chain(
+        &mut self,
+        dotted: &str,
+        importer: &str,
+        importer_path: &Path,
+        line: u32,
+        next: &mut Vec<(String, PathBuf)>,
+    ) -> bool {
+        let (chain, failed) = self.resolver.resolve_chain(dotted);
+        let found_parent = chain.last().map(|(name, _)| name.clone());
+        for (name, location) in chain {
+            self.add(&name, location, importer, next);
+        }
+        match failed {
+            None => true,
+            // A submodule missing from a package we do not analyze (`os.path`,
+            // `six.moves`) is set up by that package at run time: it shares
+            // the package's identity.
+            Some(missing)
+                if self.adopt_into_parent(found_parent.as_deref(), &missing, importer) =>
+            {
+                true
+            }
+            Some(_) => {
+                if !self.nodes.contains_key(dotted) {
+                    self.warnings.push(format!(
+                        "{}:{line}: unresolved import `{dotted}`",
+                        importer_path.display()
+                    ));
+                }
+                self.add_unresolved(dotted, importer);
+                false
+            }
+        }
+    }
+
+    fn adopt_into_parent(&mut self, parent: Option<&str>, missing: &str, importer: &str) -> bool {
+        let Some(parent) = parent.and_then(|p| self.nodes.get(p)) else {
+            return false;
+        };
+        if matches!(
+            parent.kind,
+            ModuleKind::Local | ModuleKind::Unresolved | ModuleKind::Extension
+        ) {
+            return false;
+        }
+        let (kind, distribution) = (parent.kind, parent.distribution.clone());
+        let hash = parent.hash.clone();
+        let node = self.nodes.entry(missing.to_owned()).or_insert_with(|| {
+            self.order.push(missing.to_owned());
+            Node {
+                location: None,
+                kind,
+                importers: BTreeSet::new(),
+                parsed: None,
+                hash,
+                distribution,
+            }
+        });
+        node.importers.insert(importer.to_owned());
+        true
+    }
+
+    fn add_unresolved(&mut self, name: &str, importer: &str) {
+        let node = self.nodes.entry(name.to_owned()).or_insert_with(|| {
+            self.order.push(name.to_owned());
+            Node {
+                location: None,
+                kind: ModuleKind::Unresolved,
+                importers: BTreeSet::new(),
+                parsed: None,
+                hash: None,
+                distribution: None,
+            }
+        });
+        if node.kind == ModuleKind::Unresolved {
+            node.importers.insert(importer.to_owned());
+        }
+    }
+
+    fn add(
+        &mut self,
+        name: &str,
+        location: Location,
+        importer: &str,
+        next: &mut Vec<(String, PathBuf)>,
+    ) {
+        if let Some(node) = self.nodes.get_mut(name) {
+            if name != importer {
+                node.importers.insert(importer.to_owned());
+            }
+            return;
+        }
+        let (kind, distribution) = self.classify(name, &location);
+        if let (ModuleKind::Local, Location::File { path, .. }) = (kind, &location) {
+            next.push((name.to_owned(), path.clone()));
+        }
+        let mut importers = BTreeSet::new();
+        importers.insert(importer.to_owned());
+        self.order.push(name.to_owned());
+        self.nodes.insert(
+            name.to_owned(),
+            Node {
+                location: Some(location),
+                kind,
+                importers,
+                parsed: None,
+                hash: None,
+                distribution,
+            },
+        );
+    }
+
+    fn classify(&self, name: &str, location: &Location) -> (ModuleKind, Option<String>) {
+        let path = match location {
+            Location::Builtin => return (ModuleKind::Builtin, None),
+            Location::Frozen => return (ModuleKind::Stdlib, None),
+            Location::File { path, .. } => path.as_path(),
+            Location::Namespace { portions } => portions[0].as_path(),
+        };
+        let top = name.split('.').next().unwrap_or(name);
+        if self.thirdparty_roots.iter().any(|r| path.starts_with(r)) {
+            return (
+                ModuleKind::Thirdparty,
+                self.interpreter.distributions.get(top).cloned(),
+            );
+        }
+        if self.stdlib_roots.iter().any(|r| path.starts_with(r)) {
+            return (ModuleKind::Stdlib, None);
+        }
+        let is_source = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            self.interpreter
+                .source_suffixes
+                .iter()
+                .any(|s| n.ends_with(s.as_str()))
+        });
+        if matches!(location, Location::File { .. }) && !is_source {
+            let is_extension = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                self.interpreter
+                    .extension_suffixes
+                    .iter()
+                    .any(|s| n.ends_with(s.as_str()))
+            });
+            if is_extension {
+                return (ModuleKind::Extension, None);
+            }
+        }
+        (ModuleKind::Local, None)
+    }
+
+    fn resolve_stars(
+        &mut self,
+        deferred: &mut Vec<(String, String, u32)>,
+        next: &mut Vec<(String, PathBuf)>,
+    ) {
+        let mut still_waiting = Vec::new();
+        for (importer, base, line) in deferred.drain(..) {
+            let Some(node) = self.nodes.get(&base) else {
+                continue;
+            };
+            if node.kind != ModuleKind::Local || node.location.is_none() {
+                continue;
+            }
+            let Some(parsed) = &node.parsed else {
+                still_waiting.push((importer, base, line));
+                continue;
+            };
+            let names = parsed.facts.all.clone().unwrap_or_default();
+            for name in names {
+                let submodule = format!("{base}.{name}");
+                if let (chain, None) = self.resolver.resolve_chain(&submodule) {
+                    if let Some((_, location)) = chain.into_iter().last() {
+                        self.add(&submodule, location, &importer, next);
+                    }
+                }
+            }
+        }
+        *deferred = still_waiting;
+    }
+
+    /// Parses (or fetches from the index) every new local file in parallel.
+    fn parse_wave(&mut self, files: Vec<(String, PathBuf)>) -> Vec<(String, ParsedFile)> {
+        let results: Vec<(String, Result<Cached>)> = files
+            .into_par_iter()
+            .map(|(name, path)| {
+                let result = self.parse_cached(&path);
+                (name, result)
+            })
+            .collect();
+        let mut wave = Vec::new();
+        for (name, result) in results {
+            match result {
+                Ok(Cached::Parsed(parsed)) => {
+                    if let Some(node) = self.nodes.get_mut(&name) {
+                        node.hash = Some(hex(&parsed.hash));
+                    }
+                    wave.push((name, parsed));
+                }
+                Ok(Cached::Bytes(hash)) => {
+                    if let Some(node) = self.nodes.get_mut(&name) {
+                        node.hash = Some(hex(&hash));
+                    }
+                }
+                Err(err) => {
+                    self.errors.push(err.to_string());
+                }
+            }
+        }
+        wave
+    }
+
+    /// Source files are parsed; anything else (bytecode) is hashed by bytes.
+    fn parse_cached(&self, path: &Path) -> Result<Cached> {
+        let meta = std::fs::metadata(path).map_err(|source| AnalyzerError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let stamp = StatStamp::of(&meta);
+        if let Some(hit) = self.index.get(path, &stamp) {
+            return Ok(hit);
+        }
+        let is_source = path.extension().is_some_and(|e| e == "py" || e == "pyw");
+        let value = if is_source {
+            Cached::Parsed(parse_file(path)?)
+        } else {
+            let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Cached::Bytes(*blake3::hash(&bytes).as_bytes())
+        };
+        self.index.put(path, stamp, value.clone());
+        Ok(value)
+    }
+
+    fn into_modules(mut self) -> (Vec<ModuleReport>, Vec<String>, Vec<String>) {
+        // Extension modules and distribution-less third-party files are
+        // identified by their bytes.
+        let byte_hashed: Vec<(String, PathBuf)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| {
+                n.hash.is_none()
+                    && (n.kind == ModuleKind::Extension
+                        || (n.kind == ModuleKind::Thirdparty && n.distribution.is_none()))
+            })
+            .filter_map(|(name, n)| match &n.location {
+                Some(Location::File { path, .. }) => Some((name.clone(), path.clone())),
+                _ => None,
+            })
+            .collect();
+        for (name, path) in byte_hashed {
+            match std::fs::metadata(&path).map(|m| StatStamp::of(&m)) {
+                Ok(stamp) => {
+                    let hash = match self.index.get(&path, &stamp) {
+                        Some(Cached::Bytes(h)) => Some(h),
+                        _ => std::fs::read(&path).ok().map(|b| {
+                            let h = *blake3::hash(&b).as_bytes();
+                            self.index.put(&path, stamp, Cached::Bytes(h));
+                            h
+                        }),
+                    };
+                    if let Some(node) = self.nodes.get_mut(&name) {
+                        node.hash = hash.map(|h| hex(&h));
+                    }
+                }
+                Err(err) => self
+                    .errors
+                    .push(format!("cannot read {}: {err}", path.display())),
+            }
+        }
+        let modules = self
+            .order
+            .iter()
+            .filter_map(|name| {
+                let node = self.nodes.get(name)?;
+                Some(ModuleReport {
+                    name: name.clone(),
+                    path: match &node.location {
+                        Some(Location::File { path, .. }) => Some(path.clone()),
+                        _ => None,
+                    },
+                    kind: node.kind,
+                    hash: node.hash.clone(),
+                    distribution: node.distribution.clone(),
+                    imported_by: node.importers.iter().cloned().collect(),
+                })
+            })
+            .collect();
+        (modules, self.warnings, self.errors)
+    }
+}
+
+pub fn hex(bytes: &[u8; 32]) -> String {
+    blake3::Hash::from_bytes(*bytes).to_hex().to_string()
+}

@@ -1,0 +1,55 @@
+//! One file in, one [`ParsedFile`] out: its normalized hash and what it
+//! imports. This is the unit of work that runs in parallel and is cached in
+//! the persistent index.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AnalyzerError, Result};
+use crate::imports::{ImportVisitor, ModuleFacts};
+use crate::normalize::module_hash;
+use crate::source::{decode, line_column};
+
+/// What the analyzer keeps of a parsed Python file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParsedFile {
+    /// Normalized-AST hash of the whole module.
+    pub hash: [u8; 32],
+    pub facts: ModuleFacts,
+}
+
+/// Reads, decodes and parses a Python file.
+pub fn parse_file(path: &Path) -> Result<ParsedFile> {
+    let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_bytes(path, &bytes)
+}
+
+/// Parses source bytes as if read from `path` (used for messages only).
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<ParsedFile> {
+    let source = decode(path, bytes)?;
+    let parsed = ruff_python_parser::parse_module(&source).map_err(|err| {
+        let (line, column) = line_column(&source, err.location.start().to_usize());
+        AnalyzerError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: err.error.to_string(),
+        }
+    })?;
+    let line_starts = line_starts(&source);
+    let body = &parsed.syntax().body;
+    Ok(ParsedFile {
+        hash: *module_hash(body).as_bytes(),
+        facts: ImportVisitor::collect(body, &line_starts),
+    })
+}
+
+fn line_starts(source: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}

@@ -31,6 +31,8 @@ pub struct Walk {
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
     pub root_facts: ParsedFile,
+    /// Files actually read and parsed (not served by the index).
+    pub parsed: usize,
 }
 
 pub struct Graph<'a> {
@@ -43,6 +45,7 @@ pub struct Graph<'a> {
     errors: Vec<String>,
     thirdparty_roots: Vec<PathBuf>,
     stdlib_roots: Vec<PathBuf>,
+    parsed_count: std::sync::atomic::AtomicUsize,
 }
 
 impl<'a> Graph<'a> {
@@ -77,6 +80,7 @@ impl<'a> Graph<'a> {
             errors: Vec::new(),
             thirdparty_roots,
             stdlib_roots,
+            parsed_count: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -147,8 +151,10 @@ impl<'a> Graph<'a> {
             self.resolve_stars(&mut deferred_stars, &mut next);
             wave = self.parse_wave(next);
         }
+        let parsed = self.parsed_count.load(std::sync::atomic::Ordering::Relaxed);
         let modules = self.into_modules();
         Ok(Walk {
+            parsed,
             modules: modules.0,
             warnings: modules.1,
             errors: modules.2,
@@ -427,6 +433,8 @@ impl<'a> Graph<'a> {
             return Ok(hit);
         }
         let is_source = path.extension().is_some_and(|e| e == "py" || e == "pyw");
+        self.parsed_count
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let value = if is_source {
             Cached::Parsed(parse_file(path)?)
         } else {

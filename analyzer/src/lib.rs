@@ -24,7 +24,7 @@ pub use error::{AnalyzerError, Result};
 pub use imports::{ImportRecord, ModuleFacts};
 pub use interpreter::Interpreter;
 pub use parse::{parse_bytes, parse_file, ParsedFile};
-pub use report::{DepsReport, ModuleKind, ModuleReport, DIGEST_FORMAT_VERSION};
+pub use report::{AnalysisStats, DepsReport, ModuleKind, ModuleReport, DIGEST_FORMAT_VERSION};
 pub use resolve::{resolve_relative, Location, Resolver};
 
 /// Version of the analyzer's cache bucket under the cache directory.
@@ -117,6 +117,15 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
             });
         }
     }
+    let hashed = walk
+        .modules
+        .iter()
+        .filter(|m| m.hash.is_some() && m.path.is_some())
+        .count();
+    let stats = AnalysisStats {
+        parsed: walk.parsed,
+        cached: hashed.saturating_sub(walk.parsed),
+    };
     let digest = report::digest(
         &interpreter.version,
         options.function.as_deref(),
@@ -130,5 +139,6 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
         modules: walk.modules,
         warnings: walk.warnings,
         errors: walk.errors,
+        stats,
     })
 }

@@ -60,6 +60,16 @@ pub struct DepsReport {
     /// Problems that make the digest untrustworthy (a dependency that does
     /// not parse). Non-empty means callers must not cache on this digest.
     pub errors: Vec<String>,
+    pub stats: AnalysisStats,
+}
+
+/// How much work the analysis did (the index makes repeat runs cheap).
+#[derive(Debug, Clone, Serialize)]
+pub struct AnalysisStats {
+    /// Files read and parsed or byte-hashed in this run.
+    pub parsed: usize,
+    /// Files served from the persistent index.
+    pub cached: usize,
 }
 
 /// The whole code identity: every module's name, kind and identity, the

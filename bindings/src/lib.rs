@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use casher_analyzer::{analyze, AnalyzeOptions, AnalyzerError};
 use pyo3::create_exception;
-use pyo3::exceptions::{PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PySyntaxError};
+use pyo3::exceptions::{
+    PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PySyntaxError,
+};
 use pyo3::prelude::*;
 
 create_exception!(

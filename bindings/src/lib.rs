@@ -27,7 +27,10 @@ fn to_py_err(err: AnalyzerError) -> PyErr {
         AnalyzerError::IsDirectory { .. } => PyIsADirectoryError::new_err(message),
         AnalyzerError::Syntax {
             path, line, column, ..
-        } => PySyntaxError::new_err((message, (path.display().to_string(), line, column))),
+        } => PySyntaxError::new_err((
+            message,
+            (path.display().to_string(), line, column, None::<String>),
+        )),
         _ => CasherError::new_err(message),
     }
 }
@@ -42,6 +45,14 @@ fn deps_json(
     python: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
 ) -> PyResult<String> {
+    let cache_dir = cache_dir.filter(|dir| match casher_store::ensure_cache_dir(dir) {
+        Ok(()) => true,
+        Err(err) => {
+            // The analysis still works, only without the persistent index.
+            tracing_warn(&err.to_string());
+            false
+        }
+    });
     let options = AnalyzeOptions {
         python: python.unwrap_or_else(|| PathBuf::from("python3")),
         cache_dir,
@@ -58,6 +69,17 @@ fn cache_dir(cwd: PathBuf, explicit: Option<PathBuf>) -> PyResult<PathBuf> {
     casher_store::cache_dir(explicit.as_deref(), &cwd)
         .map(|(dir, _)| dir)
         .map_err(|e| CasherError::new_err(e.to_string()))
+}
+
+/// Warns through Python's `warnings`-free path: the `casher` logger.
+fn tracing_warn(message: &str) {
+    Python::attach(|py| {
+        if let Ok(logging) = py.import("logging") {
+            if let Ok(logger) = logging.call_method1("getLogger", ("casher",)) {
+                let _ = logger.call_method1("warning", (message,));
+            }
+        }
+    });
 }
 
 #[pymodule]

@@ -1,0 +1,189 @@
+"""End-to-end: the installed `casher deps` against fixtures and real interpreters."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import FIXTURES, ROOT
+
+PIPELINE = ROOT / "examples" / "pipeline"
+
+
+def module(report: dict, name: str) -> dict:
+    for m in report["modules"]:
+        if m["name"] == name:
+            return m
+    raise AssertionError(f"{name} not in {[m['name'] for m in report['modules']]}")
+
+
+def test_the_command_is_the_native_binary(casher_bin: Path) -> None:
+    assert casher_bin.read_bytes()[:4] == b"\x7fELF"
+
+
+def test_json_contract_on_the_example_pipeline(casher) -> None:
+    r = casher("deps", str(PIPELINE / "clean.py"), "--function", "clean", "--python", sys.executable, "--json")
+    assert r.code == 0, r.stderr
+    report = r.json()
+    assert {"root", "function", "python", "digest", "modules", "warnings"} <= report.keys()
+    assert report["root"] == str((PIPELINE / "clean.py").resolve())
+    assert report["function"] == "clean"
+    assert report["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert len(report["digest"]) == 64
+    root = report["modules"][0]
+    assert root["name"] == "clean" and root["kind"] == "local" and root["path"] == report["root"]
+    for m in report["modules"]:
+        assert set(m) >= {"name", "path", "kind", "hash", "distribution", "imported_by"}
+        assert m["kind"] in {"local", "thirdparty", "stdlib", "extension", "builtin", "unresolved"}
+    cleaning = module(report, "pipeline.helpers.cleaning")
+    assert cleaning["kind"] == "local" and len(cleaning["hash"]) == 64
+    assert cleaning["imported_by"] == ["pipeline.helpers"]
+    polars = module(report, "polars")
+    assert polars["kind"] == "thirdparty"
+    import polars as pl
+
+    assert polars["distribution"] == f"polars=={pl.__version__}"
+    assert module(report, "pathlib")["kind"] == "stdlib"
+
+
+def test_tree_output_names_kinds_and_importers(casher) -> None:
+    r = casher("deps", str(PIPELINE / "summarize.py"), "--python", sys.executable)
+    assert r.code == 0, r.stderr
+    assert "pipeline.helpers.stats [local]" in r.stdout
+    assert "pandas [thirdparty] pandas==" in r.stdout
+    assert "digest:" in r.stdout
+
+
+def test_missing_file_and_directory_exit_2(casher, tmp_path: Path) -> None:
+    r = casher("deps", str(tmp_path / "nope.py"))
+    assert r.code == 2
+    assert "nope.py does not exist" in r.stderr
+    r = casher("deps", str(tmp_path))
+    assert r.code == 2
+    assert "is a directory" in r.stderr
+
+
+def test_syntax_error_in_root_exits_2_with_position(casher) -> None:
+    r = casher("deps", str(FIXTURES / "resolution" / "root_syntax_error" / "main.py"), "--json")
+    assert r.code == 2
+    assert "main.py:" in r.stderr and "syntax error" in r.stderr
+    assert r.stdout == ""
+
+
+def test_syntax_error_in_dependency_is_reported_and_fails(casher) -> None:
+    r = casher("deps", str(FIXTURES / "resolution" / "dep_syntax_error" / "main.py"), "--json")
+    assert r.code == 1
+    assert "broken.py:1:" in r.stderr
+    report = r.json()
+    assert report["errors"] and "broken.py:1:" in report["errors"][0]
+
+
+def test_unresolved_imports_warn_but_succeed(casher) -> None:
+    r = casher("deps", str(FIXTURES / "resolution" / "unresolved" / "main.py"), "--json")
+    assert r.code == 0
+    report = r.json()
+    assert module(report, "does_not_exist")["kind"] == "unresolved"
+    assert module(report, "does_not_exist")["imported_by"] == ["main"]
+    assert "main.py:4: unresolved import `does_not_exist`" in r.stderr
+
+
+def test_unknown_function_exits_2(casher) -> None:
+    r = casher("deps", str(PIPELINE / "clean.py"), "--function", "nope")
+    assert r.code == 2
+    assert "no top-level function or class named \"nope\"" in r.stderr
+
+
+def test_second_run_parses_nothing(casher) -> None:
+    args = ("deps", str(PIPELINE / "clean.py"), "--python", sys.executable, "--json")
+    first = casher(*args).json()
+    second = casher(*args).json()
+    assert first["stats"]["parsed"] > 0
+    assert second["stats"]["parsed"] == 0
+    assert first["digest"] == second["digest"]
+
+
+def make_venv(tmp_path: Path) -> tuple[Path, Path]:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    return python, site
+
+
+def test_site_packages_pth_editable_and_distributions(casher, tmp_path: Path) -> None:
+    python, site = make_venv(tmp_path)
+    # A third-party distribution with its dist-info.
+    (site / "fakedist").mkdir()
+    (site / "fakedist" / "__init__.py").write_text("X = 1\n")
+    info = site / "fakedist-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakedist\nVersion: 1.2.3\n")
+    (info / "RECORD").write_text("fakedist/__init__.py,,\nfakedist-1.2.3.dist-info/METADATA,,\n")
+    # A .pth path line.
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "pthmod.py").write_text("P = 1\n")
+    (site / "extra.pth").write_text(f"{extra}\n")
+    # A setuptools editable finder.
+    src = tmp_path / "src" / "edpkg"
+    src.mkdir(parents=True)
+    (src / "__init__.py").write_text("from . import inner\n")
+    (src / "inner.py").write_text("I = 1\n")
+    (site / "__editable___edpkg_0_1_finder.py").write_text(
+        f"MAPPING = {{'edpkg': {str(src)!r}}}\nNAMESPACES = {{}}\ndef install(): pass\n"
+    )
+    project = tmp_path / "project"
+    project.mkdir()
+    main = project / "main.py"
+    main.write_text("import fakedist\nimport pthmod\nimport edpkg\nimport later\n")
+
+    r = casher("deps", str(main), "--python", str(python), "--json")
+    assert r.code == 0, r.stderr
+    report = r.json()
+    fake = module(report, "fakedist")
+    assert fake["kind"] == "thirdparty" and fake["distribution"] == "fakedist==1.2.3"
+    assert module(report, "pthmod")["path"] == str(extra / "pthmod.py")
+    assert module(report, "pthmod")["kind"] == "local"
+    assert module(report, "edpkg")["path"] == str(src / "__init__.py")
+    assert module(report, "edpkg.inner")["kind"] == "local"
+    assert module(report, "later")["kind"] == "unresolved"
+
+    # A .pth added later is seen although the interpreter answer is cached.
+    later_dir = tmp_path / "later_dir"
+    later_dir.mkdir()
+    (later_dir / "later.py").write_text("L = 1\n")
+    (site / "later.pth").write_text(f"{later_dir}\n")
+    r2 = casher("deps", str(main), "--python", str(python), "--json")
+    assert module(r2.json(), "later")["kind"] == "local"
+    assert r2.json()["digest"] != report["digest"]
+
+
+def test_relative_import_of_the_root_inside_a_package(casher, tmp_path: Path) -> None:
+    pkg = tmp_path / "proj" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("U = 1\n")
+    (pkg / "step.py").write_text(
+        textwrap.dedent(
+            """
+            from .util import U
+
+            def step():
+                return U
+            """
+        )
+    )
+    r = casher("deps", str(pkg / "step.py"), "--function", "step", "--json")
+    assert r.code == 0, r.stderr
+    report = r.json()
+    assert report["modules"][0]["name"] == "pkg.step"
+    assert module(report, "pkg.util")["kind"] == "local"

@@ -235,7 +235,11 @@ impl<'a> Graph<'a> {
                 true
             }
             Some(_) => {
-                if !self.nodes.contains_key(dotted) {
+                // A stdlib module this platform lacks (`winreg` on Linux) is
+                // expected to be missing: listed, but not worth a warning.
+                let top = dotted.split('.').next().unwrap_or(dotted);
+                let platform_specific = self.interpreter.stdlib_modules.contains(top);
+                if !self.nodes.contains_key(dotted) && !platform_specific {
                     self.warnings.push(format!(
                         "{}:{line}: unresolved import `{dotted}`",
                         importer_path.display()
@@ -393,13 +397,35 @@ impl<'a> Graph<'a> {
 
     /// Parses (or fetches from the index) every new local file in parallel.
     fn parse_wave(&mut self, files: Vec<(String, PathBuf)>) -> Vec<(String, ParsedFile)> {
-        let results: Vec<(String, Result<Cached>)> = files
-            .into_par_iter()
-            .map(|(name, path)| {
-                let result = self.parse_cached(&path);
-                (name, result)
-            })
-            .collect();
+        // Index hits are a stat and a lookup: done in place, since waking the
+        // thread pool would cost more. Only real parses go parallel.
+        let mut results: Vec<(String, Result<Cached>)> = Vec::with_capacity(files.len());
+        let mut misses = Vec::new();
+        for (name, path) in files {
+            match self.lookup(&path) {
+                Ok(Some(hit)) => results.push((name, Ok(hit))),
+                Ok(None) => misses.push((name, path)),
+                Err(err) => results.push((name, Err(err))),
+            }
+        }
+        let parsed: Vec<(String, Result<Cached>)> = if misses.len() > 1 {
+            misses
+                .into_par_iter()
+                .map(|(name, path)| {
+                    let result = self.parse_cached(&path);
+                    (name, result)
+                })
+                .collect()
+        } else {
+            misses
+                .into_iter()
+                .map(|(name, path)| {
+                    let result = self.parse_cached(&path);
+                    (name, result)
+                })
+                .collect()
+        };
+        results.extend(parsed);
         let mut wave = Vec::new();
         for (name, result) in results {
             match result {
@@ -422,13 +448,21 @@ impl<'a> Graph<'a> {
         wave
     }
 
-    /// Source files are parsed; anything else (bytecode) is hashed by bytes.
-    fn parse_cached(&self, path: &Path) -> Result<Cached> {
+    fn stamp(path: &Path) -> Result<StatStamp> {
         let meta = std::fs::metadata(path).map_err(|source| AnalyzerError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        let stamp = StatStamp::of(&meta);
+        Ok(StatStamp::of(&meta))
+    }
+
+    fn lookup(&self, path: &Path) -> Result<Option<Cached>> {
+        Ok(self.index.get(path, &Self::stamp(path)?))
+    }
+
+    /// Source files are parsed; anything else (bytecode) is hashed by bytes.
+    fn parse_cached(&self, path: &Path) -> Result<Cached> {
+        let stamp = Self::stamp(path)?;
         if let Some(hit) = self.index.get(path, &stamp) {
             return Ok(hit);
         }

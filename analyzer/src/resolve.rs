@@ -121,7 +121,8 @@ impl<'i> Resolver<'i> {
     }
 
     fn resolve_top_level(&self, name: &str) -> Option<Location> {
-        if self.interpreter.builtin_modules.contains(name) {
+        // `__main__` always exists at run time: it is the running script.
+        if self.interpreter.builtin_modules.contains(name) || name == "__main__" {
             return Some(Location::Builtin);
         }
         if self.interpreter.frozen_modules.contains(name) {

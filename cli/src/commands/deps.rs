@@ -59,13 +59,15 @@ pub fn run(args: &DepsArgs) -> Result<ExitCode> {
         }
         other => anyhow::Error::new(other),
     })?;
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report).context("cannot write to stdout")?;
         writeln!(out).ok();
     } else {
         print_tree(&mut out, &report).context("cannot write to stdout")?;
     }
+    out.flush().context("cannot write to stdout")?;
+    drop(out);
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

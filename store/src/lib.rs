@@ -1,8 +1,38 @@
-//! casher's result store. This first part decides *where* the store lives,
-//! shared by the CLI and the Python package so both always agree.
+//! casher's result store: content-addressed objects and per-key variant
+//! records that survive crashes, races and corruption.
+//!
+//! - Objects are named by their BLAKE3 hash, written to a temp file and
+//!   renamed into place, streamed in bounded memory, and verified on every
+//!   read: a corrupt object is removed and the lookup is a miss.
+//! - A key holds several variants (one per distinct set of inputs), each a
+//!   self-checking record file; a lookup returns the newest whose inputs
+//!   still hold, or says which input changed.
+//! - Restores only write inside allowed roots.
+//!
+//! The crate never prints; callers decide what to tell the user.
 
+mod backend;
+mod counters;
 mod error;
+mod fsutil;
+mod id;
+mod local;
 mod location;
+mod lookup;
+mod maintenance;
+mod record;
+mod restore;
+mod store;
 
+pub use backend::{Backend, StoredVariant};
 pub use error::{Result, StoreError};
+pub use fsutil::{hash_file, Stamp};
+pub use id::ObjectId;
 pub use location::{cache_dir, ensure_cache_dir, CacheDirSource};
+pub use lookup::{dir_listing_hash, Change, ChangeKind, CodeOracle, Miss, NoCode};
+pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
+pub use record::{
+    Bytes, Input, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,
+};
+pub use restore::{restore, AllowedRoots, RestoreReport};
+pub use store::{Lookup, Store, StoreConfig};

@@ -1,0 +1,55 @@
+//! The storage interface. The local directory store is one implementation
+//! (`local.rs`); a remote tier (S3-compatible object storage) is another file
+//! implementing the same trait, not a rewrite.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::error::Result;
+use crate::id::ObjectId;
+use crate::record::Variant;
+
+/// A variant as stored: its record and when it was last used.
+#[derive(Debug, Clone)]
+pub struct StoredVariant {
+    /// Backend-specific name of the record, used to refresh or remove it.
+    pub name: String,
+    pub variant: Variant,
+    pub last_used_ns: u64,
+    pub record_bytes: u64,
+}
+
+pub trait Backend: Send + Sync {
+    /// Stores content read from `reader` (streamed, bounded memory); returns
+    /// its id and size. Identical content is stored once.
+    fn put_object(&self, reader: &mut dyn Read) -> Result<(ObjectId, u64)>;
+
+    /// Stores a local file, by reflink where possible.
+    fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)>;
+
+    /// Whether an object is present (not verified).
+    fn has_object(&self, id: &ObjectId) -> bool;
+
+    /// Reads a whole object, verified against its id. A corrupt object is
+    /// removed and reported as [`crate::StoreError::CorruptObject`].
+    fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>>;
+
+    /// Writes an object to `dest` (a new file), verified while streaming.
+    fn copy_object_to(&self, id: &ObjectId, dest: &Path) -> Result<()>;
+
+    /// The variants of a key, newest first. Unreadable records are skipped
+    /// (and reported through the log), never returned.
+    fn variants(&self, key: &str) -> Result<Vec<StoredVariant>>;
+
+    /// Adds a variant under its key. Replaces an older record with the same
+    /// inputs; keeps at most `max_variants` per key, dropping the oldest.
+    fn add_variant(&self, variant: &Variant, max_variants: usize) -> Result<()>;
+
+    /// Rewrites a variant in place (refreshed stat snapshots).
+    fn replace_variant(&self, name: &str, variant: &Variant) -> Result<()>;
+
+    /// Marks a variant as just used (for LRU garbage collection).
+    fn touch_variant(&self, name: &str);
+
+    fn remove_variant(&self, name: &str) -> Result<()>;
+}

@@ -1,0 +1,292 @@
+//! The local directory backend:
+//!
+//! ```text
+//! store-v1/objects/ab/<64 hex>                       content, named by BLAKE3
+//! store-v1/entries/ab/<key>/<created>-<inputs>.var   one record per variant
+//! store-v1/tmp/                                      temp files before rename
+//! ```
+//!
+//! Every file appears by rename from `tmp/`, so a crash at any point leaves
+//! either the old state or the new, plus at worst a stray temp file that
+//! `verify` reports and `gc` removes.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::backend::{Backend, StoredVariant};
+use crate::error::{Result, StoreError};
+use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic};
+use crate::id::ObjectId;
+use crate::record::Variant;
+
+/// Name of the versioned bucket under the cache directory.
+pub const BUCKET: &str = "store-v1";
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(cache_dir: &Path) -> Self {
+        Self {
+            root: cache_dir.join(BUCKET),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.root.join("objects")
+    }
+
+    pub fn entries_dir(&self) -> PathBuf {
+        self.root.join("entries")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn object_path(&self, id: &ObjectId) -> PathBuf {
+        let hex = id.hex();
+        self.objects_dir().join(&hex[..2]).join(hex)
+    }
+
+    pub fn key_dir(&self, key: &str) -> PathBuf {
+        self.entries_dir()
+            .join(key.get(..2).unwrap_or("__"))
+            .join(key)
+    }
+
+    pub fn variant_path(&self, name: &str) -> PathBuf {
+        // name = "<key>/<file>"
+        let key = name.split('/').next().unwrap_or("");
+        self.key_dir(key).join(name.split('/').nth(1).unwrap_or(""))
+    }
+
+    fn new_temp(&self) -> Result<(PathBuf, File)> {
+        let dir = self.tmp_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        let path = temp_path(&dir);
+        let file = File::create(&path).map_err(|e| StoreError::io(&path, e))?;
+        Ok((path, file))
+    }
+
+    /// Moves a finished temp file to its content address (or drops it when
+    /// that content is already stored).
+    fn commit_object(&self, tmp: &Path, id: ObjectId) -> Result<()> {
+        let dest = self.object_path(&id);
+        if dest.exists() {
+            let _ = std::fs::remove_file(tmp);
+            return Ok(());
+        }
+        let shard = dest.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&shard).map_err(|e| StoreError::io(&shard, e))?;
+        std::fs::rename(tmp, &dest).map_err(|e| {
+            let _ = std::fs::remove_file(tmp);
+            StoreError::io(&dest, e)
+        })
+    }
+
+    fn decode_variant(&self, key: &str, file: &str) -> Option<StoredVariant> {
+        let path = self.key_dir(key).join(file);
+        let bytes = std::fs::read(&path).ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        match Variant::decode(&bytes) {
+            Ok(variant) if variant.key == key => Some(StoredVariant {
+                name: format!("{key}/{file}"),
+                variant,
+                last_used_ns: mtime_ns(&meta),
+                record_bytes: meta.len(),
+            }),
+            Ok(_) => {
+                tracing::warn!(
+                    "{}: record filed under the wrong key; ignored",
+                    path.display()
+                );
+                None
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    "{}: {reason}; ignored (run `casher cache verify --repair`)",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
+    /// Record file names of a key, newest first.
+    pub fn variant_files(&self, key: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.key_dir(key))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".var"))
+            .collect();
+        names.sort_unstable_by(|a, b| b.cmp(a));
+        names
+    }
+}
+
+pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    (meta.mtime().max(0) as u64) * 1_000_000_000 + meta.mtime_nsec().max(0) as u64
+}
+
+impl Backend for LocalBackend {
+    fn put_object(&self, reader: &mut dyn Read) -> Result<(ObjectId, u64)> {
+        let (tmp, file) = self.new_temp()?;
+        let mut writer = std::io::BufWriter::with_capacity(crate::fsutil::CHUNK, file);
+        let result = copy_hashing(reader, &mut writer).and_then(|r| {
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_data()?;
+            Ok(r)
+        });
+        match result {
+            Ok((hash, size)) => {
+                self.commit_object(&tmp, hash.into())?;
+                Ok((hash.into(), size))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(StoreError::io(&tmp, e))
+            }
+        }
+    }
+
+    fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
+        let src = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let (tmp, dst) = self.new_temp()?;
+        if try_reflink(&src, &dst) {
+            // Hash the clone, not the source: it is what we keep, even if the
+            // source changes meanwhile.
+            let hashed = File::open(&tmp).and_then(|f| copy_hashing(f, std::io::sink()));
+            return match hashed {
+                Ok((hash, size)) => {
+                    self.commit_object(&tmp, hash.into())?;
+                    Ok((hash.into(), size))
+                }
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(StoreError::io(&tmp, e))
+                }
+            };
+        }
+        drop(dst);
+        let _ = std::fs::remove_file(&tmp);
+        let mut src = src;
+        self.put_object(&mut src)
+    }
+
+    fn has_object(&self, id: &ObjectId) -> bool {
+        self.object_path(id).is_file()
+    }
+
+    fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let path = self.object_path(id);
+        let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+        if ObjectId::of(&bytes) != *id {
+            let _ = std::fs::remove_file(&path);
+            return Err(StoreError::CorruptObject { path });
+        }
+        Ok(bytes)
+    }
+
+    fn copy_object_to(&self, id: &ObjectId, dest: &Path) -> Result<()> {
+        let path = self.object_path(id);
+        let src = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let dst = File::create(dest).map_err(|e| StoreError::io(dest, e))?;
+        let verified = if try_reflink(&src, &dst) {
+            File::open(dest).and_then(|f| copy_hashing(f, std::io::sink()))
+        } else {
+            let mut writer = std::io::BufWriter::with_capacity(crate::fsutil::CHUNK, dst);
+            copy_hashing(src, &mut writer).and_then(|r| {
+                writer.into_inner().map_err(|e| e.into_error())?;
+                Ok(r)
+            })
+        };
+        match verified {
+            Ok((hash, _)) if ObjectId::from(hash) == *id => Ok(()),
+            Ok(_) => {
+                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(dest);
+                Err(StoreError::CorruptObject { path })
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(dest);
+                Err(StoreError::io(dest, e))
+            }
+        }
+    }
+
+    fn variants(&self, key: &str) -> Result<Vec<StoredVariant>> {
+        Ok(self
+            .variant_files(key)
+            .iter()
+            .filter_map(|file| self.decode_variant(key, file))
+            .collect())
+    }
+
+    fn add_variant(&self, variant: &Variant, max_variants: usize) -> Result<()> {
+        let inputs = variant.inputs_id().hex();
+        let suffix = format!("-{}.var", &inputs[..16]);
+        let file = format!("{:020}{suffix}", variant.created_ns);
+        let dir = self.key_dir(&variant.key);
+        write_atomic(&dir.join(&file), &variant.encode())?;
+        // The same inputs recorded earlier: superseded by this record.
+        let existing = self.variant_files(&variant.key);
+        for old in existing
+            .iter()
+            .filter(|n| n.ends_with(&suffix) && **n != file)
+        {
+            let _ = std::fs::remove_file(dir.join(old));
+        }
+        let mut kept: Vec<(u64, String)> = self
+            .variant_files(&variant.key)
+            .into_iter()
+            .filter_map(|n| {
+                let meta = std::fs::metadata(dir.join(&n)).ok()?;
+                Some((mtime_ns(&meta), n))
+            })
+            .collect();
+        if kept.len() > max_variants.max(1) {
+            kept.sort_unstable_by(|a, b| b.cmp(a));
+            for (_, name) in kept.drain(max_variants.max(1)..) {
+                if name != file {
+                    let _ = std::fs::remove_file(dir.join(name));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn replace_variant(&self, name: &str, variant: &Variant) -> Result<()> {
+        write_atomic(&self.variant_path(name), &variant.encode())
+    }
+
+    fn touch_variant(&self, name: &str) {
+        use std::os::unix::ffi::OsStrExt;
+        let path = self.variant_path(name);
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: a valid NUL-terminated path; a null `times` means "now".
+        unsafe {
+            libc::utimensat(libc::AT_FDCWD, c_path.as_ptr(), std::ptr::null(), 0);
+        }
+    }
+
+    fn remove_variant(&self, name: &str) -> Result<()> {
+        let path = self.variant_path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&path, e)),
+        }
+    }
+}

@@ -3,6 +3,7 @@
 
 mod commands;
 mod logging;
+mod output;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Show the code a file's (or function's) cache key covers.
     Deps(commands::deps::DepsArgs),
+    /// Look after the store: stats, ls, show, gc, clear, verify.
+    Cache(commands::cache::CacheArgs),
 }
 
 /// Exit code for usage errors and inputs we cannot work with.
@@ -35,6 +38,7 @@ fn main() -> ExitCode {
     logging::init(cli.verbose);
     let result = match cli.command {
         Command::Deps(args) => commands::deps::run(&args),
+        Command::Cache(args) => commands::cache::run(&args),
     };
     match result {
         Ok(code) => code,

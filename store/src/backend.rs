@@ -37,9 +37,21 @@ pub trait Backend: Send + Sync {
     /// Writes an object to `dest` (a new file), verified while streaming.
     fn copy_object_to(&self, id: &ObjectId, dest: &Path) -> Result<()>;
 
-    /// The variants of a key, newest first. Unreadable records are skipped
-    /// (and reported through the log), never returned.
-    fn variants(&self, key: &str) -> Result<Vec<StoredVariant>>;
+    /// The record names of a key, newest first (cheap: no record is read).
+    fn variant_names(&self, key: &str) -> Vec<String>;
+
+    /// Reads one record. An unreadable record is `None` (and logged), never
+    /// an error: it is a miss.
+    fn load_variant(&self, name: &str) -> Option<StoredVariant>;
+
+    /// The variants of a key, newest first. Unreadable records are skipped.
+    fn variants(&self, key: &str) -> Result<Vec<StoredVariant>> {
+        Ok(self
+            .variant_names(key)
+            .iter()
+            .filter_map(|name| self.load_variant(name))
+            .collect())
+    }
 
     /// Adds a variant under its key. Replaces an older record with the same
     /// inputs; keeps at most `max_variants` per key, dropping the oldest.

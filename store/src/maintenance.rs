@@ -156,7 +156,7 @@ impl Store {
                 last_used_ns: variants.iter().map(|v| v.last_used_ns).max().unwrap_or(0),
             });
         }
-        rows.sort_by(|a, b| b.last_used_ns.cmp(&a.last_used_ns));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last_used_ns));
         rows
     }
 

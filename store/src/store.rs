@@ -88,9 +88,13 @@ impl Store {
 
     /// Like [`Store::lookup`] but without counting or touching: for `--explain`.
     pub fn peek(&self, key: &str, oracle: &dyn CodeOracle) -> Result<Lookup> {
-        let variants = self.backend.variants(key)?;
         let mut first_change: Option<Change> = None;
-        for stored in variants {
+        // Records are read one at a time, newest first: a hit on the newest
+        // variant never reads the others.
+        for name in self.backend.variant_names(key) {
+            let Some(stored) = self.backend.load_variant(&name) else {
+                continue;
+            };
             match check_variant(&stored.variant, oracle) {
                 Check::Holds { refreshed } => {
                     let missing = stored

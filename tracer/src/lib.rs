@@ -1,1 +1,196 @@
+//! casher's tracer: run a command tree under ptrace and report what it read,
+//! what it changed, what it printed and how it ended.
+//!
+//! A seccomp-BPF filter makes only path-related system calls stop; the
+//! rest run at full speed. Paths are resolved against each thread's working
+//! directory or `dirfd` at the time of the call (read from `/proc`). The
+//! crate never prints (it forwards the command's own output when asked).
 
+mod effects;
+mod error;
+mod exec;
+mod filter;
+mod memory;
+mod paths;
+mod spawn;
+mod stdio;
+mod syscall;
+mod tracer;
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::PathBuf;
+
+pub use effects::{ObservedInput, ObservedOutput};
+pub use error::{Result, TraceError};
+pub use stdio::{Chunk, Stream};
+pub use tracer::Exit;
+
+use crate::spawn::{ChildFailure, ChildStdio};
+
+/// Prefixes that are never inputs or outputs: kernel and device views.
+pub const DEFAULT_IGNORED: &[&str] = &["/proc", "/dev", "/sys", "/run"];
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    pub argv: Vec<OsString>,
+    /// Path prefixes to leave out (the store itself, `--ignore`).
+    pub ignore: Vec<PathBuf>,
+    /// Forward the command's output to ours as it runs.
+    pub forward: bool,
+    /// Our stdout and stderr are the same file: give the child one pipe for
+    /// both, which keeps their interleaving exact.
+    pub merge_stdio: bool,
+    /// Bytes to feed as stdin (stdin was a file or pipe, already read).
+    /// `None`: the child inherits our stdin.
+    pub stdin_data: Option<Vec<u8>>,
+    /// Stdin is a terminal: reading it makes the run uncacheable.
+    pub stdin_is_tty: bool,
+}
+
+/// Everything a traced run left behind.
+#[derive(Debug, Clone)]
+pub struct TraceReport {
+    pub exit: Exit,
+    pub inputs: Vec<ObservedInput>,
+    pub outputs: Vec<ObservedOutput>,
+    pub stdio: Vec<Chunk>,
+    /// Reasons this run must not be cached (empty: cacheable).
+    pub uncacheable: Vec<String>,
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i128)
+        .unwrap_or(0)
+}
+
+/// Runs `config.argv` traced.
+pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return Err(TraceError::UnsupportedArch(std::env::consts::ARCH));
+    }
+    let started = now_ns();
+    let filter = filter::program(config.stdin_is_tty && config.stdin_data.is_none());
+    let capture = stdio::Capture::default();
+    let (out_read, out_write) = spawn::pipe()?;
+    let (err_pipe, err_write): (Option<OwnedFd>, Option<OwnedFd>) = if config.merge_stdio {
+        (None, None)
+    } else {
+        let (r, w) = spawn::pipe()?;
+        (Some(r), Some(w))
+    };
+    let (stdin_read, stdin_write) = match &config.stdin_data {
+        Some(_) => {
+            let (r, w) = spawn::pipe()?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
+    let child_stdio = ChildStdio {
+        stdin: stdin_read.as_ref().map(AsRawFd::as_raw_fd),
+        stdout: out_write.as_raw_fd(),
+        stderr: err_write.as_ref().unwrap_or(&out_write).as_raw_fd(),
+    };
+    // Like a shell with a foreground job: Ctrl-C goes to the command, and
+    // we report how it ended.
+    let _signals = IgnoreInterrupts::new();
+    let spawned = spawn::spawn(&config.argv, &filter, &child_stdio)?;
+    drop(out_write);
+    drop(err_write);
+    drop(stdin_read);
+    let mut pumps = vec![capture.pump(out_read, Stream::Stdout, config.forward)];
+    if let Some(err) = err_pipe {
+        pumps.push(capture.pump(err, Stream::Stderr, config.forward));
+    }
+    let feeder = stdin_write.zip(config.stdin_data.clone()).map(|(w, data)| {
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut w = std::fs::File::from(w);
+            let _ = w.write_all(&data);
+        })
+    });
+
+    let program = config.argv[0].to_string_lossy().into_owned();
+    let attached = tracer::attach(spawned.pid)?;
+    if attached.is_none() {
+        return Err(child_failure(&spawned.failure, &program));
+    }
+    let mut recorder = effects::Recorder::new(
+        DEFAULT_IGNORED
+            .iter()
+            .map(PathBuf::from)
+            .chain(config.ignore.iter().cloned())
+            .collect(),
+    );
+    let outcome = tracer::run(spawned.pid, &mut recorder)?;
+    for pump in pumps {
+        let _ = pump.join();
+    }
+    if let Some(feeder) = feeder {
+        let _ = feeder.join();
+    }
+    if outcome.exit == Exit::Code(127) {
+        if let Some(failure) = spawn::read_failure(&spawned.failure) {
+            return Err(describe(failure, &program));
+        }
+    }
+    let (inputs, outputs, mut uncacheable) = recorder.finish(started);
+    uncacheable.extend(outcome.uncacheable);
+    Ok(TraceReport {
+        exit: outcome.exit,
+        inputs,
+        outputs,
+        stdio: capture.take(),
+        uncacheable,
+    })
+}
+
+fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {
+    match spawn::read_failure(fd) {
+        Some(failure) => describe(failure, program),
+        None => TraceError::PtraceRefused("the child exited before it could be traced".to_owned()),
+    }
+}
+
+fn describe(failure: ChildFailure, program: &str) -> TraceError {
+    let text = |errno: i32| std::io::Error::from_raw_os_error(errno).to_string();
+    match failure {
+        ChildFailure::Ptrace(e) => TraceError::PtraceRefused(text(e)),
+        ChildFailure::Seccomp(e) => TraceError::SeccompRefused(text(e)),
+        ChildFailure::Exec(e) => TraceError::Spawn {
+            program: program.to_owned(),
+            reason: text(e),
+        },
+    }
+}
+
+/// Ignores SIGINT and SIGQUIT for as long as it lives.
+struct IgnoreInterrupts {
+    old_int: libc::sighandler_t,
+    old_quit: libc::sighandler_t,
+}
+
+impl IgnoreInterrupts {
+    fn new() -> Self {
+        // SAFETY: installing SIG_IGN has no preconditions; restored on drop.
+        unsafe {
+            Self {
+                old_int: libc::signal(libc::SIGINT, libc::SIG_IGN),
+                old_quit: libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+            }
+        }
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        // SAFETY: restores the dispositions saved in `new`.
+        unsafe {
+            libc::signal(libc::SIGINT, self.old_int);
+            libc::signal(libc::SIGQUIT, self.old_quit);
+        }
+    }
+}

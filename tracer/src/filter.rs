@@ -1,0 +1,102 @@
+//! The seccomp-BPF program installed in the child before `execve`: only
+//! path-related system calls stop the tracee (`SECCOMP_RET_TRACE`); every
+//! other call runs at full speed. System calls of another ABI (32-bit
+//! `int 0x80`, x32) are all traced, so none slips past: the tracer marks
+//! such a run uncacheable.
+
+/// `AUDIT_ARCH_X86_64` from `<linux/audit.h>`.
+pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JEQ_K: u16 = 0x15;
+const BPF_JGE_K: u16 = 0x35;
+const BPF_RET_K: u16 = 0x06;
+
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const SECCOMP_RET_TRACE: u32 = 0x7ff0_0000;
+const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+
+/// Offsets into `struct seccomp_data`.
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const OFF_ARG0: u32 = 16;
+
+/// The system calls that name paths (or list directories) and so reveal
+/// what a command reads and writes.
+pub const TRACED: &[i64] = &[
+    libc::SYS_open,
+    libc::SYS_openat,
+    libc::SYS_openat2,
+    libc::SYS_creat,
+    libc::SYS_stat,
+    libc::SYS_lstat,
+    libc::SYS_newfstatat,
+    libc::SYS_statx,
+    libc::SYS_access,
+    libc::SYS_faccessat,
+    libc::SYS_faccessat2,
+    libc::SYS_readlink,
+    libc::SYS_readlinkat,
+    libc::SYS_getdents,
+    libc::SYS_getdents64,
+    libc::SYS_execve,
+    libc::SYS_execveat,
+    libc::SYS_rename,
+    libc::SYS_renameat,
+    libc::SYS_renameat2,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+    libc::SYS_mkdir,
+    libc::SYS_mkdirat,
+    libc::SYS_rmdir,
+    libc::SYS_link,
+    libc::SYS_linkat,
+    libc::SYS_symlink,
+    libc::SYS_symlinkat,
+    libc::SYS_truncate,
+    libc::SYS_chdir,
+];
+
+fn stmt(code: u16, k: u32) -> libc::sock_filter {
+    libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter { code, jt, jf, k }
+}
+
+/// Builds the program. With `trace_stdin_reads`, `read(0, ...)` stops too
+/// (used when stdin is a terminal: reading it makes a run uncacheable).
+pub fn program(trace_stdin_reads: bool) -> Vec<libc::sock_filter> {
+    let mut p = vec![
+        stmt(BPF_LD_W_ABS, OFF_ARCH),
+        // Another ABI: trace everything, so the tracer sees it.
+        jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
+        stmt(BPF_RET_K, SECCOMP_RET_TRACE),
+        stmt(BPF_LD_W_ABS, OFF_NR),
+        jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(BPF_RET_K, SECCOMP_RET_TRACE),
+    ];
+    for &nr in TRACED {
+        p.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
+    }
+    // io_uring would perform file operations we cannot see: refuse it, and
+    // programs fall back to ordinary system calls.
+    p.push(jump(BPF_JEQ_K, libc::SYS_io_uring_setup as u32, 0, 1));
+    p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
+    if trace_stdin_reads {
+        p.push(jump(BPF_JEQ_K, libc::SYS_read as u32, 0, 3));
+        p.push(stmt(BPF_LD_W_ABS, OFF_ARG0));
+        p.push(jump(BPF_JEQ_K, 0, 0, 1));
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
+    }
+    p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
+    p
+}

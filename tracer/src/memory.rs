@@ -1,0 +1,54 @@
+//! Reading the tracee's memory: path strings and small structs.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+const PAGE: usize = 4096;
+const PATH_MAX: usize = 4096;
+
+/// Reads up to `buf.len()` bytes at `addr` in process `pid`.
+fn read_at(pid: i32, addr: u64, buf: &mut [u8]) -> usize {
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` points into `buf`, valid for `buf.len()` bytes; the
+    // kernel checks the remote range and fails instead of faulting.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    usize::try_from(n).unwrap_or(0)
+}
+
+/// A NUL-terminated string at `addr` (a path argument), read page by page so
+/// an unmapped page after the string is never touched.
+pub fn read_cstring(pid: i32, addr: u64) -> Option<OsString> {
+    if addr == 0 {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut at = addr;
+    while out.len() < PATH_MAX {
+        let until_page_end = PAGE - (at as usize % PAGE);
+        let mut chunk = vec![0u8; until_page_end.min(PATH_MAX - out.len() + 1)];
+        let n = read_at(pid, at, &mut chunk);
+        if n == 0 {
+            return None;
+        }
+        if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
+            out.extend_from_slice(&chunk[..end]);
+            return Some(OsString::from_vec(out));
+        }
+        out.extend_from_slice(&chunk[..n]);
+        at += n as u64;
+    }
+    None
+}
+
+/// The first 8 bytes at `addr` as a little-endian u64 (e.g. `open_how.flags`).
+pub fn read_u64(pid: i32, addr: u64) -> Option<u64> {
+    let mut buf = [0u8; 8];
+    (read_at(pid, addr, &mut buf) == 8).then(|| u64::from_le_bytes(buf))
+}

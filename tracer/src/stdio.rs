@@ -1,0 +1,71 @@
+//! The child's stdout and stderr: read from pipes, forwarded live to ours,
+//! and recorded in order as chunks.
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Output in the order it arrived; adjacent pieces of one stream merged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub stream: Stream,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+pub struct Capture {
+    chunks: Arc<Mutex<Vec<Chunk>>>,
+}
+
+impl Capture {
+    /// Reads `pipe` until EOF on a thread, forwarding to our own stream.
+    pub fn pump(&self, pipe: OwnedFd, stream: Stream, forward: bool) -> JoinHandle<()> {
+        let chunks = Arc::clone(&self.chunks);
+        std::thread::spawn(move || {
+            let mut pipe = std::fs::File::from(pipe);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                let data = &buf[..n];
+                if let Ok(mut chunks) = chunks.lock() {
+                    match chunks.last_mut() {
+                        Some(last) if last.stream == stream => last.bytes.extend_from_slice(data),
+                        _ => chunks.push(Chunk {
+                            stream,
+                            bytes: data.to_vec(),
+                        }),
+                    }
+                }
+                if forward {
+                    // A closed terminal must not stop the capture.
+                    let _ = match stream {
+                        Stream::Stdout => {
+                            let mut out = std::io::stdout().lock();
+                            out.write_all(data).and_then(|()| out.flush())
+                        }
+                        Stream::Stderr => std::io::stderr().lock().write_all(data),
+                    };
+                }
+            }
+        })
+    }
+
+    pub fn take(&self) -> Vec<Chunk> {
+        self.chunks
+            .lock()
+            .map(|mut c| std::mem::take(&mut *c))
+            .unwrap_or_default()
+    }
+}

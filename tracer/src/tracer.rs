@@ -1,0 +1,182 @@
+//! The ptrace loop: follows the whole process tree (fork, vfork, clone,
+//! exec), decodes each filtered system call at entry and records its effect
+//! at exit.
+
+use std::collections::HashMap;
+
+use nix::sys::ptrace::{self, Options};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::effects::Recorder;
+use crate::error::{Result, TraceError};
+use crate::filter::AUDIT_ARCH_X86_64;
+use crate::syscall::{complete, decode, Pending};
+
+/// How the traced command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The status a shell would report: the code, or 128 + the signal.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => 128 + s,
+        }
+    }
+}
+
+pub struct LoopOutcome {
+    pub exit: Exit,
+    pub uncacheable: Vec<String>,
+}
+
+/// Waits for the child's initial SIGSTOP and sets the tracing options.
+/// `None`: the child exited before (it reported why through its pipe).
+pub fn attach(pid: i32) -> Result<Option<()>> {
+    let pid = Pid::from_raw(pid);
+    match waitpid(pid, Some(WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        Ok(WaitStatus::Exited(..) | WaitStatus::Signaled(..)) => return Ok(None),
+        Ok(other) => {
+            return Err(TraceError::Os(format!(
+                "unexpected first stop of the child: {other:?}"
+            )))
+        }
+        Err(e) => return Err(TraceError::Os(format!("waitpid: {e}"))),
+    }
+    let options = Options::PTRACE_O_EXITKILL
+        | Options::PTRACE_O_TRACESECCOMP
+        | Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACEEXEC;
+    ptrace::setoptions(pid, options)
+        .map_err(|e| TraceError::PtraceRefused(format!("PTRACE_SETOPTIONS: {e}")))?;
+    ptrace::cont(pid, None).map_err(|e| TraceError::Os(format!("PTRACE_CONT: {e}")))?;
+    Ok(Some(()))
+}
+
+/// Runs until every traced process has exited.
+pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
+    let main = Pid::from_raw(main);
+    let mut pending: HashMap<Pid, Pending> = HashMap::new();
+    let mut exit = None;
+    let mut uncacheable: Vec<String> = Vec::new();
+    let mut note = |reason: &str, list: &mut Vec<String>| {
+        if !list.iter().any(|r| r == reason) {
+            list.push(reason.to_owned());
+        }
+    };
+    loop {
+        let status = match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::__WNOTHREAD)) {
+            Ok(status) => status,
+            Err(nix::errno::Errno::ECHILD) => break,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(TraceError::Os(format!("waitpid: {e}"))),
+        };
+        match status {
+            WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
+                stop_at_entry(pid, recorder, &mut pending, &mut uncacheable, &mut note);
+                let _ = ptrace::syscall(pid, None);
+            }
+            WaitStatus::PtraceSyscall(pid) => {
+                let Ok(info) = ptrace::syscall_info(pid) else {
+                    let _ = ptrace::cont(pid, None);
+                    continue;
+                };
+                if info.op == libc::PTRACE_SYSCALL_INFO_EXIT {
+                    if let Some(p) = pending.remove(&pid) {
+                        // SAFETY: op == EXIT, so the `exit` member is the valid one.
+                        let (rval, is_error) =
+                            unsafe { (info.u.exit.sval, info.u.exit.is_error != 0) };
+                        if let Some(reason) = complete(recorder, p, !is_error, -rval) {
+                            note(reason, &mut uncacheable);
+                        }
+                    }
+                    let _ = ptrace::cont(pid, None);
+                } else {
+                    // A syscall-entry stop after the seccomp stop: go on to its exit.
+                    let _ = ptrace::syscall(pid, None);
+                }
+            }
+            WaitStatus::PtraceEvent(pid, _, _) => {
+                // fork/vfork/clone/exec: new tracees are attached automatically.
+                // Inside a traced call (execve), keep going to its exit stop.
+                let _ = if pending.contains_key(&pid) {
+                    ptrace::syscall(pid, None)
+                } else {
+                    ptrace::cont(pid, None)
+                };
+            }
+            WaitStatus::Stopped(pid, signal) => {
+                // A new tracee's first stop carries SIGSTOP: swallow it.
+                // Anything else is a real signal for the tracee: deliver it.
+                let deliver = if signal == Signal::SIGSTOP && pid != main {
+                    None
+                } else {
+                    Some(signal)
+                };
+                let _ = ptrace::cont(pid, deliver);
+            }
+            WaitStatus::Exited(pid, code) => {
+                pending.remove(&pid);
+                if pid == main {
+                    exit = Some(Exit::Code(code));
+                }
+            }
+            WaitStatus::Signaled(pid, signal, _) => {
+                pending.remove(&pid);
+                if pid == main {
+                    exit = Some(Exit::Signal(signal as i32));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(LoopOutcome {
+        exit: exit.unwrap_or(Exit::Code(1)),
+        uncacheable,
+    })
+}
+
+fn stop_at_entry(
+    pid: Pid,
+    recorder: &Recorder,
+    pending: &mut HashMap<Pid, Pending>,
+    uncacheable: &mut Vec<String>,
+    note: &mut impl FnMut(&str, &mut Vec<String>),
+) {
+    let Ok(info) = ptrace::syscall_info(pid) else {
+        return;
+    };
+    if info.op != libc::PTRACE_SYSCALL_INFO_SECCOMP {
+        return;
+    }
+    if info.arch != AUDIT_ARCH_X86_64 {
+        note(
+            "the command made 32-bit system calls, which casher does not trace",
+            uncacheable,
+        );
+        return;
+    }
+    // SAFETY: op == SECCOMP, so the `seccomp` member is the valid one.
+    let (nr, args) = unsafe { (info.u.seccomp.nr, info.u.seccomp.args) };
+    if nr & 0x4000_0000 != 0 {
+        note(
+            "the command made x32 system calls, which casher does not trace",
+            uncacheable,
+        );
+        return;
+    }
+    let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
+    if !matches!(decoded, Pending::Nothing) {
+        pending.insert(pid, decoded);
+    }
+}

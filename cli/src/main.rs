@@ -28,6 +28,8 @@ enum Command {
     Deps(commands::deps::DepsArgs),
     /// Look after the store: stats, ls, show, gc, clear, verify.
     Cache(commands::cache::CacheArgs),
+    /// Run a command, or replay it from the cache while nothing it read changed.
+    Run(commands::run::RunArgs),
 }
 
 /// Exit code for usage errors and inputs we cannot work with.
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Deps(args) => commands::deps::run(&args),
         Command::Cache(args) => commands::cache::run(&args),
+        Command::Run(args) => commands::run::run(&args, cli.verbose > 0),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,222 @@
+//! `casher run [OPTIONS] -- CMD ARGS...`: run a command once, then, while
+//! nothing it read has changed, restore what it wrote, replay what it
+//! printed and exit with its status, without running it.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use casher_record::{replay_stdio, run_key, to_variant, StdinIdentity};
+use casher_store::{AllowedRoots, Lookup, NoCode, Store};
+use casher_tracer::{trace, Exit, TraceConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The cache directory (default: CASHER_DIR, pyproject.toml, ~/.cache/casher).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+
+    /// An environment variable whose value is part of the key (repeatable).
+    #[arg(long = "env", value_name = "NAME")]
+    env: Vec<String>,
+
+    /// A path prefix whose files are neither inputs nor outputs (repeatable).
+    #[arg(long = "ignore", value_name = "PREFIX")]
+    ignore: Vec<PathBuf>,
+
+    /// Also cache runs that exit non-zero.
+    #[arg(long)]
+    cache_failures: bool,
+
+    /// Run and record even when a cached result exists.
+    #[arg(long)]
+    force: bool,
+
+    /// Say whether this would be a hit, and if not, why; run nothing.
+    #[arg(long)]
+    explain: bool,
+
+    /// Run the command plainly: no tracing, no cache.
+    #[arg(long)]
+    no_cache: bool,
+
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<OsString>,
+}
+
+fn is_tty(fd: i32) -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Our stdout and stderr are the same open file (a terminal, or `2>&1`).
+fn same_stdout_stderr() -> bool {
+    let id = |fd: i32| {
+        // SAFETY: fstat writes into the struct we own.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+    };
+    matches!((id(1), id(2)), (Some(a), Some(b)) if a == b)
+}
+
+/// Reads stdin when it is a file or a pipe: its content is an input.
+fn read_stdin() -> Result<(StdinIdentity, Option<Vec<u8>>)> {
+    if is_tty(0) {
+        return Ok((StdinIdentity::Tty, None));
+    }
+    let stdin = std::io::stdin();
+    // SAFETY: fstat writes into the struct we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(stdin.as_raw_fd(), &mut st) } != 0 {
+        return Ok((StdinIdentity::Empty, None));
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFCHR {
+        // /dev/null and other devices: nothing we could key on.
+        return Ok((StdinIdentity::Empty, None));
+    }
+    let mut data = Vec::new();
+    stdin
+        .lock()
+        .read_to_end(&mut data)
+        .context("cannot read stdin")?;
+    Ok((StdinIdentity::content(&data), Some(data)))
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+fn run_plainly(command: &[OsString]) -> Result<ExitCode> {
+    let status = std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .status()
+        .with_context(|| format!("cannot run {}", command[0].to_string_lossy()))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(exit(
+        status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+    ))
+}
+
+fn short(key: &str) -> &str {
+    &key[..16.min(key.len())]
+}
+
+pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
+    if args.no_cache {
+        return run_plainly(&args.command);
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let (stdin, stdin_data) = read_stdin()?;
+    let env: Vec<(String, Option<OsString>)> = args
+        .env
+        .iter()
+        .map(|n| (n.clone(), std::env::var_os(n)))
+        .collect();
+    let key = run_key(&args.command, &cwd, &env, (is_tty(1), is_tty(2)), &stdin);
+    let description = args
+        .command
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+
+    let store = match super::cache::open_store(args.cache_dir.as_deref()) {
+        Ok(store) => Some(store),
+        Err(err) => {
+            eprintln!("casher: warning: the cache is unavailable, running without it: {err:#}");
+            None
+        }
+    };
+    if args.explain {
+        let Some(store) = &store else {
+            return Ok(ExitCode::from(2));
+        };
+        match store.peek(&key, &NoCode)? {
+            Lookup::Hit(_) => println!("hit {key}"),
+            Lookup::Miss(reason) => println!("miss {key}: {reason}"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let (Some(store), false) = (&store, args.force) {
+        match store.lookup(&key, &NoCode) {
+            Ok(Lookup::Hit(hit)) => match replay(store, &hit.variant, &cwd) {
+                Ok(()) => {
+                    if verbose {
+                        eprintln!("casher: hit {}", short(&key));
+                    }
+                    return Ok(exit(hit.variant.exit_code));
+                }
+                Err(err) => eprintln!("casher: warning: cannot replay the cached result, running the command: {err:#}"),
+            },
+            Ok(Lookup::Miss(reason)) => {
+                if verbose {
+                    eprintln!("casher: miss ({reason})");
+                }
+            }
+            Err(err) => eprintln!("casher: warning: cache lookup failed, running the command: {err:#}"),
+        }
+    }
+    let Some(store) = store else {
+        return run_plainly(&args.command);
+    };
+    let mut ignore = args.ignore.clone();
+    ignore.push(store.cache_dir().to_path_buf());
+    if let Ok(real) = std::fs::canonicalize(store.cache_dir()) {
+        ignore.push(real);
+    }
+    let config = TraceConfig {
+        argv: args.command.clone(),
+        ignore,
+        forward: true,
+        merge_stdio: same_stdout_stderr(),
+        stdin_data,
+        stdin_is_tty: stdin == StdinIdentity::Tty,
+    };
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let report = trace(&config)?;
+    let code = report.exit.shell_code();
+    let cacheable = match report.exit {
+        Exit::Code(0) => true,
+        Exit::Code(_) => args.cache_failures,
+        Exit::Signal(_) => false,
+    };
+    if !report.uncacheable.is_empty() {
+        // Always said: the user expects a cache and will not get one.
+        eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
+    } else if cacheable {
+        match to_variant(&store, &key, &description, &report, created) {
+            Ok(variant) => {
+                if let Err(err) = store.record(&variant) {
+                    eprintln!("casher: warning: not cached: {err}");
+                }
+            }
+            Err(err) => eprintln!("casher: warning: not cached: {err}"),
+        }
+    } else if verbose {
+        eprintln!("casher: not cached: the command exited with status {code} (use --cache-failures to cache it)");
+    }
+    Ok(exit(code))
+}
+
+/// Restores outputs (all paths checked first), then replays output.
+fn replay(store: &Store, variant: &casher_store::Variant, cwd: &std::path::Path) -> Result<()> {
+    casher_store::restore(store.backend(), variant, &AllowedRoots::default_for(cwd))?;
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    replay_stdio(
+        store.backend(),
+        variant,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Key composition and recording, shared by `casher run` and `@cached`:
+//! what goes into an invocation key, how a traced run becomes a stored
+//! variant, and how a stored variant is replayed. Living in one place means
+//! the two front ends can never disagree about what a key covers.
+
+mod capture;
+mod error;
+mod key;
+mod replay;
+
+pub use capture::{to_variant, INLINE_LIMIT};
+pub use error::{RecordError, Result};
+pub use key::{run_key, KeyBuilder, StdinIdentity, KEY_FORMAT_VERSION};
+pub use replay::replay_stdio;

@@ -137,10 +137,11 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         let Some(store) = &store else {
             return Ok(ExitCode::from(2));
         };
-        match store.peek(&key, &NoCode)? {
-            Lookup::Hit(_) => println!("hit {key}"),
-            Lookup::Miss(reason) => println!("miss {key}: {reason}"),
-        }
+        let line = match store.peek(&key, &NoCode)? {
+            Lookup::Hit(_) => format!("hit {key}"),
+            Lookup::Miss(reason) => format!("miss {key}: {reason}"),
+        };
+        crate::output::print_lines(&[line])?;
         return Ok(ExitCode::SUCCESS);
     }
     if let (Some(store), false) = (&store, args.force) {

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CASHER := $(VENV)/bin/casher
 
-.PHONY: all build venv install test test-rust test-python lint fmt demo bench clean
+.PHONY: all build venv install test test-rust test-python test-tools lint fmt demo bench clean
 
 all: build
 
@@ -25,7 +25,15 @@ install: venv
 
 build: install
 
-test: install test-rust lint test-python
+test: install test-tools test-rust lint test-python
+
+# strace is the ground truth the tracer is compared with (Debian's package).
+test-tools:
+	@command -v strace >/dev/null 2>&1 || { \
+		echo "installing strace from Debian's packages"; \
+		(apt-get update -qq && apt-get install -y -qq strace) >/dev/null 2>&1 || \
+		sudo sh -c 'apt-get update -qq && apt-get install -y -qq strace' >/dev/null 2>&1 || \
+		{ echo "error: strace is needed by the tests; install it (apt-get install strace)" >&2; exit 1; }; }
 
 test-rust:
 	cargo test --workspace --locked

@@ -1,12 +1,13 @@
 //! A traced run becomes a stored variant: inputs hashed with their stat
 //! snapshot, outputs stored as objects, output chunks kept in order.
 
+use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use casher_store::{
-    dir_listing_hash, hash_file, Bytes, Input, ObjectId, Output, Stamp, StdioChunk, Store,
-    StoredPath, Stream, Variant,
+    dir_listing_hash, hash_file, output_names, Bytes, Input, ObjectId, Output, Stamp, StdioChunk,
+    Store, StoredPath, Stream, Variant,
 };
 use casher_tracer::{ObservedInput, ObservedOutput, TraceReport};
 
@@ -34,6 +35,8 @@ pub fn to_variant(
     report: &TraceReport,
     created_ns: u64,
 ) -> Result<Variant> {
+    let outputs = outputs(store, report)?;
+    let own = output_names(&outputs);
     let mut inputs = Vec::with_capacity(report.inputs.len());
     for input in &report.inputs {
         inputs.push(match input {
@@ -64,10 +67,25 @@ pub fn to_variant(
             },
             ObservedInput::Dir { path } => Input::Dir {
                 path: StoredPath::new(path),
-                hash: dir_listing_hash(path).map_err(|e| unreadable(path, e))?,
+                hash: dir_listing_hash(path, own.get(path).unwrap_or(&HashSet::new()))
+                    .map_err(|e| unreadable(path, e))?,
             },
         });
     }
+    let stdio = stdio(store, report)?;
+    Ok(Variant {
+        key: key.to_owned(),
+        description: description.to_owned(),
+        created_ns,
+        inputs,
+        outputs,
+        stdio,
+        exit_code: report.exit.shell_code(),
+        value: None,
+    })
+}
+
+fn outputs(store: &Store, report: &TraceReport) -> Result<Vec<Output>> {
     let mut outputs = Vec::with_capacity(report.outputs.len());
     for output in &report.outputs {
         outputs.push(match output {
@@ -96,6 +114,10 @@ pub fn to_variant(
             },
         });
     }
+    Ok(outputs)
+}
+
+fn stdio(store: &Store, report: &TraceReport) -> Result<Vec<StdioChunk>> {
     let mut stdio = Vec::with_capacity(report.stdio.len());
     for chunk in &report.stdio {
         let bytes = if chunk.bytes.len() <= INLINE_LIMIT {
@@ -112,14 +134,5 @@ pub fn to_variant(
             bytes,
         });
     }
-    Ok(Variant {
-        key: key.to_owned(),
-        description: description.to_owned(),
-        created_ns,
-        inputs,
-        outputs,
-        stdio,
-        exit_code: report.exit.shell_code(),
-        value: None,
-    })
+    Ok(stdio)
 }

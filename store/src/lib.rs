@@ -29,7 +29,7 @@ pub use error::{Result, StoreError};
 pub use fsutil::{hash_file, Stamp};
 pub use id::ObjectId;
 pub use location::{cache_dir, ensure_cache_dir, CacheDirSource};
-pub use lookup::{dir_listing_hash, Change, ChangeKind, CodeOracle, Miss, NoCode};
+pub use lookup::{dir_listing_hash, output_names, Change, ChangeKind, CodeOracle, Miss, NoCode};
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
     Bytes, Input, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,

@@ -2,9 +2,10 @@
 //! size, then the (size, mtime, ctime, inode) stamp, and only when the stamp
 //! differs, the content hash.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::fsutil::{hash_file, Stamp};
 use crate::id::ObjectId;
@@ -105,10 +106,15 @@ pub(crate) enum Check {
     Fails(Change),
 }
 
-/// Hash of a directory listing: its sorted entry names, length-prefixed.
-pub fn dir_listing_hash(path: &Path) -> std::io::Result<ObjectId> {
+/// Hash of a directory listing: its sorted entry names, length-prefixed,
+/// leaving out `own`: the names the run itself writes or deletes there.
+/// Those are restored on a hit, so whether they exist beforehand must not
+/// decide the lookup (or deleting an output would make every later
+/// lookup a miss).
+pub fn dir_listing_hash(path: &Path, own: &HashSet<Vec<u8>>) -> std::io::Result<ObjectId> {
     let mut names: Vec<Vec<u8>> = std::fs::read_dir(path)?
         .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+        .filter(|name| name.as_ref().map_or(true, |n| !own.contains(n)))
         .collect::<std::io::Result<_>>()?;
     names.sort_unstable();
     let mut hasher = blake3::Hasher::new();
@@ -120,10 +126,36 @@ pub fn dir_listing_hash(path: &Path) -> std::io::Result<ObjectId> {
     Ok(hasher.finalize().into())
 }
 
+/// Names of outputs, by parent directory.
+pub fn output_names(outputs: &[crate::record::Output]) -> HashMap<PathBuf, HashSet<Vec<u8>>> {
+    let mut map: HashMap<PathBuf, HashSet<Vec<u8>>> = HashMap::new();
+    for output in outputs {
+        let path = output.path().path();
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            map.entry(parent.to_path_buf())
+                .or_default()
+                .insert(name.as_bytes().to_vec());
+        }
+    }
+    map
+}
+
 pub(crate) fn check_variant(variant: &Variant, oracle: &dyn CodeOracle) -> Check {
     let mut refreshed: Option<Vec<Input>> = None;
+    let mut own: Option<HashMap<PathBuf, HashSet<Vec<u8>>>> = None;
     for (i, input) in variant.inputs.iter().enumerate() {
-        match check_input(input, oracle) {
+        let own = own.get_or_insert_with(|| {
+            if variant
+                .inputs
+                .iter()
+                .any(|i| matches!(i, Input::Dir { .. }))
+            {
+                output_names(&variant.outputs)
+            } else {
+                HashMap::new()
+            }
+        });
+        match check_input(input, oracle, own) {
             InputCheck::Same => {}
             InputCheck::SameContentNewStamp(stamp) => {
                 let inputs = refreshed.get_or_insert_with(|| variant.inputs.clone());
@@ -150,7 +182,11 @@ fn changed(path: &StoredPath, kind: ChangeKind) -> InputCheck {
     })
 }
 
-fn check_input(input: &Input, oracle: &dyn CodeOracle) -> InputCheck {
+fn check_input(
+    input: &Input,
+    oracle: &dyn CodeOracle,
+    own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
+) -> InputCheck {
     match input {
         Input::File { path, hash, stamp } => {
             let p = path.path();
@@ -200,7 +236,10 @@ fn check_input(input: &Input, oracle: &dyn CodeOracle) -> InputCheck {
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => InputCheck::Same,
             _ => changed(path, ChangeKind::Appeared),
         },
-        Input::Dir { path, hash } => match dir_listing_hash(&path.path()) {
+        Input::Dir { path, hash } => match dir_listing_hash(
+            &path.path(),
+            own.get(&path.path()).unwrap_or(&HashSet::new()),
+        ) {
             Ok(now) if now == *hash => InputCheck::Same,
             Ok(_) => changed(path, ChangeKind::Listing),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -190,7 +190,7 @@ fn absent_path_appearing_and_directory_listing_changes_miss() {
     std::fs::write(dir.join("a"), "").unwrap();
     let listing = Input::Dir {
         path: StoredPath::new(&dir),
-        hash: dir_listing_hash(&dir).unwrap(),
+        hash: dir_listing_hash(&dir, &Default::default()).unwrap(),
     };
     e.store
         .record(&variant(&k2, vec![listing], vec![]))

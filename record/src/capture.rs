@@ -1,15 +1,16 @@
 //! A traced run becomes a stored variant: inputs hashed with their stat
 //! snapshot, outputs stored as objects, output chunks kept in order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use casher_store::{
-    dir_listing_hash, hash_file, output_names, Bytes, Input, ObjectId, Output, Stamp, StdioChunk,
+    dir_listing_hash, output_names, Bytes, HashCache, Input, ObjectId, Output, Stamp, StdioChunk,
     Store, StoredPath, Stream, Variant,
 };
 use casher_tracer::{ObservedInput, ObservedOutput, TraceReport};
+use rayon::prelude::*;
 
 use crate::error::{RecordError, Result};
 
@@ -37,41 +38,15 @@ pub fn to_variant(
 ) -> Result<Variant> {
     let outputs = outputs(store, report)?;
     let own = output_names(&outputs);
-    let mut inputs = Vec::with_capacity(report.inputs.len());
-    for input in &report.inputs {
-        inputs.push(match input {
-            ObservedInput::File {
-                path,
-                before: Some(hash),
-            } => Input::File {
-                path: StoredPath::new(path),
-                hash: ObjectId(*hash),
-                stamp: Stamp {
-                    size: u64::MAX,
-                    mtime_ns: 0,
-                    ctime_ns: 0,
-                    ino: 0,
-                },
-            },
-            ObservedInput::File { path, before: None } => {
-                let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
-                let (hash, _) = hash_file(path).map_err(|e| unreadable(path, e))?;
-                Input::File {
-                    path: StoredPath::new(path),
-                    hash: hash.into(),
-                    stamp: Stamp::of(&meta),
-                }
-            }
-            ObservedInput::Absent { path } => Input::Absent {
-                path: StoredPath::new(path),
-            },
-            ObservedInput::Dir { path } => Input::Dir {
-                path: StoredPath::new(path),
-                hash: dir_listing_hash(path, own.get(path).unwrap_or(&HashSet::new()))
-                    .map_err(|e| unreadable(path, e))?,
-            },
-        });
-    }
+    // Hashing inputs is most of the cost of recording: skip files already
+    // hashed with the same stat stamp, and use every core for the rest.
+    let hashes = store.hash_cache();
+    let inputs = report
+        .inputs
+        .par_iter()
+        .map(|input| to_input(input, &own, &hashes))
+        .collect::<Result<Vec<Input>>>()?;
+    hashes.save();
     let stdio = stdio(store, report)?;
     Ok(Variant {
         key: key.to_owned(),
@@ -82,6 +57,45 @@ pub fn to_variant(
         stdio,
         exit_code: report.exit.shell_code(),
         value: None,
+    })
+}
+
+fn to_input(
+    input: &ObservedInput,
+    own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
+    hashes: &HashCache,
+) -> Result<Input> {
+    Ok(match input {
+        ObservedInput::File {
+            path,
+            before: Some(hash),
+        } => Input::File {
+            path: StoredPath::new(path),
+            hash: ObjectId(*hash),
+            stamp: Stamp {
+                size: u64::MAX,
+                mtime_ns: 0,
+                ctime_ns: 0,
+                ino: 0,
+            },
+        },
+        ObservedInput::File { path, before: None } => {
+            let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
+            let hash = hashes.hash(path, &meta).map_err(|e| unreadable(path, e))?;
+            Input::File {
+                path: StoredPath::new(path),
+                hash,
+                stamp: Stamp::of(&meta),
+            }
+        }
+        ObservedInput::Absent { path } => Input::Absent {
+            path: StoredPath::new(path),
+        },
+        ObservedInput::Dir { path } => Input::Dir {
+            path: StoredPath::new(path),
+            hash: dir_listing_hash(path, own.get(path).unwrap_or(&HashSet::new()))
+                .map_err(|e| unreadable(path, e))?,
+        },
     })
 }
 

@@ -92,9 +92,34 @@ pub fn copy_hashing(
     Ok((hasher.finalize(), total))
 }
 
-/// Hashes a file in bounded memory.
+/// Hashes a file in bounded memory. Large files go through a memory map on
+/// all cores; small ones through a per-thread buffer that is reused, not
+/// zeroed again for every file (lookups and recordings hash thousands).
 pub fn hash_file(path: &Path) -> std::io::Result<(blake3::Hash, u64)> {
-    copy_hashing(File::open(path)?, std::io::sink())
+    const LARGE: u64 = 4 << 20;
+    let mut file = File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut hasher = blake3::Hasher::new();
+    if len >= LARGE {
+        hasher.update_mmap_rayon(path)?;
+        return Ok((hasher.finalize(), hasher.count()));
+    }
+    thread_local! {
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
+    }
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hasher.update(&buf[..n]);
+        }
+        Ok((hasher.finalize(), hasher.count()))
+    })
 }
 
 /// Clones `src` into `dst` with a copy-on-write reflink where the filesystem

@@ -231,7 +231,9 @@ fn check_input(
                 Err(e) => changed(path, ChangeKind::Unreadable(e.to_string())),
             }
         }
-        Input::Absent { path } => match std::fs::symlink_metadata(path.path()) {
+        // "Absent" means resolving the path finds nothing (a dangling
+        // symlink included), as the run's stat/open saw it.
+        Input::Absent { path } => match std::fs::metadata(path.path()) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => InputCheck::Same,
             Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => InputCheck::Same,
             _ => changed(path, ChangeKind::Appeared),

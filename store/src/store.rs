@@ -71,6 +71,11 @@ impl Store {
         &self.backend
     }
 
+    /// The persistent (path, stamp) -> content hash cache of this store.
+    pub fn hash_cache(&self) -> crate::hash_cache::HashCache {
+        crate::hash_cache::HashCache::load(self.backend.root())
+    }
+
     /// The newest variant of `key` whose inputs all still hold. The miss
     /// reason is the first changed input of the newest variant. Counts the
     /// hit or miss.

@@ -63,7 +63,7 @@ pub struct Recorder {
 
 fn hash_file(path: &Path) -> Option<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(std::fs::File::open(path).ok()?).ok()?;
+    hasher.update_mmap(path).ok()?;
     Some(*hasher.finalize().as_bytes())
 }
 
@@ -243,7 +243,7 @@ impl Recorder {
                 continue;
             }
             if s.probed_absent {
-                if std::fs::symlink_metadata(&path).is_ok() {
+                if std::fs::metadata(&path).is_ok() {
                     problems.push(format!(
                         "{} appeared while the command ran (created outside the traced processes)",
                         path.display()

@@ -17,11 +17,14 @@ pub fn shebang(path: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(interpreter))
 }
 
-/// The `PT_INTERP` path of a 64-bit little-endian ELF file.
+/// The `PT_INTERP` path of a 64-bit little-endian ELF file. Reads only the
+/// header, the program headers and the interpreter string: compilers are
+/// tens of megabytes.
 pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
-    let mut file = std::fs::File::open(path).ok()?;
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).ok()?;
     let mut header = [0u8; 64];
-    file.read_exact(&mut header).ok()?;
+    file.read_exact_at(&mut header, 0).ok()?;
     if &header[..4] != b"\x7fELF" || header[4] != 2 || header[5] != 1 {
         return None;
     }
@@ -33,14 +36,14 @@ pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
     if phentsize < 56 || phnum > 256 {
         return None;
     }
-    let bytes = std::fs::read(path).ok()?;
-    for i in 0..phnum {
-        let at = usize::try_from(phoff).ok()? + i * phentsize;
-        let ph = bytes.get(at..at + 56)?;
+    let mut table = vec![0u8; phentsize * phnum];
+    file.read_exact_at(&mut table, phoff).ok()?;
+    for ph in table.chunks_exact(phentsize) {
         if u32::from_le_bytes([ph[0], ph[1], ph[2], ph[3]]) == 3 {
-            let offset = usize::try_from(u64_at(ph, 8)).ok()?;
-            let size = usize::try_from(u64_at(ph, 32)).ok()?;
-            let raw = bytes.get(offset..offset + size)?;
+            let offset = u64_at(ph, 8);
+            let size = usize::try_from(u64_at(ph, 32)).ok()?.min(4096);
+            let mut raw = vec![0u8; size];
+            file.read_exact_at(&mut raw, offset).ok()?;
             let raw = raw.split(|&b| b == 0).next()?;
             return Some(PathBuf::from(String::from_utf8_lossy(raw).into_owned()));
         }

@@ -47,6 +47,9 @@ pub struct TraceConfig {
     pub stdin_data: Option<Vec<u8>>,
     /// Stdin is a terminal: reading it makes the run uncacheable.
     pub stdin_is_tty: bool,
+    /// Run the tracer and the traced tree on one CPU (faster stops, but no
+    /// parallelism for the command).
+    pub pin: bool,
 }
 
 /// Everything a traced run left behind.
@@ -97,6 +100,10 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
     // Like a shell with a foreground job: Ctrl-C goes to the command, and
     // we report how it ended.
     let _signals = IgnoreInterrupts::new();
+    // A ptrace stop wakes the tracer; on the same CPU that is a cheap
+    // context switch, across CPUs an inter-processor wakeup (measured here:
+    // ~4 us vs ~55 us per stop). The child inherits the mask at fork.
+    let _pinned = config.pin.then(Pinned::to_current_cpu);
     let spawned = spawn::spawn(&config.argv, &filter, &child_stdio)?;
     drop(out_write);
     drop(err_write);
@@ -164,6 +171,37 @@ fn describe(failure: ChildFailure, program: &str) -> TraceError {
             program: program.to_owned(),
             reason: text(e),
         },
+    }
+}
+
+/// Pins the calling thread to the CPU it runs on; restores the old mask on drop.
+struct Pinned {
+    old: libc::cpu_set_t,
+}
+
+impl Pinned {
+    fn to_current_cpu() -> Self {
+        // SAFETY: plain libc calls on a zeroed cpu_set_t we own.
+        unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
+            let cpu = libc::sched_getcpu();
+            if cpu >= 0 {
+                let mut one: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(cpu as usize, &mut one);
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
+            }
+            Self { old }
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `to_current_cpu`.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.old);
+        }
     }
 }
 

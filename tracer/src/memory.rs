@@ -30,10 +30,13 @@ pub fn read_cstring(pid: i32, addr: u64) -> Option<OsString> {
     }
     let mut out = Vec::new();
     let mut at = addr;
+    // Most paths are short: read small pieces (never past a page end, where
+    // the next page may be unmapped) instead of zeroing a page per call.
+    let mut chunk = [0u8; 256];
     while out.len() < PATH_MAX {
         let until_page_end = PAGE - (at as usize % PAGE);
-        let mut chunk = vec![0u8; until_page_end.min(PATH_MAX - out.len() + 1)];
-        let n = read_at(pid, at, &mut chunk);
+        let len = until_page_end.min(chunk.len());
+        let n = read_at(pid, at, &mut chunk[..len]);
         if n == 0 {
             return None;
         }

@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use crate::effects::Recorder;
 use crate::error::{Result, TraceError};
 use crate::filter::AUDIT_ARCH_X86_64;
-use crate::syscall::{complete, decode, Pending};
+use crate::syscall::{complete, complete_at_entry, decode, Pending};
 
 /// How the traced command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +84,11 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
         match status {
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                 stop_at_entry(pid, recorder, &mut pending, &mut uncacheable, &mut note);
-                let _ = ptrace::syscall(pid, None);
+                let _ = if pending.contains_key(&pid) {
+                    ptrace::syscall(pid, None)
+                } else {
+                    ptrace::cont(pid, None)
+                };
             }
             WaitStatus::PtraceSyscall(pid) => {
                 let Ok(info) = ptrace::syscall_info(pid) else {
@@ -148,7 +152,7 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
 
 fn stop_at_entry(
     pid: Pid,
-    recorder: &Recorder,
+    recorder: &mut Recorder,
     pending: &mut HashMap<Pid, Pending>,
     uncacheable: &mut Vec<String>,
     note: &mut impl FnMut(&str, &mut Vec<String>),
@@ -176,7 +180,9 @@ fn stop_at_entry(
         return;
     }
     let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
-    if !matches!(decoded, Pending::Nothing) {
+    if decoded.needs_exit() {
         pending.insert(pid, decoded);
+    } else if let Some(reason) = complete_at_entry(recorder, decoded) {
+        note(reason, uncacheable);
     }
 }

@@ -12,6 +12,7 @@ fn config(argv: &[&str]) -> TraceConfig {
         merge_stdio: false,
         stdin_data: None,
         stdin_is_tty: false,
+        pin: false,
     }
 }
 

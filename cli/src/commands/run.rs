@@ -178,12 +178,21 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         merge_stdio: same_stdout_stderr(),
         stdin_data,
         stdin_is_tty: stdin == StdinIdentity::Tty,
+        pin: std::env::var_os("CASHER_NO_PIN").is_none(),
     };
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
+    let traced_at = std::time::Instant::now();
     let report = trace(&config)?;
+    tracing::debug!(
+        "traced in {:?}: {} inputs, {} outputs",
+        traced_at.elapsed(),
+        report.inputs.len(),
+        report.outputs.len()
+    );
+    let recorded_at = std::time::Instant::now();
     let code = report.exit.shell_code();
     let cacheable = match report.exit {
         Exit::Code(0) => true,
@@ -202,7 +211,9 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
             }
             Err(err) => eprintln!("casher: warning: not cached: {err}"),
         }
-    } else if verbose {
+    }
+    tracing::debug!("recorded in {:?}", recorded_at.elapsed());
+    if report.uncacheable.is_empty() && !cacheable && verbose {
         eprintln!("casher: not cached: the command exited with status {code} (use --cache-failures to cache it)");
     }
     Ok(exit(code))

@@ -1,0 +1,100 @@
+//! Content hashes of files by (path, stat stamp), kept across runs, so a
+//! miss does not re-hash the compiler, the interpreter and every library
+//! each time: a file whose size, mtime, ctime and inode are unchanged keeps
+//! its hash (the same rule the lookup fast path uses).
+//!
+//! One file, replaced atomically; concurrent writers may drop each other's
+//! additions, which only costs a re-hash later. Bounded in entries.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{hash_file, write_atomic, Stamp};
+use crate::id::ObjectId;
+use crate::record::StoredPath;
+
+const FORMAT: u32 = 1;
+const MAX_ENTRIES: usize = 200_000;
+
+#[derive(Serialize, Deserialize, Default)]
+struct OnDisk {
+    format: u32,
+    entries: Vec<(StoredPath, Stamp, ObjectId)>,
+}
+
+pub struct HashCache {
+    file: PathBuf,
+    entries: Mutex<HashMap<StoredPath, (Stamp, ObjectId)>>,
+    added: Mutex<bool>,
+}
+
+impl HashCache {
+    pub fn load(store_root: &Path) -> Self {
+        let file = store_root.join("hashes.bin");
+        let entries = std::fs::read(&file)
+            .ok()
+            .and_then(|b| postcard::from_bytes::<OnDisk>(&b).ok())
+            .filter(|d| d.format == FORMAT)
+            .map(|d| d.entries.into_iter().map(|(p, s, h)| (p, (s, h))).collect())
+            .unwrap_or_default();
+        Self {
+            file,
+            entries: Mutex::new(entries),
+            added: Mutex::new(false),
+        }
+    }
+
+    /// The content hash of `path`, whose current metadata is `meta`.
+    pub fn hash(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<ObjectId> {
+        let key = StoredPath::new(path);
+        let stamp = Stamp::of(meta);
+        if let Some((s, h)) = self.entries.lock().ok().and_then(|e| e.get(&key).copied()) {
+            if s == stamp {
+                return Ok(h);
+            }
+        }
+        let (hash, _) = hash_file(path)?;
+        let id = ObjectId::from(hash);
+        // A file changed during hashing would have a new ctime: only a
+        // stamp observed both before and after is remembered.
+        if std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == stamp) {
+            if let Ok(mut entries) = self.entries.lock() {
+                entries.insert(key, (stamp, id));
+            }
+            if let Ok(mut added) = self.added.lock() {
+                *added = true;
+            }
+        }
+        Ok(id)
+    }
+
+    pub fn save(&self) {
+        if !self.added.lock().map(|a| *a).unwrap_or(false) {
+            return;
+        }
+        let Ok(entries) = self.entries.lock() else {
+            return;
+        };
+        let mut list: Vec<_> = entries
+            .iter()
+            .map(|(p, (s, h))| (p.clone(), *s, *h))
+            .collect();
+        if list.len() > MAX_ENTRIES {
+            // Keep the most recently modified files: the likeliest to recur.
+            list.sort_by_key(|(_, s, _)| std::cmp::Reverse(s.mtime_ns));
+            list.truncate(MAX_ENTRIES);
+        }
+        let disk = OnDisk {
+            format: FORMAT,
+            entries: list,
+        };
+        if let Ok(bytes) = postcard::to_stdvec(&disk) {
+            if let Err(err) = write_atomic(&self.file, &bytes) {
+                tracing::debug!("could not save the hash cache: {err}");
+            }
+        }
+    }
+}

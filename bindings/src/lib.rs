@@ -3,19 +3,15 @@
 
 use std::path::PathBuf;
 
-use casher_analyzer::{analyze, AnalyzeOptions, AnalyzerError};
-use pyo3::create_exception;
-use pyo3::exceptions::{
-    PyException, PyFileNotFoundError, PyIsADirectoryError, PyOSError, PySyntaxError,
-};
-use pyo3::prelude::*;
+mod cache;
+mod code;
+mod errors;
+mod hashing;
 
-create_exception!(
-    _native,
-    CasherError,
-    PyException,
-    "Base class of casher's own errors."
-);
+use casher_analyzer::{analyze, AnalyzeOptions, AnalyzerError};
+use errors::CasherError;
+use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyOSError, PySyntaxError};
+use pyo3::prelude::*;
 
 fn to_py_err(err: AnalyzerError) -> PyErr {
     let message = err.to_string();
@@ -82,11 +78,38 @@ fn tracing_warn(message: &str) {
     });
 }
 
+/// The invocation key of a function call: the shared key builder with the
+/// function's identity, its argument digest and the selected env vars.
+#[pyfunction]
+fn run_key(
+    function: &str,
+    module_path: &str,
+    args_digest: &str,
+    python: &str,
+    env: Vec<(String, Option<String>)>,
+) -> String {
+    let mut key = casher_record::KeyBuilder::new("casher.function");
+    key.field("function", function.as_bytes())
+        .field("module_path", module_path.as_bytes())
+        .field("args", args_digest.as_bytes())
+        .field("python", python.as_bytes());
+    let mut env = env;
+    env.sort();
+    for (name, value) in &env {
+        key.env(name, value.as_deref().map(std::ffi::OsStr::new));
+    }
+    key.finish()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("CasherError", m.py().get_type::<CasherError>())?;
     m.add_function(wrap_pyfunction!(deps_json, m)?)?;
     m.add_function(wrap_pyfunction!(cache_dir, m)?)?;
+    m.add_function(wrap_pyfunction!(run_key, m)?)?;
+    m.add_class::<hashing::Hasher>()?;
+    m.add_class::<cache::Cache>()?;
+    m.add_class::<cache::TracedRun>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -7,7 +7,8 @@ files it read and the environment variables you selected.
 
 from __future__ import annotations
 
+from casher._cached import CachedFunction, cached
 from casher._native import CasherError, __version__
 from casher.deps import deps
 
-__all__ = ["CasherError", "__version__", "deps"]
+__all__ = ["CachedFunction", "CasherError", "__version__", "cached", "deps"]

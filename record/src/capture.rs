@@ -25,6 +25,15 @@ fn unreadable(path: &Path, reason: impl ToString) -> RecordError {
     }
 }
 
+/// For `@cached`: says whether a file is project source, and its
+/// normalized-AST hash. Such files become code inputs (a reformat stays a
+/// hit); compiled caches (`__pycache__`) are dropped from inputs and outputs.
+pub type CodeHasher<'a> = dyn Fn(&Path) -> Option<String> + Sync + 'a;
+
+fn is_bytecode_cache(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "__pycache__")
+}
+
 /// Hashes every input and stores every output of `report` as a variant of
 /// `key`. Inputs are read once here; files the run changed after reading
 /// carry the content hash from before the change and a blank stamp, so a
@@ -35,8 +44,9 @@ pub fn to_variant(
     description: &str,
     report: &TraceReport,
     created_ns: u64,
+    code: Option<&CodeHasher<'_>>,
 ) -> Result<Variant> {
-    let outputs = outputs(store, report)?;
+    let outputs = outputs(store, report, code.is_some())?;
     let own = output_names(&outputs);
     // Hashing inputs is most of the cost of recording: skip files already
     // hashed with the same stat stamp, and use every core for the rest.
@@ -44,7 +54,13 @@ pub fn to_variant(
     let inputs = report
         .inputs
         .par_iter()
-        .map(|input| to_input(input, &own, &hashes))
+        .filter(|input| match (code, input) {
+            (Some(_), ObservedInput::File { path, .. } | ObservedInput::Absent { path }) => {
+                !is_bytecode_cache(path)
+            }
+            _ => true,
+        })
+        .map(|input| to_input(input, &own, &hashes, code))
         .collect::<Result<Vec<Input>>>()?;
     hashes.save();
     let stdio = stdio(store, report)?;
@@ -64,7 +80,17 @@ fn to_input(
     input: &ObservedInput,
     own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
     hashes: &HashCache,
+    code: Option<&CodeHasher<'_>>,
 ) -> Result<Input> {
+    if let (Some(code), ObservedInput::File { path, before: None }) = (code, input) {
+        if let Some(hash) = code(path) {
+            return Ok(Input::Code {
+                name: path.display().to_string(),
+                path: Some(StoredPath::new(path)),
+                hash,
+            });
+        }
+    }
     Ok(match input {
         ObservedInput::File {
             path,
@@ -99,9 +125,18 @@ fn to_input(
     })
 }
 
-fn outputs(store: &Store, report: &TraceReport) -> Result<Vec<Output>> {
+fn outputs(store: &Store, report: &TraceReport, skip_bytecode: bool) -> Result<Vec<Output>> {
     let mut outputs = Vec::with_capacity(report.outputs.len());
     for output in &report.outputs {
+        let path = match output {
+            ObservedOutput::File { path }
+            | ObservedOutput::Dir { path }
+            | ObservedOutput::Symlink { path, .. }
+            | ObservedOutput::Deleted { path } => path,
+        };
+        if skip_bytecode && is_bytecode_cache(path) {
+            continue;
+        }
         outputs.push(match output {
             ObservedOutput::File { path } => {
                 let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;

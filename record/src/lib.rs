@@ -8,7 +8,7 @@ mod error;
 mod key;
 mod replay;
 
-pub use capture::{to_variant, INLINE_LIMIT};
+pub use capture::{to_variant, CodeHasher, INLINE_LIMIT};
 pub use error::{RecordError, Result};
 pub use key::{run_key, KeyBuilder, StdinIdentity, KEY_FORMAT_VERSION};
 pub use replay::replay_stdio;

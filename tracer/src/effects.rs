@@ -13,6 +13,11 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// A path a traced program can probe to say "what I depended on starts
+/// here": everything recorded before (an interpreter's own start-up) is
+/// dropped. It is under `/dev/null`, so it never exists.
+pub const BEGIN_MARKER: &str = "/dev/null/.casher-begin";
+
 /// An input of the run, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObservedInput {
@@ -100,6 +105,11 @@ impl Recorder {
 
     /// A stat/access-like probe and its answer.
     pub fn probe(&mut self, path: &Path, exists: bool) {
+        if path == Path::new(BEGIN_MARKER) {
+            self.states.clear();
+            self.order.clear();
+            return;
+        }
         if let Some(s) = self.state(path) {
             if s.mutated {
                 return;

@@ -21,9 +21,9 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-pub use effects::{ObservedInput, ObservedOutput};
+pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
-pub use stdio::{Chunk, Stream};
+pub use stdio::{Chunk, OutputSink, Stream};
 pub use tracer::Exit;
 
 use crate::spawn::{ChildFailure, ChildStdio};
@@ -50,6 +50,8 @@ pub struct TraceConfig {
     /// Run the tracer and the traced tree on one CPU (faster stops, but no
     /// parallelism for the command).
     pub pin: bool,
+    /// Forward output here instead of to our own stdout/stderr.
+    pub sink: Option<OutputSink>,
 }
 
 /// Everything a traced run left behind.
@@ -108,9 +110,14 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
     drop(out_write);
     drop(err_write);
     drop(stdin_read);
-    let mut pumps = vec![capture.pump(out_read, Stream::Stdout, config.forward)];
+    let mut pumps = vec![capture.pump(
+        out_read,
+        Stream::Stdout,
+        config.forward,
+        config.sink.clone(),
+    )];
     if let Some(err) = err_pipe {
-        pumps.push(capture.pump(err, Stream::Stderr, config.forward));
+        pumps.push(capture.pump(err, Stream::Stderr, config.forward, config.sink.clone()));
     }
     let feeder = stdin_write.zip(config.stdin_data.clone()).map(|(w, data)| {
         std::thread::spawn(move || {

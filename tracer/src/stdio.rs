@@ -19,6 +19,17 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
 }
 
+/// Where forwarded output goes instead of our own stdout/stderr (a Python
+/// caller's `sys.stdout`, say).
+#[derive(Clone)]
+pub struct OutputSink(pub Arc<dyn Fn(Stream, &[u8]) + Send + Sync>);
+
+impl std::fmt::Debug for OutputSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OutputSink")
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Capture {
     chunks: Arc<Mutex<Vec<Chunk>>>,
@@ -26,7 +37,13 @@ pub struct Capture {
 
 impl Capture {
     /// Reads `pipe` until EOF on a thread, forwarding to our own stream.
-    pub fn pump(&self, pipe: OwnedFd, stream: Stream, forward: bool) -> JoinHandle<()> {
+    pub fn pump(
+        &self,
+        pipe: OwnedFd,
+        stream: Stream,
+        forward: bool,
+        sink: Option<OutputSink>,
+    ) -> JoinHandle<()> {
         let chunks = Arc::clone(&self.chunks);
         std::thread::spawn(move || {
             let mut pipe = std::fs::File::from(pipe);
@@ -48,7 +65,9 @@ impl Capture {
                         }),
                     }
                 }
-                if forward {
+                if let Some(sink) = &sink {
+                    (sink.0)(stream, data);
+                } else if forward {
                     // A closed terminal must not stop the capture.
                     let _ = match stream {
                         Stream::Stdout => {

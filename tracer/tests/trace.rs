@@ -13,6 +13,7 @@ fn config(argv: &[&str]) -> TraceConfig {
         stdin_data: None,
         stdin_is_tty: false,
         pin: false,
+        sink: None,
     }
 }
 

@@ -179,6 +179,7 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         stdin_data,
         stdin_is_tty: stdin == StdinIdentity::Tty,
         pin: std::env::var_os("CASHER_NO_PIN").is_none(),
+        sink: None,
     };
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -203,7 +204,7 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         // Always said: the user expects a cache and will not get one.
         eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
     } else if cacheable {
-        match to_variant(&store, &key, &description, &report, created) {
+        match to_variant(&store, &key, &description, &report, created, None) {
             Ok(variant) => {
                 if let Err(err) = store.record(&variant) {
                     eprintln!("casher: warning: not cached: {err}");

@@ -1,0 +1,280 @@
+//! The store and the tracer for `@cached`: look up a key (restoring files on
+//! a hit), run the function's child process traced, record the result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use casher_record::to_variant;
+use casher_store::{AllowedRoots, Bytes, Input, Lookup, Store, StoreConfig, StoredPath, Stream};
+use casher_tracer::{trace, OutputSink, TraceConfig, TraceReport};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::code::{LocalCode, Oracle};
+use crate::errors::CasherError;
+
+fn err(e: impl std::fmt::Display) -> PyErr {
+    CasherError::new_err(e.to_string())
+}
+
+/// A traced run of a function's child process, waiting to be recorded.
+#[pyclass(module = "casher._native")]
+pub struct TracedRun {
+    report: TraceReport,
+    created_ns: u64,
+}
+
+#[pymethods]
+impl TracedRun {
+    /// The child's exit status as a shell reports it.
+    #[getter]
+    fn exit_code(&self) -> i32 {
+        self.report.exit.shell_code()
+    }
+
+    /// Why this run cannot be cached (empty: it can).
+    #[getter]
+    fn uncacheable(&self) -> Vec<String> {
+        self.report.uncacheable.clone()
+    }
+
+    /// Everything the child printed, in order: (1 = stdout | 2 = stderr, bytes).
+    fn output<'py>(&self, py: Python<'py>) -> Vec<(u8, Bound<'py, PyBytes>)> {
+        self.report
+            .stdio
+            .iter()
+            .map(|c| {
+                let stream = match c.stream {
+                    casher_tracer::Stream::Stdout => 1,
+                    casher_tracer::Stream::Stderr => 2,
+                };
+                (stream, PyBytes::new(py, &c.bytes))
+            })
+            .collect()
+    }
+}
+
+#[pyclass(module = "casher._native")]
+pub struct Cache {
+    store: Store,
+}
+
+fn stream_code(stream: Stream) -> u8 {
+    match stream {
+        Stream::Stdout => 1,
+        Stream::Stderr => 2,
+    }
+}
+
+#[pymethods]
+impl Cache {
+    #[new]
+    #[pyo3(signature = (cwd, cache_dir=None))]
+    fn new(cwd: PathBuf, cache_dir: Option<PathBuf>) -> PyResult<Self> {
+        let (dir, _) = casher_store::cache_dir(cache_dir.as_deref(), &cwd).map_err(err)?;
+        let store = Store::open(&dir, StoreConfig::default()).map_err(err)?;
+        Ok(Self { store })
+    }
+
+    #[getter]
+    fn cache_dir(&self) -> PathBuf {
+        self.store.cache_dir().to_path_buf()
+    }
+
+    /// On a hit: restores files, returns (True, output chunks, value bytes).
+    /// On a miss: (False, reason, None). Nothing is printed here.
+    fn lookup<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        cwd: PathBuf,
+    ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
+        let found = py.detach(
+            || -> casher_store::Result<Result<(Vec<(u8, Vec<u8>)>, Option<Vec<u8>>), String>> {
+                match self.store.lookup(key, &Oracle)? {
+                    Lookup::Miss(reason) => Ok(Err(reason.to_string())),
+                    Lookup::Hit(hit) => {
+                        let variant = &hit.variant;
+                        // Read (and verify) what will be returned and printed
+                        // before touching any file.
+                        let value = variant
+                            .value
+                            .map(|id| self.store.backend().read_object(&id))
+                            .transpose()?;
+                        let mut chunks = Vec::with_capacity(variant.stdio.len());
+                        for chunk in &variant.stdio {
+                            let bytes = match &chunk.bytes {
+                                Bytes::Inline(b) => b.clone(),
+                                Bytes::Object { id, .. } => self.store.backend().read_object(id)?,
+                            };
+                            chunks.push((stream_code(chunk.stream), bytes));
+                        }
+                        casher_store::restore(
+                            self.store.backend(),
+                            variant,
+                            &AllowedRoots::default_for(&cwd),
+                        )?;
+                        Ok(Ok((chunks, value)))
+                    }
+                }
+            },
+        );
+        match found {
+            Ok(Ok((chunks, value))) => {
+                let chunks: Vec<(u8, Bound<'py, PyBytes>)> = chunks
+                    .iter()
+                    .map(|(s, b)| (*s, PyBytes::new(py, b)))
+                    .collect();
+                let value = value.map(|v| PyBytes::new(py, &v).into_any().unbind());
+                Ok((
+                    true,
+                    chunks.into_pyobject(py)?.into_any().unbind(),
+                    value.unwrap_or_else(|| py.None()),
+                ))
+            }
+            Ok(Err(reason)) => Ok((
+                false,
+                reason.into_pyobject(py)?.into_any().unbind(),
+                py.None(),
+            )),
+            Err(e) => Err(err(format!(
+                "cache lookup failed ({e}); the function will run"
+            ))),
+        }
+    }
+
+    /// Whether `key` would hit, and why not, without touching anything.
+    fn explain(&self, key: &str) -> PyResult<String> {
+        Ok(match self.store.peek(key, &Oracle).map_err(err)? {
+            Lookup::Hit(_) => "hit".to_owned(),
+            Lookup::Miss(reason) => format!("miss: {reason}"),
+        })
+    }
+
+    /// Runs `argv` traced. Output goes to `on_output(stream, bytes)` as it
+    /// arrives (1 = stdout, 2 = stderr), called with the GIL held.
+    fn run(
+        &self,
+        py: Python<'_>,
+        argv: Vec<PathBuf>,
+        ignore: Vec<PathBuf>,
+        on_output: Py<PyAny>,
+    ) -> PyResult<TracedRun> {
+        let callback = Arc::new(on_output);
+        let sink = OutputSink(Arc::new(move |stream, data: &[u8]| {
+            Python::attach(|py| {
+                let code = match stream {
+                    casher_tracer::Stream::Stdout => 1,
+                    casher_tracer::Stream::Stderr => 2,
+                };
+                if let Err(e) = callback.call1(py, (code, PyBytes::new(py, data))) {
+                    e.print(py);
+                }
+            });
+        }));
+        let mut ignore = ignore;
+        ignore.push(self.store.cache_dir().to_path_buf());
+        let config = TraceConfig {
+            argv: argv.into_iter().map(PathBuf::into_os_string).collect(),
+            ignore,
+            forward: false,
+            merge_stdio: false,
+            stdin_data: Some(Vec::new()),
+            stdin_is_tty: false,
+            pin: std::env::var_os("CASHER_NO_PIN").is_none(),
+            sink: Some(sink),
+        };
+        let created_ns = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let report = py.detach(|| trace(&config)).map_err(err)?;
+        Ok(TracedRun { report, created_ns })
+    }
+
+    /// Records a successful run under `key` with the pickled return value.
+    /// `.py` files outside `non_local` become code inputs (normalized hash),
+    /// and so do `extra_code` files (the static import closure).
+    #[pyo3(signature = (run, key, description, value, non_local, extra_code))]
+    fn record(
+        &self,
+        py: Python<'_>,
+        run: &TracedRun,
+        key: &str,
+        description: &str,
+        value: &[u8],
+        non_local: Vec<PathBuf>,
+        extra_code: Vec<PathBuf>,
+    ) -> PyResult<()> {
+        let value = value.to_vec();
+        py.detach(|| -> Result<(), String> {
+            let local = LocalCode { non_local };
+            let hasher = |p: &Path| local.hash_if_local(p);
+            let mut variant = to_variant(
+                &self.store,
+                key,
+                description,
+                &run.report,
+                run.created_ns,
+                Some(&hasher),
+            )
+            .map_err(|e| e.to_string())?;
+            for path in extra_code {
+                let stored = StoredPath::new(&path);
+                let present = variant
+                    .inputs
+                    .iter()
+                    .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
+                if !present {
+                    if let Some(hash) = local.hash_if_local(&path) {
+                        variant.inputs.push(Input::Code {
+                            name: path.display().to_string(),
+                            path: Some(stored),
+                            hash,
+                        });
+                    }
+                }
+            }
+            let (id, _) = self
+                .store
+                .backend()
+                .put_object(&mut value.as_slice())
+                .map_err(|e| e.to_string())?;
+            variant.value = Some(id);
+            self.store.record(&variant).map_err(|e| e.to_string())
+        })
+        .map_err(|e| err(format!("not cached: {e}")))
+    }
+
+    /// Removes every entry recorded with this description (a function).
+    fn clear(&self, description: &str) -> PyResult<usize> {
+        let mut removed = 0;
+        for key in self.store.keys() {
+            for v in self.store.backend().variants(&key).map_err(err)? {
+                if v.variant.description == description {
+                    self.store.backend().remove_variant(&v.name).map_err(err)?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Entries (keys) recorded with this description.
+    fn entries(&self, description: &str) -> PyResult<usize> {
+        let mut count = 0;
+        for key in self.store.keys() {
+            if self
+                .store
+                .backend()
+                .variants(&key)
+                .map_err(err)?
+                .iter()
+                .any(|v| v.variant.description == description)
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+}

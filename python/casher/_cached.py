@@ -1,0 +1,268 @@
+"""`@cached`: a function's result, printed output and written files, reused
+while its code, arguments, files read and selected env vars are unchanged."""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import inspect
+import itertools
+import logging
+import os
+import pickle
+import site
+import struct
+import sys
+import sysconfig
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from casher import _hashing, _native
+from casher._native import CasherError
+
+log = logging.getLogger("casher")
+if os.environ.get("CASHER_LOG"):
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("casher: %(message)s"))
+    log.addHandler(_handler)
+    log.setLevel(os.environ["CASHER_LOG"].upper())
+
+_caches: dict[tuple[str, str | None], _native.Cache] = {}
+_counter = itertools.count()
+_lock = threading.Lock()
+
+
+def _cache(cache_dir: str | None) -> _native.Cache:
+    key = (os.getcwd(), cache_dir)
+    with _lock:
+        if key not in _caches:
+            _caches[key] = _native.Cache(os.getcwd(), cache_dir)
+        return _caches[key]
+
+
+def _non_local_roots() -> list[str]:
+    """Where the interpreter's own code lives: files there are identified by
+    content (a version change is a change), not as project code."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.update(v for k, v in sysconfig.get_paths().items() if k in {"stdlib", "platstdlib", "purelib", "platlib"})
+    try:
+        roots.update(site.getsitepackages())
+        roots.add(site.getusersitepackages())
+    except AttributeError:  # some virtualenvs lack site.getsitepackages
+        pass
+    return sorted(os.path.realpath(r) for r in roots if r)
+
+
+class _Writer:
+    """Forwards a child's output to sys.stdout/sys.stderr as it arrives
+    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks."""
+
+    def __init__(self) -> None:
+        self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
+
+    def __call__(self, stream: int, data: bytes) -> None:
+        target = sys.stdout if stream == 1 else sys.stderr
+        target.write(self._decoders[stream].decode(data))
+        target.flush()
+
+
+def _replay(chunks: Iterable[tuple[int, bytes]]) -> None:
+    writer = _Writer()
+    for stream, data in chunks:
+        writer(stream, data)
+
+
+class CachedFunction:
+    """The callable `@cached` returns; also offers `cache_info`,
+    `cache_clear` and `explain`."""
+
+    def __init__(self, func: Callable[..., Any], env: Iterable[str] = (), cache_dir: str | os.PathLike[str] | None = None, ignore: Iterable[str] = ()) -> None:
+        functools.update_wrapper(self, func)
+        self.__casher_original__ = func
+        self._func = func
+        self._env = sorted(set(env))
+        self._cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
+        self._ignore = set(ignore)
+        self._signature = inspect.signature(func)
+        unknown = self._ignore - set(self._signature.parameters)
+        if unknown:
+            raise TypeError(f"@cached(ignore=...) names no parameter of {func.__qualname__}: {sorted(unknown)}")
+        self._hits = 0
+        self._misses = 0
+        self._warned = False
+        self._file = os.path.realpath(inspect.getsourcefile(func) or func.__code__.co_filename)
+        self._module = func.__module__
+        self._description = f"{self._module}:{func.__qualname__} ({self._file})"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        if obj is None:
+            return self
+        return functools.partial(self, obj)
+
+    # -- identity ---------------------------------------------------------
+
+    def _reimportable(self) -> str | None:
+        """Why the child could not import this function, or None."""
+        qualname = self._func.__qualname__
+        if "<locals>" in qualname or "<lambda>" in qualname:
+            return "it is a closure or lambda"
+        if self._module == "__main__":
+            main = sys.modules.get("__main__")
+            if not getattr(main, "__file__", None):
+                return "it is defined in an interactive session or notebook"
+        if not os.path.isfile(self._file):
+            return f"its source file {self._file} is not on disk"
+        return None
+
+    def _key(self, args: tuple, kwargs: dict) -> str:
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        h = _native.Hasher()
+        for name, value in bound.arguments.items():
+            if name in self._ignore:
+                continue
+            _hashing._text(h, b"param", name)
+            _hashing.feed(h, value, name)
+        env = [(name, os.environ.get(name)) for name in self._env]
+        python = "%s-%d.%d.%d" % (sys.implementation.name, *sys.version_info[:3])
+        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), python, env)
+
+    # -- calling ------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if os.environ.get("CASHER_CHILD") == "1":
+            return self._func(*args, **kwargs)
+        key = self._key(args, kwargs)  # TypeError for unsupported arguments
+        why_not = self._reimportable()
+        if why_not:
+            if not self._warned:
+                self._warned = True
+                log.warning("%s is not cached: %s, so casher cannot re-run it in a traced process", self._func.__qualname__, why_not)
+            return self._func(*args, **kwargs)
+        try:
+            cache = _cache(self._cache_dir)
+            hit, found, value = cache.lookup(key, os.getcwd())
+        except Exception as exc:  # a broken cache never breaks the program
+            log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
+            return self._func(*args, **kwargs)
+        if hit:
+            self._hits += 1
+            log.debug("%s: hit %s", self._func.__qualname__, key[:16])
+            _replay(found)
+            return pickle.loads(value)
+        self._misses += 1
+        log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)
+        return self._run_traced(cache, key, args, kwargs)
+
+    def _run_traced(self, cache: _native.Cache, key: str, args: tuple, kwargs: dict) -> Any:
+        calls = Path(cache.cache_dir) / "calls"
+        calls.mkdir(parents=True, exist_ok=True)
+        stem = calls / f"{os.getpid()}-{next(_counter)}"
+        call_file, result_file = Path(f"{stem}.call"), Path(f"{stem}.result")
+        try:
+            _write_call(call_file, args, kwargs)
+            with open(f"{call_file}.meta", "wb") as f:
+                pickle.dump(
+                    {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)},
+                    f,
+                )
+            argv = [sys.executable, "-m", "casher._child", str(call_file), str(result_file)]
+            run = cache.run(argv, [], _Writer())
+            if not result_file.exists():
+                raise CasherError(
+                    f"the traced process running {self._func.__qualname__} exited with status {run.exit_code} "
+                    "without a result (it crashed or was killed); nothing was cached"
+                )
+            with open(result_file, "rb") as f:
+                result = pickle.load(f)
+        finally:
+            for path in (call_file, Path(f"{call_file}.meta"), result_file):
+                path.unlink(missing_ok=True)
+        if not result["ok"]:
+            raise _child_exception(result, self._func.__qualname__)
+        if run.uncacheable:
+            log.warning("%s not cached: %s", self._func.__qualname__, "; ".join(run.uncacheable))
+        else:
+            try:
+                cache.record(run, key, self._description, result["value"], _non_local_roots(), self._static_closure())
+            except Exception as exc:
+                log.warning("%s", exc)
+        return pickle.loads(result["value"])
+
+    def _static_closure(self) -> list[str]:
+        """Project modules the static analysis reaches (added to those the
+        child actually read)."""
+        try:
+            from casher.deps import deps
+
+            report = deps(self._file, cache_dir=self._cache_dir)
+        except Exception as exc:
+            log.debug("static analysis of %s failed: %s", self._file, exc)
+            return []
+        return [m["path"] for m in report["modules"] if m["kind"] == "local" and m["path"]]
+
+    # -- introspection ---------------------------------------------------
+
+    def cache_info(self) -> dict[str, int]:
+        """Hits and misses in this process, and entries in the store."""
+        return {"hits": self._hits, "misses": self._misses, "entries": _cache(self._cache_dir).entries(self._description)}
+
+    def cache_clear(self) -> int:
+        """Removes every stored result of this function; returns how many."""
+        return _cache(self._cache_dir).clear(self._description)
+
+    def explain(self, *args: Any, **kwargs: Any) -> str:
+        """'hit', or 'miss: ' and what changed since the newest variant."""
+        return _cache(self._cache_dir).explain(self._key(args, kwargs))
+
+
+def _write_call(path: Path, args: tuple, kwargs: dict) -> None:
+    """Pickle protocol 5 with out-of-band buffers: large arrays go to the file
+    as raw bytes and are memory-mapped by the child, never copied in between."""
+    buffers: list[pickle.PickleBuffer] = []
+    pickled = pickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append)
+    raws = [b.raw() for b in buffers]
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raws)))
+        f.write(struct.pack(f"<{len(raws) + 1}Q", len(pickled), *(r.nbytes for r in raws)))
+        f.write(pickled)
+        for raw in raws:
+            f.write(raw)
+
+
+class ChildTraceback(Exception):
+    """The traceback of an exception raised in the traced process."""
+
+
+def _child_exception(result: dict, qualname: str) -> BaseException:
+    exc = None
+    if result.get("exception") is not None:
+        try:
+            exc = pickle.loads(result["exception"])
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = CasherError(f"{qualname} raised {result['type']}: {result['message']}")
+    exc.__cause__ = ChildTraceback("in the traced process running " + qualname + ":\n" + result["traceback"])
+    return exc
+
+
+def cached(
+    func: Callable[..., Any] | None = None,
+    *,
+    env: Iterable[str] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    ignore: Iterable[str] = (),
+) -> Any:
+    """Cache a function by its code, arguments, files read and `env` vars.
+
+    Use as `@cached` or `@cached(env=["MODE"], ignore=["logger"])`.
+    """
+    if func is not None:
+        return CachedFunction(func)
+
+    def wrap(f: Callable[..., Any]) -> CachedFunction:
+        return CachedFunction(f, env=env, cache_dir=cache_dir, ignore=ignore)
+
+    return wrap

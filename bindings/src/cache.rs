@@ -54,6 +54,13 @@ impl TracedRun {
     }
 }
 
+/// A lookup's answer before it becomes Python objects: the output chunks
+/// and value bytes of a hit, or the reason for a miss.
+enum Outcome {
+    Hit(Vec<(u8, Vec<u8>)>, Option<Vec<u8>>),
+    Miss(String),
+}
+
 #[pyclass(module = "casher._native")]
 pub struct Cache {
     store: Store,
@@ -92,7 +99,7 @@ impl Cache {
         let found = py.detach(
             || -> casher_store::Result<Result<(Vec<(u8, Vec<u8>)>, Option<Vec<u8>>), String>> {
                 match self.store.lookup(key, &Oracle)? {
-                    Lookup::Miss(reason) => Ok(Err(reason.to_string())),
+                    Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                     Lookup::Hit(hit) => {
                         let variant = &hit.variant;
                         // Read (and verify) what will be returned and printed
@@ -120,7 +127,7 @@ impl Cache {
             },
         );
         match found {
-            Ok(Ok((chunks, value))) => {
+            Ok(Outcome::Hit(chunks, value)) => {
                 let chunks: Vec<(u8, Bound<'py, PyBytes>)> = chunks
                     .iter()
                     .map(|(s, b)| (*s, PyBytes::new(py, b)))
@@ -196,6 +203,7 @@ impl Cache {
     /// `.py` files outside `non_local` become code inputs (normalized hash),
     /// and so do `extra_code` files (the static import closure).
     #[pyo3(signature = (run, key, description, value, non_local, extra_code))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python call, plus `py`
     fn record(
         &self,
         py: Python<'_>,

@@ -22,8 +22,10 @@ fn stamp(meta: &std::fs::Metadata) -> Stamp {
     )
 }
 
-fn memo() -> &'static Mutex<HashMap<PathBuf, (Stamp, Option<String>)>> {
-    static MEMO: OnceLock<Mutex<HashMap<PathBuf, (Stamp, Option<String>)>>> = OnceLock::new();
+type Memo = Mutex<HashMap<PathBuf, (Stamp, Option<String>)>>;
+
+fn memo() -> &'static Memo {
+    static MEMO: OnceLock<Memo> = OnceLock::new();
     MEMO.get_or_init(|| Mutex::new(HashMap::new()))
 }
 

@@ -22,7 +22,10 @@ pub struct Chunk {
 /// Where forwarded output goes instead of our own stdout/stderr (a Python
 /// caller's `sys.stdout`, say).
 #[derive(Clone)]
-pub struct OutputSink(pub Arc<dyn Fn(Stream, &[u8]) + Send + Sync>);
+pub struct OutputSink(pub Arc<SinkFn>);
+
+/// Receives each piece of output as it arrives.
+pub type SinkFn = dyn Fn(Stream, &[u8]) + Send + Sync;
 
 impl std::fmt::Debug for OutputSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -96,36 +96,34 @@ impl Cache {
         key: &str,
         cwd: PathBuf,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
-        let found = py.detach(
-            || -> casher_store::Result<Result<(Vec<(u8, Vec<u8>)>, Option<Vec<u8>>), String>> {
-                match self.store.lookup(key, &Oracle)? {
-                    Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
-                    Lookup::Hit(hit) => {
-                        let variant = &hit.variant;
-                        // Read (and verify) what will be returned and printed
-                        // before touching any file.
-                        let value = variant
-                            .value
-                            .map(|id| self.store.backend().read_object(&id))
-                            .transpose()?;
-                        let mut chunks = Vec::with_capacity(variant.stdio.len());
-                        for chunk in &variant.stdio {
-                            let bytes = match &chunk.bytes {
-                                Bytes::Inline(b) => b.clone(),
-                                Bytes::Object { id, .. } => self.store.backend().read_object(id)?,
-                            };
-                            chunks.push((stream_code(chunk.stream), bytes));
-                        }
-                        casher_store::restore(
-                            self.store.backend(),
-                            variant,
-                            &AllowedRoots::default_for(&cwd),
-                        )?;
-                        Ok(Ok((chunks, value)))
+        let found = py.detach(|| -> casher_store::Result<Outcome> {
+            match self.store.lookup(key, &Oracle)? {
+                Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
+                Lookup::Hit(hit) => {
+                    let variant = &hit.variant;
+                    // Read (and verify) what will be returned and printed
+                    // before touching any file.
+                    let value = variant
+                        .value
+                        .map(|id| self.store.backend().read_object(&id))
+                        .transpose()?;
+                    let mut chunks = Vec::with_capacity(variant.stdio.len());
+                    for chunk in &variant.stdio {
+                        let bytes = match &chunk.bytes {
+                            Bytes::Inline(b) => b.clone(),
+                            Bytes::Object { id, .. } => self.store.backend().read_object(id)?,
+                        };
+                        chunks.push((stream_code(chunk.stream), bytes));
                     }
+                    casher_store::restore(
+                        self.store.backend(),
+                        variant,
+                        &AllowedRoots::default_for(&cwd),
+                    )?;
+                    Ok(Ok((chunks, value)))
                 }
-            },
-        );
+            }
+        });
         match found {
             Ok(Outcome::Hit(chunks, value)) => {
                 let chunks: Vec<(u8, Bound<'py, PyBytes>)> = chunks

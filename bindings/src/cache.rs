@@ -120,7 +120,7 @@ impl Cache {
                         variant,
                         &AllowedRoots::default_for(&cwd),
                     )?;
-                    Ok(Ok((chunks, value)))
+                    Ok(Outcome::Hit(chunks, value))
                 }
             }
         });
@@ -137,7 +137,7 @@ impl Cache {
                     value.unwrap_or_else(|| py.None()),
                 ))
             }
-            Ok(Err(reason)) => Ok((
+            Ok(Outcome::Miss(reason)) => Ok((
                 false,
                 reason.into_pyobject(py)?.into_any().unbind(),
                 py.None(),

@@ -161,7 +161,15 @@ class CachedFunction:
         stem = calls / f"{os.getpid()}-{next(_counter)}"
         call_file, result_file = Path(f"{stem}.call"), Path(f"{stem}.result")
         try:
-            _write_call(call_file, args, kwargs)
+            try:
+                _write_call(call_file, args, kwargs)
+            except Exception as exc:  # unpicklable arguments cannot cross to the child
+                log.warning(
+                    "%s not cached: its arguments cannot be sent to the traced process (%s)",
+                    self._func.__qualname__,
+                    exc,
+                )
+                return self._func(*args, **kwargs)
             with open(f"{call_file}.meta", "wb") as f:
                 pickle.dump(
                     {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)},

@@ -48,6 +48,14 @@ def load_module(payload: dict):
         sys.modules["__casher_main__"] = module
         sys.modules["__main__"] = module
         spec.loader.exec_module(module)
+        # Objects defined by the script say they come from __main__, as in
+        # the caller, so values pickled here unpickle there.
+        for value in list(vars(module).values()):
+            if getattr(value, "__module__", None) == "__casher_main__":
+                try:
+                    value.__module__ = "__main__"
+                except (AttributeError, TypeError):
+                    pass
         return module
     return importlib.import_module(payload["module"])
 

@@ -250,8 +250,9 @@ def _feed_library(h: Any, value: Any, where: str) -> None:
             _polars_series(h, value, where)
             return
         if isinstance(value, pl.LazyFrame):
-            plan = value.serialize(format="json")
-            _text(h, b"pllazy", plan if isinstance(plan, str) else plan.decode())
+            plan = value.serialize()
+            data = plan.encode() if isinstance(plan, str) else bytes(plan)
+            h.update(b"pllazy" + _len(len(data)) + data)
             return
     t = type(value)
     raise UnsupportedArgument(

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import polars as pl
+from casher import cached
 
 from pipeline.helpers import drop_refunds, normalize_names
 
 
+@cached
 def clean(raw: Path, out: Path) -> pl.DataFrame:
     df = pl.read_csv(raw)
     df = drop_refunds(normalize_names(df))

@@ -3,10 +3,12 @@
 from pathlib import Path
 
 import pandas as pd
+from casher import cached
 
 from pipeline.helpers.stats import revenue_by
 
 
+@cached
 def summarize(cleaned: Path, out: Path) -> pd.DataFrame:
     df = pd.read_parquet(cleaned)
     summary = revenue_by(df, "region")

@@ -103,10 +103,13 @@ impl Cache {
                     let variant = &hit.variant;
                     // Read (and verify) what will be returned and printed
                     // before touching any file.
-                    let value = variant
-                        .value
-                        .map(|id| self.store.backend().read_object(&id))
-                        .transpose()?;
+                    let value = match &variant.value {
+                        Some(Bytes::Inline(b)) => Some(b.clone()),
+                        Some(Bytes::Object { id, .. }) => {
+                            Some(self.store.backend().read_object(id)?)
+                        }
+                        None => None,
+                    };
                     let mut chunks = Vec::with_capacity(variant.stdio.len());
                     for chunk in &variant.stdio {
                         let bytes = match &chunk.bytes {
@@ -146,6 +149,11 @@ impl Cache {
                 "cache lookup failed ({e}); the function will run"
             ))),
         }
+    }
+
+    /// Writes out buffered hit/miss counts (called at interpreter exit).
+    fn flush(&self) {
+        self.store.flush_counters();
     }
 
     /// Whether `key` would hit, and why not, without touching anything.
@@ -241,12 +249,16 @@ impl Cache {
                     }
                 }
             }
-            let (id, _) = self
-                .store
-                .backend()
-                .put_object(&mut value.as_slice())
-                .map_err(|e| e.to_string())?;
-            variant.value = Some(id);
+            variant.value = Some(if value.len() <= casher_record::INLINE_LIMIT {
+                Bytes::Inline(value)
+            } else {
+                let (id, size) = self
+                    .store
+                    .backend()
+                    .put_object(&mut value.as_slice())
+                    .map_err(|e| e.to_string())?;
+                Bytes::Object { id, size }
+            });
             self.store.record(&variant).map_err(|e| e.to_string())
         })
         .map_err(|e| err(format!("not cached: {e}")))

@@ -3,6 +3,7 @@ while its code, arguments, files read and selected env vars are unchanged."""
 
 from __future__ import annotations
 
+import atexit
 import codecs
 import functools
 import inspect
@@ -29,12 +30,22 @@ if os.environ.get("CASHER_LOG"):
     log.setLevel(os.environ["CASHER_LOG"].upper())
 
 _caches: dict[tuple[str, str | None], _native.Cache] = {}
+
+
+@atexit.register
+def _flush_counters() -> None:
+    for cache in list(_caches.values()):
+        try:
+            cache.flush()
+        except Exception:
+            pass
+
 _counter = itertools.count()
 _lock = threading.Lock()
 
 
-def _cache(cache_dir: str | None) -> _native.Cache:
-    key = (os.getcwd(), cache_dir)
+def _cache(cache_dir: str | None, cwd: str | None = None) -> _native.Cache:
+    key = (cwd or os.getcwd(), cache_dir)
     with _lock:
         if key not in _caches:
             _caches[key] = _native.Cache(os.getcwd(), cache_dir)
@@ -52,6 +63,9 @@ def _non_local_roots() -> list[str]:
     except AttributeError:  # some virtualenvs lack site.getsitepackages
         pass
     return sorted(os.path.realpath(r) for r in roots if r)
+
+
+_PYTHON = "%s-%d.%d.%d" % (sys.implementation.name, *sys.version_info[:3])
 
 
 class _Writer:
@@ -85,6 +99,9 @@ class CachedFunction:
         self._cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
         self._ignore = set(ignore)
         self._signature = inspect.signature(func)
+        params = list(self._signature.parameters.values())
+        simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        self._positional = [p.name for p in params] if simple else [None]
         unknown = self._ignore - set(self._signature.parameters)
         if unknown:
             raise TypeError(f"@cached(ignore=...) names no parameter of {func.__qualname__}: {sorted(unknown)}")
@@ -94,6 +111,7 @@ class CachedFunction:
         self._file = os.path.realpath(inspect.getsourcefile(func) or func.__code__.co_filename)
         self._module = func.__module__
         self._description = f"{self._module}:{func.__qualname__} ({self._file})"
+        self._not_importable = self._reimportable()
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
@@ -115,18 +133,22 @@ class CachedFunction:
             return f"its source file {self._file} is not on disk"
         return None
 
-    def _key(self, args: tuple, kwargs: dict) -> str:
+    def _arguments(self, args: tuple, kwargs: dict) -> Iterable[tuple[str, Any]]:
+        if not kwargs and len(args) == len(self._positional):
+            return zip(self._positional, args)  # the common case, without bind()
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
+        return bound.arguments.items()
+
+    def _key(self, args: tuple, kwargs: dict) -> str:
         h = _native.Hasher()
-        for name, value in bound.arguments.items():
+        for name, value in self._arguments(args, kwargs):
             if name in self._ignore:
                 continue
             _hashing._text(h, b"param", name)
             _hashing.feed(h, value, name)
         env = [(name, os.environ.get(name)) for name in self._env]
-        python = "%s-%d.%d.%d" % (sys.implementation.name, *sys.version_info[:3])
-        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), python, env)
+        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, env)
 
     # -- calling ------------------------------------------------------------
 
@@ -134,15 +156,19 @@ class CachedFunction:
         if os.environ.get("CASHER_CHILD") == "1":
             return self._func(*args, **kwargs)
         key = self._key(args, kwargs)  # TypeError for unsupported arguments
-        why_not = self._reimportable()
-        if why_not:
+        if self._not_importable:
             if not self._warned:
                 self._warned = True
-                log.warning("%s is not cached: %s, so casher cannot re-run it in a traced process", self._func.__qualname__, why_not)
+                log.warning(
+                    "%s is not cached: %s, so casher cannot re-run it in a traced process",
+                    self._func.__qualname__,
+                    self._not_importable,
+                )
             return self._func(*args, **kwargs)
         try:
-            cache = _cache(self._cache_dir)
-            hit, found, value = cache.lookup(key, os.getcwd())
+            cwd = os.getcwd()
+            cache = _cache(self._cache_dir, cwd)
+            hit, found, value = cache.lookup(key, cwd)
         except Exception as exc:  # a broken cache never breaks the program
             log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
             return self._func(*args, **kwargs)

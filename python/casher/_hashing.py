@@ -52,10 +52,8 @@ def _numpy_array(h: Any, arr: Any, where: str) -> None:
         for i, item in enumerate(arr.flat):
             feed(h, item, f"{where}[{i}]")
         return
-    if arr.dtype.kind == "f":
-        # All NaNs are one value for hashing, whatever their payload bits.
-        if np.isnan(arr).any():
-            arr = np.where(np.isnan(arr), np.array(np.nan, dtype=arr.dtype), arr)
+    # Floats are hashed by their bits: NaNs with different payloads differ,
+    # which can only cause a miss, never a wrong hit, and saves a full pass.
     contiguous = np.ascontiguousarray(arr)
     h.update_memory(contiguous.__array_interface__["data"][0], contiguous.nbytes)
 
@@ -139,8 +137,10 @@ def _polars_series(h: Any, s: Any, where: str) -> None:
     _text(h, b"pldtype", str(s.dtype))
     h.update(b"pllen" + _len(len(s)))
     s = s.rechunk()
-    nulls = s.is_null().to_numpy()
-    _numpy_array(h, nulls, where)
+    if s.null_count():
+        _numpy_array(h, s.is_null().to_numpy(), where)
+    else:
+        h.update(b"nonull")
     dtype = s.dtype
     if dtype.is_numeric() or dtype == pl.Boolean or dtype.is_temporal():
         filled = s.fill_null(strategy="zero") if s.null_count() else s

@@ -93,8 +93,10 @@ impl LocalBackend {
 
     fn decode_variant(&self, key: &str, file: &str) -> Option<StoredVariant> {
         let path = self.key_dir(key).join(file);
-        let bytes = std::fs::read(&path).ok()?;
-        let meta = std::fs::metadata(&path).ok()?;
+        let mut handle = File::open(&path).ok()?;
+        let meta = handle.metadata().ok()?;
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        handle.read_to_end(&mut bytes).ok()?;
         match Variant::decode(&bytes) {
             Ok(variant) if variant.key == key => Some(StoredVariant {
                 name: format!("{key}/{file}"),

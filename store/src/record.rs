@@ -14,7 +14,7 @@ use crate::id::ObjectId;
 
 /// Version of the variant record format. An unknown or older version is a
 /// miss, never an error.
-pub const RECORD_FORMAT_VERSION: u32 = 1;
+pub const RECORD_FORMAT_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"CASHVAR\0";
 
 /// A path stored as raw bytes, so non-UTF-8 names survive.
@@ -124,8 +124,9 @@ pub struct Variant {
     pub outputs: Vec<Output>,
     pub stdio: Vec<StdioChunk>,
     pub exit_code: i32,
-    /// The pickled return value of a function, as an object.
-    pub value: Option<ObjectId>,
+    /// The pickled return value of a function: inline when small (a hit
+    /// then reads one file), else an object.
+    pub value: Option<Bytes>,
 }
 
 impl Variant {
@@ -168,7 +169,9 @@ impl Variant {
                 ids.push(id);
             }
         }
-        ids.extend(self.value);
+        if let Some(Bytes::Object { id, .. }) = &self.value {
+            ids.push(*id);
+        }
         ids
     }
 

@@ -22,6 +22,9 @@ pub struct StoreConfig {
     /// Unreferenced objects and temp files younger than this are left alone:
     /// a writer may be between storing objects and writing their record.
     pub grace: std::time::Duration,
+    /// A hit refreshes its record's last-use time only if older than this
+    /// (LRU needs no finer resolution, and hot hits skip a write).
+    pub touch_interval: std::time::Duration,
 }
 
 impl Default for StoreConfig {
@@ -31,6 +34,7 @@ impl Default for StoreConfig {
             max_size: 10 << 30,
             gc_interval_secs: 3600,
             grace: std::time::Duration::from_secs(3600),
+            touch_interval: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -63,6 +67,11 @@ impl Store {
         })
     }
 
+    /// Writes out buffered hit/miss counts (also done when dropped).
+    pub fn flush_counters(&self) {
+        self.counters.flush();
+    }
+
     pub fn cache_dir(&self) -> &Path {
         &self.cache_dir
     }
@@ -83,7 +92,10 @@ impl Store {
         let answer = self.peek(key, oracle)?;
         match &answer {
             Lookup::Hit(hit) => {
-                self.backend.touch_variant(&hit.name);
+                let age = crate::fsutil::now_ns().saturating_sub(hit.last_used_ns);
+                if u128::from(age) >= self.config.touch_interval.as_nanos() {
+                    self.backend.touch_variant(&hit.name);
+                }
                 self.counters.hit();
             }
             Lookup::Miss(_) => self.counters.miss(),

@@ -464,6 +464,7 @@ fn gc_drops_least_recently_used_first_and_leaves_a_clean_store() {
     let e = env_with(StoreConfig {
         grace: Duration::ZERO,
         gc_interval_secs: u64::MAX,
+        touch_interval: Duration::ZERO,
         ..StoreConfig::default()
     });
     for n in 0..4u8 {

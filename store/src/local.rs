@@ -25,12 +25,19 @@ pub const BUCKET: &str = "store-v1";
 
 pub struct LocalBackend {
     root: PathBuf,
+    /// Record names per key, with the key directory's stat when listed. A
+    /// long-lived process (a Python session) re-lists only when the
+    /// directory changed. A stale listing can only name a record that is
+    /// gone (skipped) or miss a new one (a miss): never a wrong hit.
+    listings:
+        std::sync::Mutex<std::collections::HashMap<String, (crate::fsutil::Stamp, Vec<String>)>>,
 }
 
 impl LocalBackend {
     pub fn new(cache_dir: &Path) -> Self {
         Self {
             root: cache_dir.join(BUCKET),
+            listings: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -123,7 +130,35 @@ impl LocalBackend {
 
     /// Record file names of a key, newest first.
     pub fn variant_files(&self, key: &str) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.key_dir(key))
+        let dir = self.key_dir(key);
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            return Vec::new();
+        };
+        let stamp = crate::fsutil::Stamp::of(&meta);
+        if let Ok(listings) = self.listings.lock() {
+            if let Some((s, names)) = listings.get(key) {
+                if *s == stamp {
+                    return names.clone();
+                }
+            }
+        }
+        let names = Self::list_records(&dir);
+        if let Ok(mut listings) = self.listings.lock() {
+            listings.insert(key.to_owned(), (stamp, names.clone()));
+        }
+        names
+    }
+
+    /// Forgets the listing of a key this process just changed (directory
+    /// mtimes are coarse: the change may not show in the stamp).
+    fn forget_listing(&self, key: &str) {
+        if let Ok(mut listings) = self.listings.lock() {
+            listings.remove(key);
+        }
+    }
+
+    fn list_records(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
             .into_iter()
             .flatten()
             .flatten()
@@ -274,6 +309,7 @@ impl Backend for LocalBackend {
         let file = format!("{:020}{suffix}", variant.created_ns);
         let dir = self.key_dir(&variant.key);
         write_atomic(&dir.join(&file), &variant.encode())?;
+        self.forget_listing(&variant.key);
         // The same inputs recorded earlier: superseded by this record.
         let existing = self.variant_files(&variant.key);
         for old in existing
@@ -298,6 +334,7 @@ impl Backend for LocalBackend {
                 }
             }
         }
+        self.forget_listing(&variant.key);
         Ok(())
     }
 
@@ -318,6 +355,7 @@ impl Backend for LocalBackend {
     }
 
     fn remove_variant(&self, name: &str) -> Result<()> {
+        self.forget_listing(name.split('/').next().unwrap_or(""));
         let path = self.variant_path(name);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from timing import run_times
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "deps"
 SKIP = ("django.conf.app_template", "django.conf.project_template", "django.conf.locale")
@@ -43,15 +45,7 @@ def project() -> Path:
     return dst
 
 
-def timed(cmd: list[str], cwd: Path, env: dict | None = None, before=None, runs: int = 7) -> list[float]:
-    times = []
-    for _ in range(runs):
-        if before:
-            before()
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return times
+timed = run_times
 
 
 def med(xs: list[float]) -> float:

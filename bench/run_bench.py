@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from timing import median_time
+
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "run"
 
@@ -28,14 +30,7 @@ def ensure_tool(name: str, package: str) -> bool:
 
 
 def timed(cmd: list[str], env: dict, runs: int, cwd: Path, before=None) -> float:
-    times = []
-    for _ in range(runs):
-        if before:
-            before()
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(cmd, cwd, env, before, runs)
 
 
 def main() -> None:

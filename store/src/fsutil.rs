@@ -77,19 +77,28 @@ pub fn copy_hashing(
 ) -> std::io::Result<(blake3::Hash, u64)> {
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
+    for_each_chunk(&mut reader, &mut buf, |chunk| {
+        hasher.update(chunk);
+        writer.write_all(chunk)
+    })?;
+    Ok((hasher.finalize(), hasher.count()))
+}
+
+/// Reads `reader` to the end through `buf`, handing each chunk to `each`.
+fn for_each_chunk(
+    reader: &mut impl Read,
+    buf: &mut [u8],
+    mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
+        let n = match reader.read(buf) {
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        hasher.update(&buf[..n]);
-        writer.write_all(&buf[..n])?;
-        total += n as u64;
+        each(&buf[..n])?;
     }
-    Ok((hasher.finalize(), total))
 }
 
 /// Hashes a file in bounded memory. Large files go through a memory map on
@@ -108,16 +117,10 @@ pub fn hash_file(path: &Path) -> std::io::Result<(blake3::Hash, u64)> {
         static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; 64 * 1024]);
     }
     BUF.with(|buf| {
-        let mut buf = buf.borrow_mut();
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hasher.update(&buf[..n]);
-        }
+        for_each_chunk(&mut file, &mut buf.borrow_mut(), |chunk| {
+            hasher.update(chunk);
+            Ok(())
+        })?;
         Ok((hasher.finalize(), hasher.count()))
     })
 }

@@ -98,6 +98,24 @@ impl LocalBackend {
         })
     }
 
+    /// Moves a hashed temp file to its address, or removes it on failure.
+    fn publish(
+        &self,
+        tmp: &Path,
+        hashed: std::io::Result<(blake3::Hash, u64)>,
+    ) -> Result<(ObjectId, u64)> {
+        match hashed {
+            Ok((hash, size)) => {
+                self.commit_object(tmp, hash.into())?;
+                Ok((hash.into(), size))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(tmp);
+                Err(StoreError::io(tmp, e))
+            }
+        }
+    }
+
     fn decode_variant(&self, key: &str, file: &str) -> Option<StoredVariant> {
         let path = self.key_dir(key).join(file);
         let mut handle = File::open(&path).ok()?;
@@ -191,51 +209,24 @@ impl Backend for LocalBackend {
             writer.into_inner().map_err(|e| e.into_error())?;
             Ok(r)
         });
-        match result {
-            Ok((hash, size)) => {
-                self.commit_object(&tmp, hash.into())?;
-                Ok((hash.into(), size))
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(StoreError::io(&tmp, e))
-            }
-        }
+        self.publish(&tmp, result)
     }
 
     fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
         let src = File::open(path).map_err(|e| StoreError::io(path, e))?;
         let (tmp, dst) = self.new_temp()?;
-        if try_reflink(&src, &dst) {
-            // Hash the clone, not the source: it is what we keep, even if the
-            // source changes meanwhile.
-            return match hash_mapped(&tmp) {
-                Ok((hash, size)) => {
-                    self.commit_object(&tmp, hash.into())?;
-                    Ok((hash.into(), size))
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    Err(StoreError::io(&tmp, e))
-                }
-            };
-        }
-        // In-kernel copy (copy_file_range), then hash the copy on all cores:
-        // what is hashed is exactly what is kept.
-        let (mut src, mut dst) = (src, dst);
-        // No fsync: a torn object after a power loss fails verification on
-        // read and is a miss, never a wrong result.
-        let copied = std::io::copy(&mut src, &mut dst).and_then(|_| hash_mapped(&tmp));
-        match copied {
-            Ok((hash, size)) => {
-                self.commit_object(&tmp, hash.into())?;
-                Ok((hash.into(), size))
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(StoreError::io(&tmp, e))
-            }
-        }
+        // A reflink where possible, else an in-kernel copy (copy_file_range);
+        // then hash the copy on all cores: what is hashed is exactly what is
+        // kept, even if the source changes meanwhile. No fsync: a torn object
+        // after a power loss fails verification on read and is a miss, never
+        // a wrong result.
+        let copied = if try_reflink(&src, &dst) {
+            hash_mapped(&tmp)
+        } else {
+            let (mut src, mut dst) = (src, dst);
+            std::io::copy(&mut src, &mut dst).and_then(|_| hash_mapped(&tmp))
+        };
+        self.publish(&tmp, copied)
     }
 
     fn has_object(&self, id: &ObjectId) -> bool {

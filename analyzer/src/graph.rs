@@ -5,14 +5,14 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
-use crate::error::{AnalyzerError, Result};
+use crate::classify::Classifier;
+use crate::error::Result;
 use crate::fsutil::StatStamp;
 use crate::imports::ImportRecord;
 use crate::index::{Cached, Index};
 use crate::interpreter::Interpreter;
 use crate::parse::{parse_file, ParsedFile};
+use crate::parsing::Parser;
 use crate::report::{ModuleKind, ModuleReport};
 use crate::resolve::{resolve_relative, Location, Resolver};
 
@@ -43,33 +43,12 @@ pub struct Graph<'a> {
     order: Vec<String>,
     warnings: Vec<String>,
     errors: Vec<String>,
-    thirdparty_roots: Vec<PathBuf>,
-    stdlib_roots: Vec<PathBuf>,
-    parsed_count: std::sync::atomic::AtomicUsize,
+    classifier: Classifier<'a>,
+    parser: Parser<'a>,
 }
 
 impl<'a> Graph<'a> {
     pub fn new(interpreter: &'a Interpreter, resolver: &'a Resolver<'a>, index: &'a Index) -> Self {
-        let mut thirdparty_roots = interpreter.site_dirs.clone();
-        for entry in &interpreter.sys_path {
-            let text = entry.to_string_lossy();
-            if (text.contains("site-packages") || text.contains("dist-packages"))
-                && !thirdparty_roots.contains(entry)
-            {
-                thirdparty_roots.push(entry.clone());
-            }
-        }
-        let mut stdlib_roots = interpreter.stdlib_dirs.clone();
-        for entry in &interpreter.sys_path {
-            if interpreter
-                .stdlib_dirs
-                .iter()
-                .any(|d| entry.starts_with(d) || d.starts_with(entry))
-                && !stdlib_roots.contains(entry)
-            {
-                stdlib_roots.push(entry.clone());
-            }
-        }
         Self {
             interpreter,
             resolver,
@@ -78,18 +57,19 @@ impl<'a> Graph<'a> {
             order: Vec::new(),
             warnings: Vec::new(),
             errors: Vec::new(),
-            thirdparty_roots,
-            stdlib_roots,
-            parsed_count: std::sync::atomic::AtomicUsize::new(0),
+            classifier: Classifier::new(interpreter),
+            parser: Parser::new(index),
         }
     }
 
     /// Walks from `root` (module `root_name`). A root that does not parse is
     /// an error; a dependency that does not parse is recorded in `errors`.
     pub fn walk(mut self, root: &Path, root_name: &str) -> Result<Walk> {
-        let root_parsed = self.parse_cached(root)?;
-        let Cached::Parsed(root_facts) = root_parsed else {
-            unreachable!("parse_cached returns Parsed for .py files")
+        // The root is Python source whatever its name (a script may have
+        // no `.py` suffix).
+        let root_facts = match self.parser.parse_cached(root, true)? {
+            Cached::Parsed(parsed) => parsed,
+            Cached::Bytes(_) => parse_file(root)?,
         };
         self.nodes.insert(
             root_name.to_owned(),
@@ -151,7 +131,7 @@ impl<'a> Graph<'a> {
             self.resolve_stars(&mut deferred_stars, &mut next);
             wave = self.parse_wave(next);
         }
-        let parsed = self.parsed_count.load(std::sync::atomic::Ordering::Relaxed);
+        let parsed = self.parser.parsed();
         let modules = self.into_modules();
         Ok(Walk {
             parsed,
@@ -308,7 +288,7 @@ impl<'a> Graph<'a> {
             }
             return;
         }
-        let (kind, distribution) = self.classify(name, &location);
+        let (kind, distribution) = self.classifier.classify(name, &location);
         if let (ModuleKind::Local, Location::File { path, .. }) = (kind, &location) {
             next.push((name.to_owned(), path.clone()));
         }
@@ -326,43 +306,6 @@ impl<'a> Graph<'a> {
                 distribution,
             },
         );
-    }
-
-    fn classify(&self, name: &str, location: &Location) -> (ModuleKind, Option<String>) {
-        let path = match location {
-            Location::Builtin => return (ModuleKind::Builtin, None),
-            Location::Frozen => return (ModuleKind::Stdlib, None),
-            Location::File { path, .. } => path.as_path(),
-            Location::Namespace { portions } => portions[0].as_path(),
-        };
-        let top = name.split('.').next().unwrap_or(name);
-        if self.thirdparty_roots.iter().any(|r| path.starts_with(r)) {
-            return (
-                ModuleKind::Thirdparty,
-                self.interpreter.distributions.get(top).cloned(),
-            );
-        }
-        if self.stdlib_roots.iter().any(|r| path.starts_with(r)) {
-            return (ModuleKind::Stdlib, None);
-        }
-        let is_source = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-            self.interpreter
-                .source_suffixes
-                .iter()
-                .any(|s| n.ends_with(s.as_str()))
-        });
-        if matches!(location, Location::File { .. }) && !is_source {
-            let is_extension = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                self.interpreter
-                    .extension_suffixes
-                    .iter()
-                    .any(|s| n.ends_with(s.as_str()))
-            });
-            if is_extension {
-                return (ModuleKind::Extension, None);
-            }
-        }
-        (ModuleKind::Local, None)
     }
 
     fn resolve_stars(
@@ -397,35 +340,7 @@ impl<'a> Graph<'a> {
 
     /// Parses (or fetches from the index) every new local file in parallel.
     fn parse_wave(&mut self, files: Vec<(String, PathBuf)>) -> Vec<(String, ParsedFile)> {
-        // Index hits are a stat and a lookup: done in place, since waking the
-        // thread pool would cost more. Only real parses go parallel.
-        let mut results: Vec<(String, Result<Cached>)> = Vec::with_capacity(files.len());
-        let mut misses = Vec::new();
-        for (name, path) in files {
-            match self.lookup(&path) {
-                Ok(Some(hit)) => results.push((name, Ok(hit))),
-                Ok(None) => misses.push((name, path)),
-                Err(err) => results.push((name, Err(err))),
-            }
-        }
-        let parsed: Vec<(String, Result<Cached>)> = if misses.len() > 1 {
-            misses
-                .into_par_iter()
-                .map(|(name, path)| {
-                    let result = self.parse_cached(&path);
-                    (name, result)
-                })
-                .collect()
-        } else {
-            misses
-                .into_iter()
-                .map(|(name, path)| {
-                    let result = self.parse_cached(&path);
-                    (name, result)
-                })
-                .collect()
-        };
-        results.extend(parsed);
+        let results = self.parser.parse_all(files);
         let mut wave = Vec::new();
         for (name, result) in results {
             match result {
@@ -446,40 +361,6 @@ impl<'a> Graph<'a> {
             }
         }
         wave
-    }
-
-    fn stamp(path: &Path) -> Result<StatStamp> {
-        let meta = std::fs::metadata(path).map_err(|source| AnalyzerError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(StatStamp::of(&meta))
-    }
-
-    fn lookup(&self, path: &Path) -> Result<Option<Cached>> {
-        Ok(self.index.get(path, &Self::stamp(path)?))
-    }
-
-    /// Source files are parsed; anything else (bytecode) is hashed by bytes.
-    fn parse_cached(&self, path: &Path) -> Result<Cached> {
-        let stamp = Self::stamp(path)?;
-        if let Some(hit) = self.index.get(path, &stamp) {
-            return Ok(hit);
-        }
-        let is_source = path.extension().is_some_and(|e| e == "py" || e == "pyw");
-        self.parsed_count
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let value = if is_source {
-            Cached::Parsed(parse_file(path)?)
-        } else {
-            let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            Cached::Bytes(*blake3::hash(&bytes).as_bytes())
-        };
-        self.index.put(path, stamp, value.clone());
-        Ok(value)
     }
 
     fn into_modules(mut self) -> (Vec<ModuleReport>, Vec<String>, Vec<String>) {

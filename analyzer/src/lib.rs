@@ -6,6 +6,7 @@
 //! normalized AST, third-party code by distribution identity, the stdlib by
 //! the Python version. The crate never prints: it returns a [`DepsReport`].
 
+mod classify;
 mod error;
 mod fsutil;
 mod graph;
@@ -14,6 +15,7 @@ mod index;
 mod interpreter;
 pub mod normalize;
 mod parse;
+mod parsing;
 mod report;
 mod resolve;
 mod source;

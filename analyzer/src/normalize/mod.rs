@@ -6,6 +6,7 @@
 //! a node kind fails to compile here instead of silently hashing nothing.
 
 mod expr;
+mod pattern;
 mod sink;
 mod stmt;
 

@@ -318,21 +318,35 @@ def test_main_script_functions_and_two_processes(project, tmp_path) -> None:
     assert "hit" in third.stderr, third.stderr
 
 
-def test_lambdas_and_closures_run_uncached_with_one_warning(project, caplog) -> None:
+CALLS: list[int] = []
+
+
+def test_closures_run_in_process_cached_with_one_warning(project, caplog, capsys) -> None:
     from casher import cached
 
-    calls = []
+    root, write, load = project
+    (root / "data.txt").write_text("abc")
+    calls = CALLS
+    calls.clear()
 
-    def make():
+    def make(offset: int):
         @cached
         def inner(x: int) -> int:
-            calls.append(x)
-            return x
+            CALLS.append(x)  # a global: closure cells are part of the key
+            print(f"inner {x}")
+            return x + offset + len(open("data.txt").read())
 
         return inner
 
-    f = make()
-    assert f(1) == 1 and f(1) == 1
-    assert calls == [1, 1]
-    warnings = [r for r in caplog.records if "not cached" in r.getMessage()]
+    f = make(10)
+    assert f(1) == 14
+    assert capsys.readouterr().out == "inner 1\n"
+    assert f(1) == 14 and calls == [1], "the second call is a hit"
+    assert capsys.readouterr().out == "inner 1\n", "output replayed"
+    warnings = [r for r in caplog.records if "runs in-process" in r.getMessage()]
     assert len(warnings) == 1 and "closure" in warnings[0].getMessage()
+    # A different closure value is a different key; a changed file read from
+    # Python is a miss.
+    assert make(20)(1) == 24 and calls == [1, 1]
+    (root / "data.txt").write_text("abcd")
+    assert f(1) == 15 and calls == [1, 1, 1]

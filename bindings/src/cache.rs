@@ -164,6 +164,70 @@ impl Cache {
         })
     }
 
+    /// A run observed in-process (audit hooks and output capture) instead of
+    /// traced: `reads`, `listed` and `written` paths, `deleted` paths and
+    /// output chunks (1 = stdout, 2 = stderr). Recorded like a traced run.
+    fn observed(
+        &self,
+        reads: Vec<PathBuf>,
+        listed: Vec<PathBuf>,
+        written: Vec<PathBuf>,
+        deleted: Vec<PathBuf>,
+        chunks: Vec<(u8, Vec<u8>)>,
+    ) -> TracedRun {
+        use casher_tracer::{Chunk, Exit, ObservedInput, ObservedOutput};
+        let written_set: std::collections::HashSet<&PathBuf> = written.iter().collect();
+        let mut inputs: Vec<ObservedInput> = reads
+            .iter()
+            .filter(|p| !written_set.contains(p) && p.is_file())
+            .map(|p| ObservedInput::File {
+                path: p.clone(),
+                before: None,
+            })
+            .collect();
+        inputs.extend(
+            listed
+                .iter()
+                .filter(|p| p.is_dir())
+                .map(|p| ObservedInput::Dir { path: p.clone() }),
+        );
+        let mut outputs: Vec<ObservedOutput> = written
+            .iter()
+            .filter(|p| p.is_file())
+            .map(|p| ObservedOutput::File { path: p.clone() })
+            .collect();
+        outputs.extend(
+            deleted
+                .iter()
+                .filter(|p| !p.exists())
+                .map(|p| ObservedOutput::Deleted { path: p.clone() }),
+        );
+        let stdio = chunks
+            .into_iter()
+            .map(|(stream, bytes)| Chunk {
+                stream: if stream == 2 {
+                    casher_tracer::Stream::Stderr
+                } else {
+                    casher_tracer::Stream::Stdout
+                },
+                bytes,
+            })
+            .collect();
+        TracedRun {
+            report: TraceReport {
+                exit: Exit::Code(0),
+                inputs,
+                outputs,
+                stdio,
+                uncacheable: Vec::new(),
+            },
+            created_ns: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
+        }
+    }
+
     /// Runs `argv` traced. Output goes to `on_output(stream, bytes)` as it
     /// arrives (1 = stdout, 2 = stderr), called with the GIL held.
     fn run(

@@ -78,6 +78,15 @@ fn tracing_warn(message: &str) {
     });
 }
 
+/// The normalized-AST hash of a piece of source (a function defined in a
+/// notebook has no file to check later). `None` when it does not parse.
+#[pyfunction]
+fn source_hash(source: &str) -> Option<String> {
+    casher_analyzer::parse_bytes(std::path::Path::new("<source>"), source.as_bytes())
+        .ok()
+        .map(|parsed| blake3::Hash::from_bytes(parsed.hash).to_hex().to_string())
+}
+
 /// The invocation key of a function call: the shared key builder with the
 /// function's identity, its argument digest and the selected env vars.
 #[pyfunction]
@@ -107,6 +116,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(deps_json, m)?)?;
     m.add_function(wrap_pyfunction!(cache_dir, m)?)?;
     m.add_function(wrap_pyfunction!(run_key, m)?)?;
+    m.add_function(wrap_pyfunction!(source_hash, m)?)?;
     m.add_class::<hashing::Hasher>()?;
     m.add_class::<cache::Cache>()?;
     m.add_class::<cache::TracedRun>()?;

@@ -157,14 +157,7 @@ class CachedFunction:
             return self._func(*args, **kwargs)
         key = self._key(args, kwargs)  # TypeError for unsupported arguments
         if self._not_importable:
-            if not self._warned:
-                self._warned = True
-                log.warning(
-                    "%s is not cached: %s, so casher cannot re-run it in a traced process",
-                    self._func.__qualname__,
-                    self._not_importable,
-                )
-            return self._func(*args, **kwargs)
+            return self._call_in_process(key, args, kwargs)
         try:
             cwd = os.getcwd()
             cache = _cache(self._cache_dir, cwd)
@@ -223,6 +216,64 @@ class CachedFunction:
             except Exception as exc:
                 log.warning("%s", exc)
         return pickle.loads(result["value"])
+
+    def _in_process_identity(self) -> str:
+        """For functions run in-process: their source (normalized) and the
+        values of their closure cells stand in for re-importable code."""
+        import inspect as _inspect
+        import textwrap
+
+        h = _native.Hasher()
+        try:
+            source = textwrap.dedent(_inspect.getsource(self._func))
+            _hashing._text(h, b"source", _native.source_hash(source) or source)
+        except (OSError, TypeError):
+            _hashing._text(h, b"code", self._func.__code__.co_code.hex())
+        self._untracked = []
+        for name, cell in zip(self._func.__code__.co_freevars, self._func.__closure__ or ()):
+            try:
+                value = cell.cell_contents
+                _hashing._text(h, b"cell", name)
+                _hashing.feed(h, value, name)
+            except (ValueError, TypeError):
+                self._untracked.append(name)
+        return h.hexdigest()
+
+    def _call_in_process(self, key: str, args: tuple, kwargs: dict) -> Any:
+        from casher import _inprocess
+
+        identity = self._in_process_identity()
+        key = _native.run_key(self._func.__qualname__ + "#" + identity, self._file, key, _PYTHON, [])
+        if not self._warned:
+            self._warned = True
+            extra = f"; closure variables not tracked: {', '.join(self._untracked)}" if self._untracked else ""
+            log.warning(
+                "%s runs in-process (%s): files read by native code and globals it uses are not tracked%s",
+                self._func.__qualname__,
+                self._not_importable,
+                extra,
+            )
+        try:
+            cwd = os.getcwd()
+            cache = _cache(self._cache_dir, cwd)
+            hit, found, value = cache.lookup(key, cwd)
+        except Exception as exc:
+            log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
+            return self._func(*args, **kwargs)
+        if hit:
+            self._hits += 1
+            _replay(found)
+            return pickle.loads(value)
+        self._misses += 1
+        result, seen = _inprocess.run(self._func, args, kwargs)
+        try:
+            blob = pickle.dumps(result, protocol=5)
+            run = cache.observed(seen.reads, seen.listed, seen.written, seen.deleted, seen.chunks)
+            extra = [self._file] if os.path.isfile(self._file) else []
+            cache.record(run, key, self._description, blob, _non_local_roots(), extra)
+        except Exception as exc:
+            log.warning("%s not cached: %s", self._func.__qualname__, exc)
+        return result
 
     def _static_closure(self) -> list[str]:
         """Project modules the static analysis reaches (added to those the

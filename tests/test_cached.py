@@ -109,6 +109,8 @@ def test_code_two_packages_deep(project) -> None:
     assert mod.f.explain(3) == "hit"
     subprocess.run([sys.executable, "-m", "black", "-q", "--line-length", "40", str(helpers)], check=True)
     assert mod.f.explain(3) == "hit"
+    subprocess.run([sys.executable, "-m", "ruff", "format", "-q", "--config", "format.quote-style='single'", str(helpers)], check=True)
+    assert mod.f.explain(3) == "hit"
     # Logic: a miss naming the file.
     helpers.write_text("def scale(x):\n    return x * 3\n")
     reason = mod.f.explain(3)
@@ -316,6 +318,48 @@ def test_main_script_functions_and_two_processes(project, tmp_path) -> None:
     third = subprocess.run([sys.executable, str(script), "4"], cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert third.stdout == "making 4\nmain ran 40\n"
     assert "hit" in third.stderr, third.stderr
+
+
+def test_a_crashing_child_is_a_clear_error(project) -> None:
+    from casher import CasherError
+
+    root, write, load = project
+    name = unique()
+    write(
+        f"{name}.py",
+        """
+        import os
+        from casher import cached
+
+        @cached
+        def die(x: int) -> int:
+            os._exit(7)
+        """,
+    )
+    mod = load(name)
+    with pytest.raises(CasherError, match=r"running die exited with status 7 without a result"):
+        mod.die(1)
+
+
+def test_polars_frames_cross_to_the_child_intact(project) -> None:
+    import polars as pl
+
+    root, write, load = project
+    name = unique()
+    write(
+        f"{name}.py",
+        """
+        import polars as pl
+        from casher import cached
+
+        @cached
+        def describe(df: pl.DataFrame, s: pl.Series) -> tuple:
+            return (df.columns, df.height, float(df["x"].sum()), s.name, s.to_list())
+        """,
+    )
+    mod = load(name)
+    df = pl.DataFrame({"x": [1.5, 2.5], "s": ["a", None]})
+    assert mod.describe(df, pl.Series("k", [1, 2])) == (["x", "s"], 2, 4.0, "k", [1, 2])
 
 
 CALLS: list[int] = []

@@ -305,8 +305,10 @@ class CachedFunction:
 def _write_call(path: Path, args: tuple, kwargs: dict) -> None:
     """Pickle protocol 5 with out-of-band buffers: large arrays go to the file
     as raw bytes and are memory-mapped by the child, never copied in between."""
+    from casher import _transfer
+
     buffers: list[pickle.PickleBuffer] = []
-    pickled = pickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append)
+    pickled = _transfer.dumps((args, kwargs), buffers)
     raws = [b.raw() for b in buffers]
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(raws)))

@@ -33,12 +33,13 @@ sed -i 's/^def drop_refunds/# a new comment\ndef drop_refunds/' pipeline/helpers
 CASHER_LOG=debug python run.py 2> "$work/log3"; cat "$work/log3"
 expect "clean: hit" "$work/log3"
 
-step "4. change the helper's logic: clean misses, and says why"
+step "4. change the helper's logic: clean misses and says why; summarize, which cannot reach it, still hits"
 sed -i 's/pl.col("amount") > 0/pl.col("amount") >= 0/' pipeline/helpers/cleaning.py
 CASHER_LOG=debug python run.py 2> "$work/log4"; cat "$work/log4"
-expect "clean: miss .*cleaning.py changed" "$work/log4"
+expect "clean: miss .*drop_refunds in .*cleaning.py" "$work/log4"
+expect "summarize: hit" "$work/log4"
 
-step "5. casher deps clean.py --function clean: what the code identity covers"
+step "5. casher deps clean.py --function clean: the definitions the code identity covers"
 casher deps clean.py --function clean --python "$python"
 TIMEFORMAT='   cold (parses everything): %3Rs'
 rm -rf "$CASHER_DIR/analyzer-v1/index"

@@ -112,6 +112,7 @@ print(
             "stdlib_dirs": stdlib_dirs,
             "site_dirs": [os.path.realpath(p) for p in site_dirs],
             "builtin_modules": sorted(sys.builtin_module_names),
+            "builtins": sorted(dir(__import__("builtins"))),
             "frozen_modules": frozen,
             "stdlib_modules": sorted(getattr(sys, "stdlib_module_names", ())),
             "extension_suffixes": list(importlib.machinery.EXTENSION_SUFFIXES),

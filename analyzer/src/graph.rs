@@ -13,6 +13,7 @@ use crate::index::{Cached, Index};
 use crate::interpreter::Interpreter;
 use crate::parse::{parse_file, ParsedFile};
 use crate::parsing::Parser;
+use crate::reach::ModuleView;
 use crate::report::{ModuleKind, ModuleReport};
 use crate::resolve::{resolve_relative, Location, Resolver};
 
@@ -30,6 +31,8 @@ pub struct Walk {
     pub modules: Vec<ModuleReport>,
     pub warnings: Vec<String>,
     pub errors: Vec<String>,
+    /// Function-level reachability, when a function was named.
+    pub reach: Option<crate::reach::Reach>,
     pub root_facts: ParsedFile,
     /// Files actually read and parsed (not served by the index).
     pub parsed: usize,
@@ -64,7 +67,7 @@ impl<'a> Graph<'a> {
 
     /// Walks from `root` (module `root_name`). A root that does not parse is
     /// an error; a dependency that does not parse is recorded in `errors`.
-    pub fn walk(mut self, root: &Path, root_name: &str) -> Result<Walk> {
+    pub fn walk(mut self, root: &Path, root_name: &str, function: Option<&str>) -> Result<Walk> {
         // The root is Python source whatever its name (a script may have
         // no `.py` suffix).
         let root_facts = match self.parser.parse_cached(root, true)? {
@@ -132,13 +135,51 @@ impl<'a> Graph<'a> {
             wave = self.parse_wave(next);
         }
         let parsed = self.parser.parsed();
+        let sources: HashMap<String, (ParsedFile, bool)> = self
+            .nodes
+            .iter()
+            .filter_map(|(name, node)| {
+                let is_package = matches!(
+                    node.location,
+                    Some(Location::File {
+                        package_dir: Some(_),
+                        ..
+                    })
+                );
+                node.parsed.clone().map(|p| (name.clone(), (p, is_package)))
+            })
+            .collect();
+        let builtins = self.interpreter.builtins.clone();
+        let python = self.interpreter.version.clone();
         let modules = self.into_modules();
+        let reach = function.map(|function| {
+            let views: HashMap<String, ModuleView<'_>> = modules
+                .0
+                .iter()
+                .map(|m| {
+                    let source = sources.get(&m.name);
+                    (
+                        m.name.clone(),
+                        ModuleView {
+                            kind: m.kind,
+                            path: m.path.clone(),
+                            hash: m.hash.clone(),
+                            distribution: m.distribution.clone(),
+                            parsed: source.map(|(p, _)| p),
+                            is_package: source.is_some_and(|(_, pkg)| *pkg),
+                        },
+                    )
+                })
+                .collect();
+            crate::reach::reach(&views, &builtins, root_name, function, &python)
+        });
         Ok(Walk {
             parsed,
             modules: modules.0,
             warnings: modules.1,
             errors: modules.2,
             root_facts,
+            reach,
         })
     }
 

@@ -17,7 +17,7 @@ use crate::parse::ParsedFile;
 
 /// Bumped whenever the index layout or anything stored in it changes
 /// (including [`crate::normalize::NORMALIZED_FORMAT_VERSION`]).
-const INDEX_FORMAT: u32 = 1 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
+const INDEX_FORMAT: u32 = 2 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Cached {

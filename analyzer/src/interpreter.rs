@@ -27,6 +27,9 @@ pub struct Interpreter {
     pub stdlib_dirs: Vec<PathBuf>,
     pub site_dirs: Vec<PathBuf>,
     pub builtin_modules: HashSet<String>,
+    /// Names of the `builtins` module (`len`, `print`, ...).
+    #[serde(default)]
+    pub builtins: HashSet<String>,
     pub frozen_modules: HashSet<String>,
     pub stdlib_modules: HashSet<String>,
     pub extension_suffixes: Vec<String>,
@@ -41,6 +44,8 @@ pub struct Interpreter {
 /// What the cached answer depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Validity {
+    /// Bumped when the probe asks for more.
+    probe_version: u32,
     python: PathBuf,
     python_stamp: Option<StatStamp>,
     pythonpath: Option<String>,
@@ -81,6 +86,7 @@ impl Interpreter {
                 .join(format!("{}.json", &key.to_hex()[..32]))
         });
         let validity_now = |site_dirs: &[PathBuf]| Validity {
+            probe_version: 2,
             python: python.clone(),
             python_stamp: stat_stamp(&python),
             pythonpath: std::env::var("PYTHONPATH").ok(),

@@ -16,9 +16,11 @@ mod interpreter;
 pub mod normalize;
 mod parse;
 mod parsing;
+pub mod reach;
 mod report;
 mod resolve;
 mod source;
+mod symbols;
 
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,7 @@ pub use error::{AnalyzerError, Result};
 pub use imports::{ImportRecord, ModuleFacts};
 pub use interpreter::Interpreter;
 pub use parse::{parse_bytes, parse_file, ParsedFile};
+pub use reach::{Definition, Fallback};
 pub use report::{AnalysisStats, DepsReport, ModuleKind, ModuleReport, DIGEST_FORMAT_VERSION};
 pub use resolve::{resolve_relative, Location, Resolver};
 
@@ -108,7 +111,11 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
     let (root_name, script_dirs) = root_identity(&root);
     let index = index::Index::load(bucket.as_deref(), &script_dirs[0]);
     let resolver = Resolver::new(&interpreter, script_dirs);
-    let walk = graph::Graph::new(&interpreter, &resolver, &index).walk(&root, &root_name);
+    let walk = graph::Graph::new(&interpreter, &resolver, &index).walk(
+        &root,
+        &root_name,
+        options.function.as_deref(),
+    );
     index.save();
     let walk = walk?;
     if let Some(function) = &options.function {
@@ -128,11 +135,12 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
         parsed: walk.parsed,
         cached: hashed.saturating_sub(walk.parsed),
     };
-    let digest = report::digest(
-        &interpreter.version,
-        options.function.as_deref(),
-        &walk.modules,
-    );
+    // With a function, the identity is what that function can reach;
+    // without, the whole import closure.
+    let digest = match &walk.reach {
+        Some(reach) => reach.digest.clone(),
+        None => report::digest(&interpreter.version, None, &walk.modules),
+    };
     Ok(DepsReport {
         root,
         function: options.function.clone(),
@@ -142,5 +150,20 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
         warnings: walk.warnings,
         errors: walk.errors,
         stats,
+        definitions: walk
+            .reach
+            .as_ref()
+            .map(|r| r.definitions.clone())
+            .unwrap_or_default(),
+        fallbacks: walk
+            .reach
+            .as_ref()
+            .map(|r| r.fallbacks.clone())
+            .unwrap_or_default(),
+        code_files: walk
+            .reach
+            .as_ref()
+            .map(|r| r.files.clone())
+            .unwrap_or_default(),
     })
 }

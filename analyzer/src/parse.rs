@@ -17,6 +17,8 @@ pub struct ParsedFile {
     /// Normalized-AST hash of the whole module.
     pub hash: [u8; 32],
     pub facts: ModuleFacts,
+    /// The top-level statements, for function-level reachability.
+    pub statements: Vec<crate::symbols::TopStatement>,
 }
 
 /// Reads, decodes and parses a Python file.
@@ -42,9 +44,14 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<ParsedFile> {
     })?;
     let line_starts = line_starts(&source);
     let body = &parsed.syntax().body;
+    let line_of = |offset: ruff_text_size::TextSize| {
+        let index = line_starts.partition_point(|&start| start <= offset.to_usize());
+        u32::try_from(index).unwrap_or(u32::MAX)
+    };
     Ok(ParsedFile {
         hash: *module_hash(body).as_bytes(),
         facts: ImportVisitor::collect(body, &line_starts),
+        statements: crate::symbols::collect(body, line_of),
     })
 }
 

@@ -61,6 +61,12 @@ pub struct DepsReport {
     /// not parse). Non-empty means callers must not cache on this digest.
     pub errors: Vec<String>,
     pub stats: AnalysisStats,
+    /// With `--function`: the top-level statements the function reaches.
+    pub definitions: Vec<crate::reach::Definition>,
+    /// With `--function`: modules counted whole, and why.
+    pub fallbacks: Vec<crate::reach::Fallback>,
+    /// With `--function`: the project files the identity depends on.
+    pub code_files: Vec<PathBuf>,
 }
 
 /// How much work the analysis did (the index makes repeat runs cheap).

@@ -10,7 +10,7 @@ use casher_tracer::{trace, OutputSink, TraceConfig, TraceReport};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::code::{LocalCode, Oracle};
+use crate::code::{Analysis, LocalCode, Oracle, DEFINITION_INPUT, FUNCTION_INPUT};
 use crate::errors::CasherError;
 
 fn err(e: impl std::fmt::Display) -> PyErr {
@@ -64,6 +64,7 @@ enum Outcome {
 #[pyclass(module = "casher._native")]
 pub struct Cache {
     store: Store,
+    analysis: Analysis,
 }
 
 fn stream_code(stream: Stream) -> u8 {
@@ -76,11 +77,15 @@ fn stream_code(stream: Stream) -> u8 {
 #[pymethods]
 impl Cache {
     #[new]
-    #[pyo3(signature = (cwd, cache_dir=None))]
-    fn new(cwd: PathBuf, cache_dir: Option<PathBuf>) -> PyResult<Self> {
+    #[pyo3(signature = (cwd, cache_dir=None, python=None))]
+    fn new(cwd: PathBuf, cache_dir: Option<PathBuf>, python: Option<PathBuf>) -> PyResult<Self> {
         let (dir, _) = casher_store::cache_dir(cache_dir.as_deref(), &cwd).map_err(err)?;
         let store = Store::open(&dir, StoreConfig::default()).map_err(err)?;
-        Ok(Self { store })
+        let analysis = Analysis {
+            python: python.unwrap_or_else(|| PathBuf::from("python3")),
+            cache_dir: dir,
+        };
+        Ok(Self { store, analysis })
     }
 
     #[getter]
@@ -97,7 +102,12 @@ impl Cache {
         cwd: PathBuf,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
-            match self.store.lookup(key, &Oracle)? {
+            match self.store.lookup(
+                key,
+                &Oracle {
+                    analysis: &self.analysis,
+                },
+            )? {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
                     let variant = &hit.variant;
@@ -158,10 +168,21 @@ impl Cache {
 
     /// Whether `key` would hit, and why not, without touching anything.
     fn explain(&self, key: &str) -> PyResult<String> {
-        Ok(match self.store.peek(key, &Oracle).map_err(err)? {
-            Lookup::Hit(_) => "hit".to_owned(),
-            Lookup::Miss(reason) => format!("miss: {reason}"),
-        })
+        Ok(
+            match self
+                .store
+                .peek(
+                    key,
+                    &Oracle {
+                        analysis: &self.analysis,
+                    },
+                )
+                .map_err(err)?
+            {
+                Lookup::Hit(_) => "hit".to_owned(),
+                Lookup::Miss(reason) => format!("miss: {reason}"),
+            },
+        )
     }
 
     /// A run observed in-process (audit hooks and output capture) instead of
@@ -270,9 +291,13 @@ impl Cache {
     }
 
     /// Records a successful run under `key` with the pickled return value.
-    /// `.py` files outside `non_local` become code inputs (normalized hash),
-    /// and so do `extra_code` files (the static import closure).
-    #[pyo3(signature = (run, key, description, value, non_local, extra_code))]
+    /// `.py` files outside `non_local` become code inputs (normalized hash).
+    /// With `function` (a top-level function of `source`), the files its
+    /// reachable code lives in are covered by one function-level input
+    /// instead, so edits it cannot reach do not invalidate; project files
+    /// the child read beyond them stay whole-module inputs (the safety net
+    /// for what static analysis missed).
+    #[pyo3(signature = (run, key, description, value, non_local, source, function=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python call, plus `py`
     fn record(
         &self,
@@ -282,9 +307,11 @@ impl Cache {
         description: &str,
         value: &[u8],
         non_local: Vec<PathBuf>,
-        extra_code: Vec<PathBuf>,
+        source: PathBuf,
+        function: Option<String>,
     ) -> PyResult<()> {
         let value = value.to_vec();
+        let analysis = self.analysis.clone();
         py.detach(|| -> Result<(), String> {
             let local = LocalCode { non_local };
             let hasher = |p: &Path| local.hash_if_local(p);
@@ -297,16 +324,46 @@ impl Cache {
                 Some(&hasher),
             )
             .map_err(|e| e.to_string())?;
-            for path in extra_code {
-                let stored = StoredPath::new(&path);
-                let present = variant
-                    .inputs
-                    .iter()
-                    .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
-                if !present {
-                    if let Some(hash) = local.hash_if_local(&path) {
+            let identity = function
+                .as_deref()
+                .and_then(|f| analysis.function_identity(&source, f).map(|id| (f, id)));
+            match identity {
+                Some((function, id)) => {
+                    let covered: std::collections::HashSet<StoredPath> =
+                        id.files.iter().map(|p| StoredPath::new(p)).collect();
+                    variant.inputs.retain(
+                        |i| !matches!(i, Input::Code { path: Some(p), .. } if covered.contains(p)),
+                    );
+                    // Each reached definition first (a miss then names what
+                    // changed), then the whole identity (which also covers
+                    // definitions newly reached, fallbacks and libraries).
+                    for d in &id.definitions {
                         variant.inputs.push(Input::Code {
-                            name: path.display().to_string(),
+                            name: format!(
+                                "{DEFINITION_INPUT}{function}:{}:{}",
+                                d.name,
+                                d.path.display()
+                            ),
+                            path: Some(StoredPath::new(&source)),
+                            hash: d.hash.clone(),
+                        });
+                    }
+                    variant.inputs.push(Input::Code {
+                        name: format!("{FUNCTION_INPUT}{function}"),
+                        path: Some(StoredPath::new(&source)),
+                        hash: id.digest,
+                    });
+                }
+                None => {
+                    // Whole modules: the function's own file at least.
+                    let stored = StoredPath::new(&source);
+                    let present = variant
+                        .inputs
+                        .iter()
+                        .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
+                    if let (false, Some(hash)) = (present, local.hash_if_local(&source)) {
+                        variant.inputs.push(Input::Code {
+                            name: source.display().to_string(),
                             path: Some(stored),
                             hash,
                         });

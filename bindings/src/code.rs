@@ -65,11 +65,142 @@ impl LocalCode {
     }
 }
 
-/// Checks code inputs against the files as they are now.
-pub struct Oracle;
+/// Prefix of the code input that stands for a function's reachable code.
+pub const FUNCTION_INPUT: &str = "function:";
 
-impl CodeOracle for Oracle {
-    fn code_hash(&self, _name: &str, path: Option<&Path>) -> Option<String> {
+/// A function's code identity (what it can reach), with the stamps of the
+/// files it was computed from: re-analyzed only when one of them changes.
+struct FunctionIdentity {
+    files: Vec<(PathBuf, Stamp)>,
+    digest: String,
+    files_only: Vec<PathBuf>,
+    definitions: Vec<ReachedDefinition>,
+}
+
+/// One statement a function reaches: its qualified name, file and hash.
+#[derive(Clone)]
+pub struct ReachedDefinition {
+    pub name: String,
+    pub path: PathBuf,
+    pub hash: String,
+}
+
+/// What a function's code identity is made of.
+pub struct Identity {
+    pub digest: String,
+    pub files: Vec<PathBuf>,
+    pub definitions: Vec<ReachedDefinition>,
+}
+
+/// Prefix of the inputs that name one reached definition (they come
+/// first, so a miss names what changed).
+pub const DEFINITION_INPUT: &str = "definition:";
+
+type FunctionMemo = Mutex<HashMap<(PathBuf, String), FunctionIdentity>>;
+
+fn function_memo() -> &'static FunctionMemo {
+    static MEMO: OnceLock<FunctionMemo> = OnceLock::new();
+    MEMO.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Where the analyzer looks: the interpreter and the cache directory.
+#[derive(Clone)]
+pub struct Analysis {
+    pub python: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Analysis {
+    /// The function-level digest of `function` in `file` and the project
+    /// files it covers; `None` when the analysis is not trustworthy (a
+    /// dependency does not parse), so callers fall back to whole modules.
+    pub fn function_identity(&self, file: &Path, function: &str) -> Option<Identity> {
+        let key = (file.to_path_buf(), function.to_owned());
+        if let Some(id) = function_memo().lock().ok()?.get(&key) {
+            let unchanged = id
+                .files
+                .iter()
+                .all(|(p, s)| std::fs::metadata(p).is_ok_and(|m| stamp(&m) == *s));
+            if unchanged {
+                return Some(Identity {
+                    digest: id.digest.clone(),
+                    files: id.files_only.clone(),
+                    definitions: id.definitions.clone(),
+                });
+            }
+        }
+        let options = casher_analyzer::AnalyzeOptions {
+            python: self.python.clone(),
+            cache_dir: Some(self.cache_dir.clone()),
+            function: Some(function.to_owned()),
+        };
+        let report = casher_analyzer::analyze(file, &options).ok()?;
+        if !report.errors.is_empty() || report.code_files.is_empty() {
+            return None;
+        }
+        let mut files_only = report.code_files.clone();
+        if !files_only.contains(&report.root) {
+            files_only.push(report.root.clone());
+        }
+        let files = files_only
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok().map(|m| (p.clone(), stamp(&m))))
+            .collect();
+        let definitions: Vec<ReachedDefinition> = report
+            .definitions
+            .iter()
+            .filter_map(|d| {
+                Some(ReachedDefinition {
+                    name: d.name.clone(),
+                    path: d.path.clone()?,
+                    hash: d.hash.clone(),
+                })
+            })
+            .collect();
+        if let Ok(mut memo) = function_memo().lock() {
+            memo.insert(
+                key,
+                FunctionIdentity {
+                    files,
+                    digest: report.digest.clone(),
+                    files_only: files_only.clone(),
+                    definitions: definitions.clone(),
+                },
+            );
+        }
+        Some(Identity {
+            digest: report.digest,
+            files: files_only,
+            definitions,
+        })
+    }
+}
+
+/// Checks code inputs against the files as they are now: a module by its
+/// normalized hash, a function by what it can reach.
+pub struct Oracle<'a> {
+    pub analysis: &'a Analysis,
+}
+
+impl CodeOracle for Oracle<'_> {
+    fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String> {
+        if let Some(function) = name.strip_prefix(FUNCTION_INPUT) {
+            return self
+                .analysis
+                .function_identity(path?, function)
+                .map(|id| id.digest);
+        }
+        if let Some(rest) = name.strip_prefix(DEFINITION_INPUT) {
+            // definition:<function>:<qualified name>:<file>
+            let mut parts = rest.splitn(3, ':');
+            let (function, definition) = (parts.next()?, parts.next()?);
+            let id = self.analysis.function_identity(path?, function)?;
+            return id
+                .definitions
+                .into_iter()
+                .find(|d| d.name == definition)
+                .map(|d| d.hash);
+        }
         normalized_hash(path?)
     }
 }

@@ -48,7 +48,7 @@ def _cache(cache_dir: str | None, cwd: str | None = None) -> _native.Cache:
     key = (cwd or os.getcwd(), cache_dir)
     with _lock:
         if key not in _caches:
-            _caches[key] = _native.Cache(os.getcwd(), cache_dir)
+            _caches[key] = _native.Cache(key[0], cache_dir, sys.executable)
         return _caches[key]
 
 
@@ -212,7 +212,7 @@ class CachedFunction:
             log.warning("%s not cached: %s", self._func.__qualname__, "; ".join(run.uncacheable))
         else:
             try:
-                cache.record(run, key, self._description, result["value"], _non_local_roots(), self._static_closure())
+                cache.record(run, key, self._description, result["value"], _non_local_roots(), self._file, self._top_level_name())
             except Exception as exc:
                 log.warning("%s", exc)
         return pickle.loads(result["value"])
@@ -269,23 +269,16 @@ class CachedFunction:
         try:
             blob = pickle.dumps(result, protocol=5)
             run = cache.observed(seen.reads, seen.listed, seen.written, seen.deleted, seen.chunks)
-            extra = [self._file] if os.path.isfile(self._file) else []
-            cache.record(run, key, self._description, blob, _non_local_roots(), extra)
+            cache.record(run, key, self._description, blob, _non_local_roots(), self._file, None)
         except Exception as exc:
             log.warning("%s not cached: %s", self._func.__qualname__, exc)
         return result
 
-    def _static_closure(self) -> list[str]:
-        """Project modules the static analysis reaches (added to those the
-        child actually read)."""
-        try:
-            from casher.deps import deps
-
-            report = deps(self._file, cache_dir=self._cache_dir)
-        except Exception as exc:
-            log.debug("static analysis of %s failed: %s", self._file, exc)
-            return []
-        return [m["path"] for m in report["modules"] if m["kind"] == "local" and m["path"]]
+    def _top_level_name(self) -> str | None:
+        """The function's name when function-level analysis applies (a
+        top-level function); methods and nested functions use whole modules."""
+        qualname = self._func.__qualname__
+        return None if "." in qualname else qualname
 
     # -- introspection ---------------------------------------------------
 

@@ -78,12 +78,25 @@ impl fmt::Display for Change {
             ChangeKind::Deleted => write!(f, "{s} was deleted"),
             ChangeKind::Appeared => write!(f, "{s} now exists (it was absent)"),
             ChangeKind::Listing => write!(f, "directory {s} has different entries"),
-            ChangeKind::Code { before, now } => write!(
-                f,
-                "code {s} changed (hash {} -> {})",
-                short(before),
-                now.as_deref().map_or("gone".to_owned(), short)
-            ),
+            ChangeKind::Code { before, now } => {
+                let now = now.as_deref().map_or("gone".to_owned(), short);
+                let before = short(before);
+                if let Some(rest) = s.strip_prefix("definition:") {
+                    // definition:<function>:<qualified name>:<file>
+                    let mut parts = rest.splitn(3, ':');
+                    let function = parts.next().unwrap_or("");
+                    let name = parts.next().unwrap_or("");
+                    let file = parts.next().unwrap_or("");
+                    write!(f, "code {name} in {file}, reached from {function}, changed (hash {before} -> {now})")
+                } else if let Some(function) = s.strip_prefix("function:") {
+                    write!(
+                        f,
+                        "the code reachable from {function} changed (hash {before} -> {now})"
+                    )
+                } else {
+                    write!(f, "code {s} changed (hash {before} -> {now})")
+                }
+            }
             ChangeKind::Unreadable(why) => write!(f, "{s} cannot be read: {why}"),
             ChangeKind::OutputMissing => {
                 write!(f, "a stored output of {s} is missing from the store")

@@ -1,0 +1,312 @@
+//! A module's top-level statements as the unit of function-level
+//! reachability: what each binds, what names it uses, and whether it is an
+//! always-counting effect (anything but a definition, a plain assignment or
+//! an import).
+//!
+//! Name uses are collected without modelling local scopes: a local that
+//! shadows a global counts as a use of the global too. That can only add
+//! dependencies (a false miss), never drop one.
+
+use ruff_python_ast::visitor::{walk_expr, walk_stmt, Visitor};
+use ruff_python_ast::{Expr, ExprContext, Stmt};
+use serde::{Deserialize, Serialize};
+
+use crate::normalize::Encoder;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StmtKind {
+    /// `def` / `class`.
+    Definition,
+    /// Assignment to plain names.
+    Assignment,
+    /// `import` / `from ... import`.
+    Import,
+    /// Everything else: runs on import and always counts.
+    Effect,
+}
+
+/// What an import statement binds a name to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bound {
+    /// `import a.b` binds `a` to module `a`; `import a.b as c` binds `c` to `a.b`.
+    Module { module: String, level: u32 },
+    /// `from m import n as x` binds `x` to `n` in `m` (a submodule or an attribute).
+    From {
+        module: String,
+        level: u32,
+        name: String,
+    },
+    /// `from m import *`.
+    Star { module: String, level: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TopStatement {
+    /// Normalized hash of the statement alone.
+    pub hash: [u8; 32],
+    pub line: u32,
+    pub kind: StmtKind,
+    /// Module-level names this statement binds (including `global` writes
+    /// from inside functions).
+    pub binds: Vec<String>,
+    /// For imports: what each bound name refers to.
+    pub imports: Vec<(String, Bound)>,
+    /// Names loaded anywhere inside.
+    pub uses: Vec<String>,
+    /// Names assigned anywhere inside (parameters and locals of functions):
+    /// a use of such a name that no module-level statement binds is taken
+    /// for a local, not an unresolvable global.
+    pub locals: Vec<String>,
+    /// `name.attr.attr...` loads: candidates for `import m` + `m.attr`.
+    pub attributes: Vec<Vec<String>>,
+    /// Names loaded other than as the base of an attribute access.
+    pub bare: Vec<String>,
+    /// Why static analysis cannot see what this statement reaches
+    /// (`globals()`, `eval`, a computed `getattr`), if so.
+    pub opaque: Option<String>,
+}
+
+#[derive(Default)]
+struct Collector {
+    uses: Vec<String>,
+    attributes: Vec<Vec<String>>,
+    bare: Vec<String>,
+    stores: Vec<String>,
+    globals: Vec<String>,
+    imports: Vec<(String, Bound)>,
+    opaque: Option<String>,
+}
+
+impl<'a> Visitor<'a> for Collector {
+    fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        match stmt {
+            Stmt::Global(g) => self
+                .globals
+                .extend(g.names.iter().map(|n| n.id.to_string())),
+            Stmt::FunctionDef(f) => self.stores.push(f.name.id.to_string()),
+            Stmt::ClassDef(c) => self.stores.push(c.name.id.to_string()),
+            Stmt::Import(i) => {
+                self.imports.extend(import_bindings(stmt));
+                for alias in &i.names {
+                    let bound = alias.asname.as_ref().map_or_else(
+                        || alias.name.id.split('.').next().unwrap_or("").to_owned(),
+                        |a| a.id.to_string(),
+                    );
+                    self.stores.push(bound);
+                }
+            }
+            Stmt::ImportFrom(i) => {
+                self.imports.extend(import_bindings(stmt));
+                for alias in &i.names {
+                    self.stores
+                        .push(alias.asname.as_ref().unwrap_or(&alias.name).id.to_string());
+                }
+            }
+            _ => {}
+        }
+        walk_stmt(self, stmt);
+    }
+
+    fn visit_expr(&mut self, expr: &'a Expr) {
+        match expr {
+            Expr::Name(n) => match n.ctx {
+                ExprContext::Load | ExprContext::Del => {
+                    self.uses.push(n.id.to_string());
+                    self.bare.push(n.id.to_string());
+                }
+                ExprContext::Store => self.stores.push(n.id.to_string()),
+                ExprContext::Invalid => {}
+            },
+            Expr::Attribute(_) => {
+                // A dotted chain on a name (`pkg.helpers.clean`): kept whole.
+                let mut parts = Vec::new();
+                let mut current = expr;
+                while let Expr::Attribute(a) = current {
+                    parts.push(a.attr.id.to_string());
+                    current = &a.value;
+                }
+                if let Expr::Name(base) = current {
+                    parts.push(base.id.to_string());
+                    parts.reverse();
+                    self.uses.push(base.id.to_string());
+                    self.attributes.push(parts);
+                    return;
+                }
+            }
+            Expr::Call(call) => {
+                if let Expr::Name(f) = &*call.func {
+                    let name = f.id.as_str();
+                    let literal_second =
+                        matches!(call.arguments.args.get(1), Some(Expr::StringLiteral(_)));
+                    self.opaque = self.opaque.take().or(match name {
+                        "globals" | "vars" | "locals" | "eval" | "exec" => {
+                            Some(format!("uses {name}()"))
+                        }
+                        "getattr" | "setattr" | "delattr" if !literal_second => {
+                            Some(format!("uses {name}() with a computed name"))
+                        }
+                        _ => None,
+                    });
+                }
+            }
+            Expr::Subscript(s) => {
+                if let Expr::Attribute(a) = &*s.value {
+                    if a.attr.id.as_str() == "modules"
+                        && matches!(&*a.value, Expr::Name(n) if n.id.as_str() == "sys")
+                    {
+                        self.opaque = self
+                            .opaque
+                            .take()
+                            .or(Some("uses sys.modules[...]".to_owned()));
+                    }
+                }
+            }
+            _ => {}
+        }
+        walk_expr(self, expr);
+    }
+}
+
+fn dedup(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn import_bindings(stmt: &Stmt) -> Vec<(String, Bound)> {
+    match stmt {
+        Stmt::Import(i) => i
+            .names
+            .iter()
+            .map(|alias| match &alias.asname {
+                Some(asname) => (
+                    asname.id.to_string(),
+                    Bound::Module {
+                        module: alias.name.id.to_string(),
+                        level: 0,
+                    },
+                ),
+                None => {
+                    let top = alias.name.id.split('.').next().unwrap_or("").to_owned();
+                    (
+                        top.clone(),
+                        Bound::Module {
+                            module: top,
+                            level: 0,
+                        },
+                    )
+                }
+            })
+            .collect(),
+        Stmt::ImportFrom(i) => {
+            let module = i
+                .module
+                .as_ref()
+                .map(|m| m.id.to_string())
+                .unwrap_or_default();
+            i.names
+                .iter()
+                .map(|alias| {
+                    if alias.name.id.as_str() == "*" {
+                        (
+                            "*".to_owned(),
+                            Bound::Star {
+                                module: module.clone(),
+                                level: i.level,
+                            },
+                        )
+                    } else {
+                        (
+                            alias.asname.as_ref().unwrap_or(&alias.name).id.to_string(),
+                            Bound::From {
+                                module: module.clone(),
+                                level: i.level,
+                                name: alias.name.id.to_string(),
+                            },
+                        )
+                    }
+                })
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn plain_targets(targets: &[&Expr]) -> bool {
+    targets.iter().all(|t| match t {
+        Expr::Name(_) => true,
+        Expr::Tuple(t) => plain_targets(&t.elts.iter().collect::<Vec<_>>()),
+        Expr::List(l) => plain_targets(&l.elts.iter().collect::<Vec<_>>()),
+        Expr::Starred(s) => plain_targets(&[&*s.value]),
+        _ => false,
+    })
+}
+
+fn kind_of(stmt: &Stmt) -> StmtKind {
+    match stmt {
+        Stmt::FunctionDef(_) | Stmt::ClassDef(_) => StmtKind::Definition,
+        Stmt::Import(_) => StmtKind::Import,
+        Stmt::ImportFrom(i)
+            if i.module
+                .as_ref()
+                .is_some_and(|m| m.id.as_str() == "__future__") =>
+        {
+            StmtKind::Effect
+        }
+        Stmt::ImportFrom(_) => StmtKind::Import,
+        Stmt::Assign(a) if plain_targets(&a.targets.iter().collect::<Vec<_>>()) => {
+            StmtKind::Assignment
+        }
+        Stmt::AnnAssign(a) if matches!(&*a.target, Expr::Name(_)) => StmtKind::Assignment,
+        Stmt::AugAssign(a) if matches!(&*a.target, Expr::Name(_)) => StmtKind::Assignment,
+        Stmt::TypeAlias(_) => StmtKind::Assignment,
+        _ => StmtKind::Effect,
+    }
+}
+
+/// The module's top-level statements, in order.
+pub fn collect(
+    body: &[Stmt],
+    line_of: impl Fn(ruff_text_size::TextSize) -> u32,
+) -> Vec<TopStatement> {
+    body.iter()
+        .map(|stmt| {
+            let mut encoder = Encoder::new("casher.statement");
+            encoder.statement(stmt);
+            let mut c = Collector::default();
+            c.visit_stmt(stmt);
+            if let Stmt::FunctionDef(f) = stmt {
+                c.stores
+                    .extend(f.parameters.iter().map(|p| p.name().id.to_string()));
+            }
+            let kind = kind_of(stmt);
+            // Names a nested function declares `global` and assigns are
+            // module bindings too.
+            let mut binds = match stmt {
+                Stmt::FunctionDef(f) => vec![f.name.id.to_string()],
+                Stmt::ClassDef(cd) => vec![cd.name.id.to_string()],
+                _ => c.stores.clone(),
+            };
+            binds.extend(c.globals.iter().cloned());
+            TopStatement {
+                hash: *encoder.finish().as_bytes(),
+                line: line_of(ruff_text_size::Ranged::range(stmt).start()),
+                kind,
+                binds: dedup(binds),
+                // Also imports inside functions: a name they bind is
+                // followed like a module-level one.
+                imports: c.imports.clone(),
+                uses: dedup(c.uses),
+                locals: dedup(c.stores.clone()),
+                attributes: {
+                    let mut a = c.attributes;
+                    a.sort();
+                    a.dedup();
+                    a
+                },
+                bare: dedup(c.bare),
+                opaque: c.opaque,
+            }
+        })
+        .collect()
+}

@@ -35,6 +35,16 @@ def casher_bin() -> Path:
     return Path(found)
 
 
+@pytest.fixture(autouse=True)
+def check_reach(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture):
+    """Every test runs with the reachability check on, and fails if a
+    cached call executed project code the static analysis did not reach."""
+    monkeypatch.setenv("CASHER_CHECK_REACH", "1")
+    yield
+    missed = [r.getMessage() for r in caplog.records if "CASHER_CHECK_REACH" in r.getMessage()]
+    assert not missed, missed
+
+
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "cache"

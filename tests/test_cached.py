@@ -394,3 +394,31 @@ def test_closures_run_in_process_cached_with_one_warning(project, caplog, capsys
     assert make(20)(1) == 24 and calls == [1, 1]
     (root / "data.txt").write_text("abcd")
     assert f(1) == 15 and calls == [1, 1, 1]
+
+
+def test_check_reach_flags_what_static_analysis_missed_and_the_safety_net_holds(project, caplog) -> None:
+    root, write, load = project
+    name = unique()
+    helper = write(f"helper_{name}.py", "def h():\n    return 1\n")
+    write(
+        f"{name}.py",
+        f"""
+        import importlib
+        from casher import cached
+
+        @cached
+        def f() -> int:
+            module = importlib.import_module("helper_" + "{name}")
+            return module.h()
+        """,
+    )
+    mod = load(name)
+    assert mod.f() == 1
+    flagged = [r.getMessage() for r in caplog.records if "CASHER_CHECK_REACH" in r.getMessage()]
+    assert flagged and "helper_" in flagged[0], flagged
+    caplog.clear()  # expected here: the autouse check must not fail this test
+    assert mod.f() == 1 and mod.f.cache_info()["hits"] == 1
+    # The file the child really imported is a whole-module input: editing it misses.
+    helper.write_text("def h():\n    return 2\n")
+    assert mod.f() == 2
+    caplog.clear()

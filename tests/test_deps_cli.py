@@ -46,6 +46,14 @@ def test_json_contract_on_the_example_pipeline(casher) -> None:
 
     assert polars["distribution"] == f"polars=={pl.__version__}"
     assert module(report, "pathlib")["kind"] == "stdlib"
+    # Function level: the reached definitions, each with where and why.
+    names = {d["name"]: d for d in report["definitions"]}
+    assert "clean.clean" in names and names["clean.clean"]["reason"] == "used by the cached call"
+    assert "pipeline.helpers.cleaning.drop_refunds" in names
+    assert "pipeline.helpers.stats.revenue_by" not in names, "clean never reaches revenue_by"
+    d = names["pipeline.helpers.cleaning.drop_refunds"]
+    assert d["path"].endswith("cleaning.py") and d["line"] > 0 and len(d["hash"]) == 64
+    assert report["fallbacks"] == []
 
 
 def test_tree_output_names_kinds_and_importers(casher) -> None:
@@ -187,3 +195,13 @@ def test_relative_import_of_the_root_inside_a_package(casher, tmp_path: Path) ->
     report = r.json()
     assert report["modules"][0]["name"] == "pkg.step"
     assert module(report, "pkg.util")["kind"] == "local"
+
+
+def test_fallbacks_are_reported(casher, tmp_path: Path) -> None:
+    (tmp_path / "main.py").write_text("def f():\n    return eval('1 + 1')\n")
+    r = casher("deps", str(tmp_path / "main.py"), "--function", "f", "--json")
+    assert r.code == 0, r.stderr
+    fallbacks = r.json()["fallbacks"]
+    assert fallbacks and fallbacks[0]["module"] == "main" and "eval" in fallbacks[0]["reason"]
+    tree = casher("deps", str(tmp_path / "main.py"), "--function", "f")
+    assert "reached definitions" in tree.stdout and "whole module main" in tree.stdout

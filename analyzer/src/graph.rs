@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::fsutil::StatStamp;
 use crate::imports::ImportRecord;
 use crate::index::{Cached, Index};
+use crate::index::{ReachCache, ReachValidity, SymbolIndex};
 use crate::interpreter::Interpreter;
 use crate::parse::{parse_file, ParsedFile};
 use crate::parsing::Parser;
@@ -48,6 +49,8 @@ pub struct Graph<'a> {
     errors: Vec<String>,
     classifier: Classifier<'a>,
     parser: Parser<'a>,
+    cache_dir: Option<PathBuf>,
+    root_dir: PathBuf,
 }
 
 impl<'a> Graph<'a> {
@@ -62,12 +65,23 @@ impl<'a> Graph<'a> {
             errors: Vec::new(),
             classifier: Classifier::new(interpreter),
             parser: Parser::new(index),
+            cache_dir: None,
+            root_dir: PathBuf::new(),
         }
     }
 
     /// Walks from `root` (module `root_name`). A root that does not parse is
     /// an error; a dependency that does not parse is recorded in `errors`.
+    /// Where the symbol index for function-level analysis lives.
+    pub fn with_symbol_index(mut self, cache_dir: Option<PathBuf>, root_dir: PathBuf) -> Self {
+        self.cache_dir = cache_dir;
+        self.root_dir = root_dir;
+        self
+    }
+
     pub fn walk(mut self, root: &Path, root_name: &str, function: Option<&str>) -> Result<Walk> {
+        self.parser = std::mem::replace(&mut self.parser, Parser::new(self.index))
+            .with_statements(function.is_some());
         // The root is Python source whatever its name (a script may have
         // no `.py` suffix).
         let root_facts = match self.parser.parse_cached(root, true)? {
@@ -135,24 +149,72 @@ impl<'a> Graph<'a> {
             wave = self.parse_wave(next);
         }
         let parsed = self.parser.parsed();
-        let sources: HashMap<String, (ParsedFile, bool)> = self
-            .nodes
-            .iter()
-            .filter_map(|(name, node)| {
-                let is_package = matches!(
-                    node.location,
-                    Some(Location::File {
-                        package_dir: Some(_),
-                        ..
-                    })
-                );
-                node.parsed.clone().map(|p| (name.clone(), (p, is_package)))
-            })
-            .collect();
         let builtins = self.interpreter.builtins.clone();
         let python = self.interpreter.version.clone();
+        // Statements of this run's fresh parses; index hits have none.
+        let fresh: HashMap<String, (ParsedFile, bool, Option<PathBuf>)> = if function.is_some() {
+            self.nodes
+                .iter()
+                .filter_map(|(name, node)| {
+                    let parsed = node.parsed.clone()?;
+                    let is_package = matches!(
+                        node.location,
+                        Some(Location::File {
+                            package_dir: Some(_),
+                            ..
+                        })
+                    );
+                    let path = match &node.location {
+                        Some(Location::File { path, .. }) => Some(path.clone()),
+                        _ => None,
+                    };
+                    Some((name.clone(), (parsed, is_package, path)))
+                })
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let (cache_dir, root_dir) = (self.cache_dir.clone(), self.root_dir.clone());
         let modules = self.into_modules();
         let reach = function.map(|function| {
+            let validity: ReachValidity = modules
+                .0
+                .iter()
+                .map(|m| {
+                    let stamp = match (m.kind, &m.path) {
+                        (ModuleKind::Local, Some(p)) => {
+                            std::fs::metadata(p).ok().map(|meta| StatStamp::of(&meta))
+                        }
+                        _ => None,
+                    };
+                    (
+                        m.name.clone(),
+                        m.kind.as_str().to_owned(),
+                        m.hash.clone(),
+                        m.distribution.clone(),
+                        stamp,
+                    )
+                })
+                .collect();
+            let key = format!("{root_name}:{function}:{python}");
+            let mut cache = ReachCache::load(cache_dir.as_deref(), &root_dir);
+            if let Some(reach) = cache.get(&key, &validity) {
+                return reach;
+            }
+            let mut symbols = SymbolIndex::load(cache_dir.as_deref(), &root_dir);
+            let mut sources: HashMap<String, (ParsedFile, bool)> = HashMap::new();
+            for (name, (parsed, is_package, path)) in fresh {
+                let mut parsed = parsed;
+                if let Some(path) = &path {
+                    if parsed.statements.is_empty() {
+                        parsed.statements = symbols.statements(path).unwrap_or_default();
+                    } else if let Ok(meta) = std::fs::metadata(path) {
+                        symbols.put(path, StatStamp::of(&meta), parsed.statements.clone());
+                    }
+                }
+                sources.insert(name, (parsed, is_package));
+            }
+            symbols.save();
             let views: HashMap<String, ModuleView<'_>> = modules
                 .0
                 .iter()
@@ -171,7 +233,9 @@ impl<'a> Graph<'a> {
                     )
                 })
                 .collect();
-            crate::reach::reach(&views, &builtins, root_name, function, &python)
+            let reach = crate::reach::reach(&views, &builtins, root_name, function, &python);
+            cache.put(key, validity, reach.clone());
+            reach
         });
         Ok(Walk {
             parsed,

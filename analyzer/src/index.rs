@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{write_atomic, StatStamp};
 use crate::parse::ParsedFile;
+use crate::symbols::TopStatement;
 
 /// Bumped whenever the index layout or anything stored in it changes
 /// (including [`crate::normalize::NORMALIZED_FORMAT_VERSION`]).
-const INDEX_FORMAT: u32 = 2 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
+const INDEX_FORMAT: u32 = 3 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Cached {
@@ -103,5 +104,138 @@ impl Index {
             }
             Err(err) => tracing::warn!("could not encode the parse index: {err}"),
         }
+    }
+}
+
+/// Per-file top-level statements for function-level analysis, in a file of
+/// their own: loaded only when a function is analyzed, so plain module-level
+/// analyses keep a small, fast index.
+pub struct SymbolIndex {
+    file: Option<PathBuf>,
+    entries: HashMap<PathBuf, (StatStamp, Vec<TopStatement>)>,
+    dirty: bool,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct SymbolsOnDisk {
+    format: u32,
+    entries: HashMap<PathBuf, (StatStamp, Vec<TopStatement>)>,
+}
+
+impl SymbolIndex {
+    pub fn load(cache_dir: Option<&Path>, root_dir: &Path) -> Self {
+        let file = cache_dir.map(|dir| {
+            let key = blake3::hash(root_dir.as_os_str().as_encoded_bytes());
+            dir.join("index")
+                .join(format!("{}.symbols.bin", &key.to_hex()[..32]))
+        });
+        let entries = file
+            .as_deref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|bytes| postcard::from_bytes::<SymbolsOnDisk>(&bytes).ok())
+            .filter(|disk| disk.format == INDEX_FORMAT)
+            .map(|disk| disk.entries)
+            .unwrap_or_default();
+        Self {
+            file,
+            entries,
+            dirty: false,
+        }
+    }
+
+    /// The statements of `path`, from the index when its stamp matches,
+    /// else by parsing it again.
+    pub fn statements(&mut self, path: &Path) -> Option<Vec<TopStatement>> {
+        let stamp = StatStamp::of(&std::fs::metadata(path).ok()?);
+        if let Some((s, statements)) = self.entries.get(path) {
+            if *s == stamp {
+                return Some(statements.clone());
+            }
+        }
+        let parsed = crate::parse::parse_file(path).ok()?;
+        self.put(path, stamp, parsed.statements.clone());
+        Some(parsed.statements)
+    }
+
+    pub fn put(&mut self, path: &Path, stamp: StatStamp, statements: Vec<TopStatement>) {
+        self.entries.insert(path.to_path_buf(), (stamp, statements));
+        self.dirty = true;
+    }
+
+    pub fn save(&self) {
+        let (Some(file), true) = (&self.file, self.dirty) else {
+            return;
+        };
+        let disk = SymbolsOnDisk {
+            format: INDEX_FORMAT,
+            entries: self.entries.clone(),
+        };
+        if let Ok(bytes) = postcard::to_stdvec(&disk) {
+            if let Err(err) = write_atomic(file, &bytes) {
+                tracing::warn!("could not save the symbol index {}: {err}", file.display());
+            }
+        }
+    }
+}
+
+/// What a cached reach result depends on: every module of the walk with
+/// its kind, identity and (for project files) stat stamp.
+pub type ReachValidity = Vec<(
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<StatStamp>,
+)>;
+
+/// Function-level results per function, reused while the import graph and
+/// every project file are unchanged: a warm `casher deps --function` then
+/// costs what a module-level one does.
+pub struct ReachCache {
+    file: Option<PathBuf>,
+    entries: HashMap<String, (ReachValidity, crate::reach::Reach)>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct ReachOnDisk {
+    format: u32,
+    entries: HashMap<String, (ReachValidity, crate::reach::Reach)>,
+}
+
+impl ReachCache {
+    pub fn load(cache_dir: Option<&Path>, root_dir: &Path) -> Self {
+        let file = cache_dir.map(|dir| {
+            let key = blake3::hash(root_dir.as_os_str().as_encoded_bytes());
+            dir.join("index")
+                .join(format!("{}.reach.bin", &key.to_hex()[..32]))
+        });
+        let entries = file
+            .as_deref()
+            .and_then(|f| std::fs::read(f).ok())
+            .and_then(|bytes| postcard::from_bytes::<ReachOnDisk>(&bytes).ok())
+            .filter(|disk| disk.format == INDEX_FORMAT)
+            .map(|disk| disk.entries)
+            .unwrap_or_default();
+        Self { file, entries }
+    }
+
+    pub fn get(&self, key: &str, validity: &ReachValidity) -> Option<crate::reach::Reach> {
+        let (v, reach) = self.entries.get(key)?;
+        (v == validity).then(|| reach.clone())
+    }
+
+    pub fn put(&mut self, key: String, validity: ReachValidity, reach: crate::reach::Reach) {
+        self.entries.insert(key, (validity, reach));
+        let Some(file) = &self.file else { return };
+        let disk = ReachOnDisk {
+            format: INDEX_FORMAT,
+            entries: std::mem::take(&mut self.entries),
+        };
+        if let Ok(bytes) = postcard::to_stdvec(&disk) {
+            if let Err(err) = write_atomic(file, &bytes) {
+                tracing::warn!("could not save the reach cache {}: {err}", file.display());
+            }
+        }
+        self.entries = disk.entries;
     }
 }

@@ -110,12 +110,11 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
     let interpreter = Interpreter::query(&options.python, bucket.as_deref())?;
     let (root_name, script_dirs) = root_identity(&root);
     let index = index::Index::load(bucket.as_deref(), &script_dirs[0]);
+    let symbol_root = script_dirs[0].clone();
     let resolver = Resolver::new(&interpreter, script_dirs);
-    let walk = graph::Graph::new(&interpreter, &resolver, &index).walk(
-        &root,
-        &root_name,
-        options.function.as_deref(),
-    );
+    let walk = graph::Graph::new(&interpreter, &resolver, &index)
+        .with_symbol_index(bucket.clone(), symbol_root.clone())
+        .walk(&root, &root_name, options.function.as_deref());
     index.save();
     let walk = walk?;
     if let Some(function) = &options.function {

@@ -17,21 +17,34 @@ pub struct ParsedFile {
     /// Normalized-AST hash of the whole module.
     pub hash: [u8; 32],
     pub facts: ModuleFacts,
-    /// The top-level statements, for function-level reachability.
+    /// The top-level statements, for function-level reachability. Kept out
+    /// of the main index (they are large): see `SymbolIndex`.
+    #[serde(skip, default)]
     pub statements: Vec<crate::symbols::TopStatement>,
 }
 
 /// Reads, decodes and parses a Python file.
 pub fn parse_file(path: &Path) -> Result<ParsedFile> {
+    parse_file_with(path, true)
+}
+
+/// Like [`parse_file`]; `statements: false` skips the per-statement
+/// symbols (only function-level analysis needs them, and they double the
+/// cost of a parse).
+pub fn parse_file_with(path: &Path, statements: bool) -> Result<ParsedFile> {
     let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    parse_bytes(path, &bytes)
+    parse_source(path, &bytes, statements)
 }
 
 /// Parses source bytes as if read from `path` (used for messages only).
 pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<ParsedFile> {
+    parse_source(path, bytes, true)
+}
+
+fn parse_source(path: &Path, bytes: &[u8], statements: bool) -> Result<ParsedFile> {
     let source = decode(path, bytes)?;
     let parsed = ruff_python_parser::parse_module(&source).map_err(|err| {
         let (line, column) = line_column(&source, err.location.start().to_usize());
@@ -51,7 +64,11 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<ParsedFile> {
     Ok(ParsedFile {
         hash: *module_hash(body).as_bytes(),
         facts: ImportVisitor::collect(body, &line_starts),
-        statements: crate::symbols::collect(body, line_of),
+        statements: if statements {
+            crate::symbols::collect(body, line_of)
+        } else {
+            Vec::new()
+        },
     })
 }
 

@@ -9,11 +9,13 @@ use rayon::prelude::*;
 use crate::error::{AnalyzerError, Result};
 use crate::fsutil::StatStamp;
 use crate::index::{Cached, Index};
-use crate::parse::parse_file;
+use crate::parse::parse_file_with;
 
 pub struct Parser<'a> {
     index: &'a Index,
     parsed: AtomicUsize,
+    /// Collect per-statement symbols (function-level analysis).
+    statements: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -21,7 +23,13 @@ impl<'a> Parser<'a> {
         Self {
             index,
             parsed: AtomicUsize::new(0),
+            statements: false,
         }
+    }
+
+    pub fn with_statements(mut self, statements: bool) -> Self {
+        self.statements = statements;
+        self
     }
 
     /// Files actually read and parsed (or byte-hashed) so far.
@@ -71,7 +79,7 @@ impl<'a> Parser<'a> {
         let is_source = force_source || path.extension().is_some_and(|e| e == "py" || e == "pyw");
         self.parsed.fetch_add(1, Ordering::Relaxed);
         let value = if is_source {
-            Cached::Parsed(parse_file(path)?)
+            Cached::Parsed(parse_file_with(path, self.statements)?)
         } else {
             let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
                 path: path.to_path_buf(),

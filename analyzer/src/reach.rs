@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::parse::ParsedFile;
 use crate::report::ModuleKind;
@@ -34,22 +34,23 @@ pub struct ModuleView<'a> {
     pub is_package: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Definition {
     pub name: String,
     pub path: Option<PathBuf>,
     pub line: u32,
+    pub end_line: u32,
     pub hash: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Fallback {
     pub module: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Reach {
     pub definitions: Vec<Definition>,
     pub fallbacks: Vec<Fallback>,
@@ -510,6 +511,7 @@ pub fn reach(
             name: format!("{module}.{label}"),
             path: view.path.clone(),
             line: stmt.line,
+            end_line: stmt.end_line,
             hash: hex(&stmt.hash),
             reason: reason.clone(),
         });

@@ -45,6 +45,7 @@ pub struct TopStatement {
     /// Normalized hash of the statement alone.
     pub hash: [u8; 32],
     pub line: u32,
+    pub end_line: u32,
     pub kind: StmtKind,
     /// Module-level names this statement binds (including `global` writes
     /// from inside functions).
@@ -134,6 +135,19 @@ impl<'a> Visitor<'a> for Collector {
                 }
             }
             Expr::Call(call) => {
+                let callee = match &*call.func {
+                    Expr::Name(f) => Some(f.id.as_str()),
+                    Expr::Attribute(a) => Some(a.attr.id.as_str()),
+                    _ => None,
+                };
+                if matches!(callee, Some("import_module" | "__import__"))
+                    && !matches!(call.arguments.args.first(), Some(Expr::StringLiteral(_)))
+                {
+                    self.opaque = self
+                        .opaque
+                        .take()
+                        .or(Some("imports a module by a computed name".to_owned()));
+                }
                 if let Expr::Name(f) = &*call.func {
                     let name = f.id.as_str();
                     let literal_second =
@@ -291,6 +305,7 @@ pub fn collect(
             TopStatement {
                 hash: *encoder.finish().as_bytes(),
                 line: line_of(ruff_text_size::Ranged::range(stmt).start()),
+                end_line: line_of(ruff_text_size::Ranged::range(stmt).end()),
                 kind,
                 binds: dedup(binds),
                 // Also imports inside functions: a name they bind is

@@ -244,3 +244,27 @@ fn fallbacks_are_named_with_reasons() {
     assert_eq!(d.line, 1);
     assert_eq!(d.reason, "used by the cached call");
 }
+
+#[test]
+fn indexed_runs_give_the_same_identity_as_fresh_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        &[
+            ("main.py", "from a import g\n\ndef f():\n    return g()\n"),
+            ("a.py", "def g():\n    return 1\n"),
+        ],
+    );
+    let options = AnalyzeOptions {
+        function: Some("f".into()),
+        cache_dir: Some(cache.path().to_path_buf()),
+        ..AnalyzeOptions::default()
+    };
+    let fresh = analyze(&dir.path().join("main.py"), &options).unwrap();
+    let indexed = analyze(&dir.path().join("main.py"), &options).unwrap();
+    assert_eq!(indexed.stats.parsed, 0);
+    assert_eq!(fresh.digest, indexed.digest);
+    assert_eq!(fresh.definitions.len(), indexed.definitions.len());
+    assert!(indexed.definitions.iter().any(|d| d.name == "a.g"));
+}

@@ -385,6 +385,27 @@ impl Cache {
         .map_err(|e| err(format!("not cached: {e}")))
     }
 
+    /// The statements `function` of `source` reaches, as (path, first line,
+    /// last line): for the CASHER_CHECK_REACH debug check. None when the
+    /// analysis is not available.
+    fn reached(
+        &self,
+        py: Python<'_>,
+        source: PathBuf,
+        function: &str,
+    ) -> Option<Vec<(PathBuf, u32, u32)>> {
+        py.detach(|| {
+            self.analysis
+                .function_identity(&source, function)
+                .map(|id| {
+                    id.definitions
+                        .into_iter()
+                        .map(|d| (d.path, d.line, d.end_line))
+                        .collect()
+                })
+        })
+    }
+
     /// Removes every entry recorded with this description (a function).
     fn clear(&self, description: &str) -> PyResult<usize> {
         let mut removed = 0;

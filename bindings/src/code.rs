@@ -82,6 +82,8 @@ struct FunctionIdentity {
 pub struct ReachedDefinition {
     pub name: String,
     pub path: PathBuf,
+    pub line: u32,
+    pub end_line: u32,
     pub hash: String,
 }
 
@@ -153,6 +155,8 @@ impl Analysis {
                 Some(ReachedDefinition {
                     name: d.name.clone(),
                     path: d.path.clone()?,
+                    line: d.line,
+                    end_line: d.end_line,
                     hash: d.hash.clone(),
                 })
             })

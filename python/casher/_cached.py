@@ -208,6 +208,8 @@ class CachedFunction:
                 path.unlink(missing_ok=True)
         if not result["ok"]:
             raise _child_exception(result, self._func.__qualname__)
+        if result.get("executed"):
+            self._check_reach(cache, result["executed"])
         if run.uncacheable:
             log.warning("%s not cached: %s", self._func.__qualname__, "; ".join(run.uncacheable))
         else:
@@ -273,6 +275,34 @@ class CachedFunction:
         except Exception as exc:
             log.warning("%s not cached: %s", self._func.__qualname__, exc)
         return result
+
+    def _check_reach(self, cache: _native.Cache, executed: list) -> None:
+        """CASHER_CHECK_REACH=1: every project function the call executed
+        must lie in a statement the static analysis reached. One that does
+        not is a bug in the analysis (the run-time safety net still makes
+        the entry correct): said loudly so it gets reported."""
+        function = self._top_level_name()
+        reached = cache.reached(self._file, function) if function else None
+        if reached is None:
+            return
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for path, first, last in reached:
+            spans.setdefault(os.path.realpath(path), []).append((first, last))
+        roots = _non_local_roots()
+        casher_dir = os.path.dirname(os.path.realpath(__file__))
+        for filename, line, qualname in executed:
+            real = os.path.realpath(filename)
+            if not real.endswith(".py") or real.startswith(casher_dir) or any(real.startswith(r + os.sep) for r in roots):
+                continue
+            if not any(first <= line <= last for first, last in spans.get(real, ())):
+                log.warning(
+                    "CASHER_CHECK_REACH: %s executed %s (%s:%d), which the static analysis did not reach; "
+                    "please report this as a casher bug",
+                    self._func.__qualname__,
+                    qualname,
+                    real,
+                    line,
+                )
 
     def _top_level_name(self) -> str | None:
         """The function's name when function-level analysis applies (a

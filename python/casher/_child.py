@@ -84,8 +84,19 @@ def main() -> int:
         func = resolve(module, payload["qualname"])
         pickled, buffers = read_call(call_path)
         args, kwargs = pickle.loads(pickled, buffers=buffers)
-        value = func(*args, **kwargs)
-        result = {"ok": True, "value": pickle.dumps(value, protocol=5)}
+        executed: set = set()
+        if os.environ.get("CASHER_CHECK_REACH") == "1":
+            def profile(frame, event, arg):
+                if event == "call":
+                    code = frame.f_code
+                    executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
+
+            sys.setprofile(profile)
+        try:
+            value = func(*args, **kwargs)
+        finally:
+            sys.setprofile(None)
+        result = {"ok": True, "value": pickle.dumps(value, protocol=5), "executed": sorted(executed)}
     except BaseException as exc:  # reported to the caller, re-raised there
         try:
             blob = pickle.dumps(exc, protocol=5)

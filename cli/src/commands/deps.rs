@@ -130,7 +130,29 @@ fn print_tree(out: &mut impl Write, report: &DepsReport) -> std::io::Result<()> 
         "{} modules: {}",
         report.modules.len(),
         summary.join(", ")
-    )
+    )?;
+    if report.function.is_some() {
+        writeln!(out, "reached definitions ({}):", report.definitions.len())?;
+        for d in &report.definitions {
+            let place = d
+                .path
+                .as_ref()
+                .map(|p| format!("{}:{}", p.display(), d.line))
+                .unwrap_or_default();
+            writeln!(
+                out,
+                "  {} {} {}  ({})",
+                d.name,
+                &d.hash[..12],
+                place,
+                d.reason
+            )?;
+        }
+        for fb in &report.fallbacks {
+            writeln!(out, "whole module {}: {}", fb.module, fb.reason)?;
+        }
+    }
+    Ok(())
 }
 
 fn print_node<'a>(

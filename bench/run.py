@@ -16,12 +16,14 @@ sys.path.insert(0, str(HERE))
 import deps_bench  # noqa: E402
 import run_bench  # noqa: E402
 import cached_bench  # noqa: E402
+import precision  # noqa: E402
 
 
 def main() -> int:
     deps_bench.main()
     run_bench.main()
     cached_bench.main()
+    precision.main()
     # The store's own benchmark is Rust (lookup latency, store/restore vs cp).
     subprocess.run(
         ["cargo", "bench", "--quiet", "-p", "casher-store", "--bench", "store"],

@@ -18,7 +18,7 @@ use crate::symbols::TopStatement;
 
 /// Bumped whenever the index layout or anything stored in it changes
 /// (including [`crate::normalize::NORMALIZED_FORMAT_VERSION`]).
-const INDEX_FORMAT: u32 = 3 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
+const INDEX_FORMAT: u32 = 5 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Cached {

@@ -46,6 +46,9 @@ pub struct AnalyzeOptions {
     pub cache_dir: Option<PathBuf>,
     /// Restrict the identity to this function of the root file.
     pub function: Option<String>,
+    /// Directories searched before the interpreter's `sys.path`, like
+    /// entries of `PYTHONPATH`.
+    pub extra_paths: Vec<PathBuf>,
 }
 
 impl Default for AnalyzeOptions {
@@ -54,6 +57,7 @@ impl Default for AnalyzeOptions {
             python: PathBuf::from("python3"),
             cache_dir: None,
             function: None,
+            extra_paths: Vec::new(),
         }
     }
 }
@@ -83,10 +87,15 @@ fn root_identity(root: &Path) -> (String, Vec<PathBuf>) {
         current = parent.to_path_buf();
     }
     parts.reverse();
-    let mut dirs = vec![dir];
-    if !dirs.contains(&current) {
-        dirs.push(current);
-    }
+    // A module inside a package is imported by its dotted name from the
+    // directory above the top package; its own directory is not on the
+    // path (else `rich/json.py` would shadow the stdlib `json`). A plain
+    // script runs with its directory as `sys.path[0]`.
+    let dirs = if current == dir {
+        vec![dir]
+    } else {
+        vec![current]
+    };
     (parts.join("."), dirs)
 }
 
@@ -108,7 +117,13 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
     })?;
     let bucket = options.cache_dir.as_ref().map(|d| d.join(CACHE_BUCKET));
     let interpreter = Interpreter::query(&options.python, bucket.as_deref())?;
-    let (root_name, script_dirs) = root_identity(&root);
+    let (root_name, mut script_dirs) = root_identity(&root);
+    for extra in &options.extra_paths {
+        let extra = std::fs::canonicalize(extra).unwrap_or_else(|_| extra.clone());
+        if !script_dirs.contains(&extra) {
+            script_dirs.insert(1.min(script_dirs.len()), extra);
+        }
+    }
     let index = index::Index::load(bucket.as_deref(), &script_dirs[0]);
     let symbol_root = script_dirs[0].clone();
     let resolver = Resolver::new(&interpreter, script_dirs);

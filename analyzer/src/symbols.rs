@@ -23,6 +23,37 @@ pub enum StmtKind {
     Import,
     /// Everything else: runs on import and always counts.
     Effect,
+    /// Never runs, or does nothing, when the module is imported: `if
+    /// __name__ == "__main__":` (casher loads scripts under another name
+    /// too), `if TYPE_CHECKING:` (false at run time), string statements
+    /// (docstrings) and `pass`. Never counts, binds nothing at run time.
+    Inert,
+}
+
+fn is_type_checking_guard(stmt: &Stmt) -> bool {
+    let Stmt::If(i) = stmt else { return false };
+    if !i.elif_else_clauses.is_empty() {
+        return false;
+    }
+    match &*i.test {
+        Expr::Name(n) => n.id.as_str() == "TYPE_CHECKING",
+        Expr::Attribute(a) => a.attr.id.as_str() == "TYPE_CHECKING",
+        _ => false,
+    }
+}
+
+fn is_main_guard(stmt: &Stmt) -> bool {
+    let Stmt::If(i) = stmt else { return false };
+    let Expr::Compare(c) = &*i.test else {
+        return false;
+    };
+    if c.ops.len() != 1 || !matches!(c.ops[0], ruff_python_ast::CmpOp::Eq) {
+        return false;
+    }
+    let is_name = |e: &Expr| matches!(e, Expr::Name(n) if n.id.as_str() == "__name__");
+    let is_main = |e: &Expr| matches!(e, Expr::StringLiteral(s) if s.value.to_str() == "__main__");
+    (is_name(&c.left) && is_main(&c.comparators[0]))
+        || (is_main(&c.left) && is_name(&c.comparators[0]))
 }
 
 /// What an import statement binds a name to.
@@ -79,6 +110,38 @@ struct Collector {
 }
 
 impl<'a> Visitor<'a> for Collector {
+    fn visit_parameters(&mut self, parameters: &'a ruff_python_ast::Parameters) {
+        // Parameters of every function and lambda inside are locals.
+        self.stores
+            .extend(parameters.iter().map(|p| p.name().id.to_string()));
+        ruff_python_ast::visitor::walk_parameters(self, parameters);
+    }
+
+    fn visit_except_handler(&mut self, handler: &'a ruff_python_ast::ExceptHandler) {
+        let ruff_python_ast::ExceptHandler::ExceptHandler(h) = handler;
+        if let Some(name) = &h.name {
+            self.stores.push(name.id.to_string());
+        }
+        ruff_python_ast::visitor::walk_except_handler(self, handler);
+    }
+
+    fn visit_pattern(&mut self, pattern: &'a ruff_python_ast::Pattern) {
+        use ruff_python_ast::Pattern;
+        match pattern {
+            Pattern::MatchAs(p) => self
+                .stores
+                .extend(p.name.as_ref().map(|n| n.id.to_string())),
+            Pattern::MatchStar(p) => self
+                .stores
+                .extend(p.name.as_ref().map(|n| n.id.to_string())),
+            Pattern::MatchMapping(p) => self
+                .stores
+                .extend(p.rest.as_ref().map(|n| n.id.to_string())),
+            _ => {}
+        }
+        ruff_python_ast::visitor::walk_pattern(self, pattern);
+    }
+
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
         match stmt {
             Stmt::Global(g) => self
@@ -257,6 +320,15 @@ fn plain_targets(targets: &[&Expr]) -> bool {
 }
 
 fn kind_of(stmt: &Stmt) -> StmtKind {
+    let no_else = !matches!(stmt, Stmt::If(i) if !i.elif_else_clauses.is_empty());
+    if (is_main_guard(stmt) && no_else) || is_type_checking_guard(stmt) {
+        return StmtKind::Inert;
+    }
+    if matches!(stmt, Stmt::Pass(_))
+        || matches!(stmt, Stmt::Expr(e) if e.value.is_string_literal_expr())
+    {
+        return StmtKind::Inert;
+    }
     match stmt {
         Stmt::FunctionDef(_) | Stmt::ClassDef(_) => StmtKind::Definition,
         Stmt::Import(_) => StmtKind::Import,
@@ -299,6 +371,7 @@ pub fn collect(
             let mut binds = match stmt {
                 Stmt::FunctionDef(f) => vec![f.name.id.to_string()],
                 Stmt::ClassDef(cd) => vec![cd.name.id.to_string()],
+                _ if kind == StmtKind::Inert => Vec::new(),
                 _ => c.stores.clone(),
             };
             binds.extend(c.globals.iter().cloned());
@@ -310,7 +383,11 @@ pub fn collect(
                 binds: dedup(binds),
                 // Also imports inside functions: a name they bind is
                 // followed like a module-level one.
-                imports: c.imports.clone(),
+                imports: if kind == StmtKind::Inert {
+                    Vec::new()
+                } else {
+                    c.imports.clone()
+                },
                 uses: dedup(c.uses),
                 locals: dedup(c.stores.clone()),
                 attributes: {

@@ -66,7 +66,16 @@ fn extension_suffix_comes_before_source() {
 
 #[test]
 fn regular_package_beats_earlier_namespace_portion() {
-    let r = run("package_vs_namespace", "app/main.py");
+    // app/ searched first (as on PYTHONPATH), then the directory above app.
+    let options = AnalyzeOptions {
+        extra_paths: vec![fixture("package_vs_namespace").join("app")],
+        ..AnalyzeOptions::default()
+    };
+    let r = analyze(
+        &fixture("package_vs_namespace").join("app/main.py"),
+        &options,
+    )
+    .unwrap();
     assert_eq!(r.modules[0].name, "app.main");
     check(
         &r,

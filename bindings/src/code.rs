@@ -135,6 +135,7 @@ impl Analysis {
             python: self.python.clone(),
             cache_dir: Some(self.cache_dir.clone()),
             function: Some(function.to_owned()),
+            extra_paths: Vec::new(),
         };
         let report = casher_analyzer::analyze(file, &options).ok()?;
         if !report.errors.is_empty() || report.code_files.is_empty() {

@@ -53,6 +53,7 @@ fn deps_json(
         python: python.unwrap_or_else(|| PathBuf::from("python3")),
         cache_dir,
         function,
+        extra_paths: Vec::new(),
     };
     let report = py.detach(|| analyze(&path, &options)).map_err(to_py_err)?;
     serde_json::to_string(&report).map_err(|e| CasherError::new_err(e.to_string()))

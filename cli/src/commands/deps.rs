@@ -21,6 +21,11 @@ pub struct DepsArgs {
     #[arg(long, default_value = "python3")]
     python: PathBuf,
 
+    /// A directory searched before the interpreter's sys.path (repeatable),
+    /// like an entry of PYTHONPATH.
+    #[arg(long = "path", value_name = "DIR")]
+    paths: Vec<PathBuf>,
+
     /// Where casher keeps its caches (default: CASHER_DIR, pyproject.toml, ~/.cache/casher).
     #[arg(long)]
     cache_dir: Option<PathBuf>,
@@ -52,6 +57,7 @@ pub fn run(args: &DepsArgs) -> Result<ExitCode> {
         python: args.python.clone(),
         cache_dir,
         function: args.function.clone(),
+        extra_paths: args.paths.clone(),
     };
     let report = analyze(&args.file, &options).map_err(|err| match err {
         AnalyzerError::Io { path, source } if source.kind() == std::io::ErrorKind::NotFound => {

@@ -20,6 +20,36 @@ use crate::symbols::TopStatement;
 /// (including [`crate::normalize::NORMALIZED_FORMAT_VERSION`]).
 const INDEX_FORMAT: u32 = 5 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
 
+/// The file of one index kind (`suffix`) for a project root.
+fn index_file(cache_dir: Option<&Path>, root_dir: &Path, suffix: &str) -> Option<PathBuf> {
+    cache_dir.map(|dir| {
+        let key = blake3::hash(root_dir.as_os_str().as_encoded_bytes());
+        dir.join("index")
+            .join(format!("{}{suffix}", &key.to_hex()[..32]))
+    })
+}
+
+/// Reads an index file written by [`save_file`]; anything unreadable, or
+/// of another format, is an empty index.
+fn load_file<T: serde::de::DeserializeOwned>(file: Option<&Path>) -> Option<T> {
+    let bytes = std::fs::read(file?).ok()?;
+    let (format, value): (u32, T) = postcard::from_bytes(&bytes).ok()?;
+    (format == INDEX_FORMAT).then_some(value)
+}
+
+/// Writes an index file atomically. Failure only costs speed next time, so
+/// it is logged, not returned.
+fn save_file<T: Serialize>(file: &Path, value: &T, what: &str) {
+    match postcard::to_stdvec(&(INDEX_FORMAT, value)) {
+        Ok(bytes) => {
+            if let Err(err) = write_atomic(file, &bytes) {
+                tracing::warn!("could not save the {what} {}: {err}", file.display());
+            }
+        }
+        Err(err) => tracing::warn!("could not encode the {what}: {err}"),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Cached {
     Parsed(ParsedFile),
@@ -33,12 +63,6 @@ struct Entry {
     value: Cached,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct OnDisk {
-    format: u32,
-    entries: HashMap<PathBuf, Entry>,
-}
-
 pub struct Index {
     file: Option<PathBuf>,
     entries: Mutex<HashMap<PathBuf, Entry>>,
@@ -48,18 +72,8 @@ pub struct Index {
 impl Index {
     /// Loads the index for `root_dir` from `cache_dir` (none: in memory only).
     pub fn load(cache_dir: Option<&Path>, root_dir: &Path) -> Self {
-        let file = cache_dir.map(|dir| {
-            let key = blake3::hash(root_dir.as_os_str().as_encoded_bytes());
-            dir.join("index")
-                .join(format!("{}.bin", &key.to_hex()[..32]))
-        });
-        let entries = file
-            .as_deref()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|bytes| postcard::from_bytes::<OnDisk>(&bytes).ok())
-            .filter(|disk| disk.format == INDEX_FORMAT)
-            .map(|disk| disk.entries)
-            .unwrap_or_default();
+        let file = index_file(cache_dir, root_dir, ".bin");
+        let entries = load_file(file.as_deref()).unwrap_or_default();
         Self {
             file,
             entries: Mutex::new(entries),
@@ -82,27 +96,14 @@ impl Index {
         }
     }
 
-    /// Writes the index back if anything was added. Failure only costs speed
-    /// next time, so it is logged, not returned.
+    /// Writes the index back if anything was added.
     pub fn save(&self) {
         let Some(file) = &self.file else { return };
         if !self.dirty.lock().map(|d| *d).unwrap_or(false) {
             return;
         }
-        let Ok(entries) = self.entries.lock() else {
-            return;
-        };
-        let disk = OnDisk {
-            format: INDEX_FORMAT,
-            entries: entries.clone(),
-        };
-        match postcard::to_stdvec(&disk) {
-            Ok(bytes) => {
-                if let Err(err) = write_atomic(file, &bytes) {
-                    tracing::warn!("could not save the parse index {}: {err}", file.display());
-                }
-            }
-            Err(err) => tracing::warn!("could not encode the parse index: {err}"),
+        if let Ok(entries) = self.entries.lock() {
+            save_file(file, &*entries, "parse index");
         }
     }
 }
@@ -116,26 +117,10 @@ pub struct SymbolIndex {
     dirty: bool,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct SymbolsOnDisk {
-    format: u32,
-    entries: HashMap<PathBuf, (StatStamp, Vec<TopStatement>)>,
-}
-
 impl SymbolIndex {
     pub fn load(cache_dir: Option<&Path>, root_dir: &Path) -> Self {
-        let file = cache_dir.map(|dir| {
-            let key = blake3::hash(root_dir.as_os_str().as_encoded_bytes());
-            dir.join("index")
-                .join(format!("{}.symbols.bin", &key.to_hex()[..32]))
-        });
-        let entries = file
-            .as_deref()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|bytes| postcard::from_bytes::<SymbolsOnDisk>(&bytes).ok())
-            .filter(|disk| disk.format == INDEX_FORMAT)
-            .map(|disk| disk.entries)
-            .unwrap_or_default();
+        let file = index_file(cache_dir, root_dir, ".symbols.bin");
+        let entries = load_file(file.as_deref()).unwrap_or_default();
         Self {
             file,
             entries,
@@ -163,17 +148,8 @@ impl SymbolIndex {
     }
 
     pub fn save(&self) {
-        let (Some(file), true) = (&self.file, self.dirty) else {
-            return;
-        };
-        let disk = SymbolsOnDisk {
-            format: INDEX_FORMAT,
-            entries: self.entries.clone(),
-        };
-        if let Ok(bytes) = postcard::to_stdvec(&disk) {
-            if let Err(err) = write_atomic(file, &bytes) {
-                tracing::warn!("could not save the symbol index {}: {err}", file.display());
-            }
+        if let (Some(file), true) = (&self.file, self.dirty) {
+            save_file(file, &self.entries, "symbol index");
         }
     }
 }
@@ -196,26 +172,10 @@ pub struct ReachCache {
     entries: HashMap<String, (ReachValidity, crate::reach::Reach)>,
 }
 
-#[derive(Default, Serialize, Deserialize)]
-struct ReachOnDisk {
-    format: u32,
-    entries: HashMap<String, (ReachValidity, crate::reach::Reach)>,
-}
-
 impl ReachCache {
     pub fn load(cache_dir: Option<&Path>, root_dir: &Path) -> Self {
-        let file = cache_dir.map(|dir| {
-            let key = blake3::hash(root_dir.as_os_str().as_encoded_bytes());
-            dir.join("index")
-                .join(format!("{}.reach.bin", &key.to_hex()[..32]))
-        });
-        let entries = file
-            .as_deref()
-            .and_then(|f| std::fs::read(f).ok())
-            .and_then(|bytes| postcard::from_bytes::<ReachOnDisk>(&bytes).ok())
-            .filter(|disk| disk.format == INDEX_FORMAT)
-            .map(|disk| disk.entries)
-            .unwrap_or_default();
+        let file = index_file(cache_dir, root_dir, ".reach.bin");
+        let entries = load_file(file.as_deref()).unwrap_or_default();
         Self { file, entries }
     }
 
@@ -226,16 +186,8 @@ impl ReachCache {
 
     pub fn put(&mut self, key: String, validity: ReachValidity, reach: crate::reach::Reach) {
         self.entries.insert(key, (validity, reach));
-        let Some(file) = &self.file else { return };
-        let disk = ReachOnDisk {
-            format: INDEX_FORMAT,
-            entries: std::mem::take(&mut self.entries),
-        };
-        if let Ok(bytes) = postcard::to_stdvec(&disk) {
-            if let Err(err) = write_atomic(file, &bytes) {
-                tracing::warn!("could not save the reach cache {}: {err}", file.display());
-            }
+        if let Some(file) = &self.file {
+            save_file(file, &self.entries, "reach cache");
         }
-        self.entries = disk.entries;
     }
 }

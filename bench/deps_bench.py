@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from timing import run_times
+from timing import local_copy, run_times
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "deps"
@@ -35,12 +35,7 @@ def main_source(root: Path) -> str:
 def project() -> Path:
     import django
 
-    src = Path(django.__file__).parent
-    dst = WORK / "project"
-    if not (dst / "django").exists():
-        shutil.rmtree(dst, ignore_errors=True)
-        dst.mkdir(parents=True)
-        shutil.copytree(src, dst / "django", ignore=shutil.ignore_patterns("__pycache__"))
+    dst = local_copy(django, WORK / "project")
     (dst / "main.py").write_text(main_source(dst))
     return dst
 

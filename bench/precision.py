@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import ast
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import local_copy  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 WORK = HERE / ".work" / "precision"
@@ -27,12 +29,7 @@ def main() -> None:
 
     import casher
 
-    src = Path(rich.__file__).parent
-    project = WORK / "project"
-    if not (project / "rich").exists():
-        shutil.rmtree(project, ignore_errors=True)
-        project.mkdir(parents=True)
-        shutil.copytree(src, project / "rich", ignore=shutil.ignore_patterns("__pycache__"))
+    project = local_copy(rich, WORK / "project")
     os.environ.setdefault("CASHER_DIR", str(WORK / "cache"))
     functions: dict[str, list[str]] = {}  # module -> top-level function names
     files: dict[str, Path] = {}

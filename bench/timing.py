@@ -6,6 +6,7 @@ import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 
 def run_times(cmd: list[str], cwd: Path, env: dict | None = None, before=None, runs: int = 7) -> list[float]:
@@ -23,3 +24,16 @@ def run_times(cmd: list[str], cwd: Path, env: dict | None = None, before=None, r
 
 def median_time(cmd: list[str], cwd: Path, env: dict | None = None, before=None, runs: int = 7) -> float:
     return statistics.median(run_times(cmd, cwd, env, before, runs))
+
+
+def local_copy(package: Any, project: Path) -> Path:
+    """Copies an installed package's source into `project` (once), so that
+    the analyzer sees it as project code rather than a distribution."""
+    import shutil
+
+    src = Path(package.__file__).parent
+    if not (project / src.name).exists():
+        shutil.rmtree(project, ignore_errors=True)
+        project.mkdir(parents=True)
+        shutil.copytree(src, project / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+    return project

@@ -102,12 +102,7 @@ impl Cache {
         cwd: PathBuf,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
-            match self.store.lookup(
-                key,
-                &Oracle {
-                    analysis: &self.analysis,
-                },
-            )? {
+            match self.store.lookup(key, &Oracle::new(&self.analysis))? {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
                     let variant = &hit.variant;
@@ -171,12 +166,7 @@ impl Cache {
         Ok(
             match self
                 .store
-                .peek(
-                    key,
-                    &Oracle {
-                        analysis: &self.analysis,
-                    },
-                )
+                .peek(key, &Oracle::new(&self.analysis))
                 .map_err(err)?
             {
                 Lookup::Hit(_) => "hit".to_owned(),

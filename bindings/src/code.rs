@@ -181,30 +181,67 @@ impl Analysis {
     }
 }
 
+/// A function's identity as one lookup needs it: the digest and each
+/// reached definition's hash by name.
+struct Resolved {
+    digest: String,
+    definitions: HashMap<String, String>,
+}
+
+/// Identities resolved during one lookup, by (source file, function).
+type ResolvedByFunction = HashMap<(PathBuf, String), Option<std::rc::Rc<Resolved>>>;
+
 /// Checks code inputs against the files as they are now: a module by its
-/// normalized hash, a function by what it can reach.
+/// normalized hash, a function by what it can reach. A record holds one
+/// input per reached definition plus the whole identity: each function is
+/// resolved (its files stat'ed) once per lookup, not once per input.
 pub struct Oracle<'a> {
-    pub analysis: &'a Analysis,
+    analysis: &'a Analysis,
+    resolved: std::cell::RefCell<ResolvedByFunction>,
+}
+
+impl<'a> Oracle<'a> {
+    pub fn new(analysis: &'a Analysis) -> Self {
+        Self {
+            analysis,
+            resolved: std::cell::RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn resolve(&self, file: &Path, function: &str) -> Option<std::rc::Rc<Resolved>> {
+        let key = (file.to_path_buf(), function.to_owned());
+        if let Some(found) = self.resolved.borrow().get(&key) {
+            return found.clone();
+        }
+        let found = self.analysis.function_identity(file, function).map(|id| {
+            std::rc::Rc::new(Resolved {
+                digest: id.digest,
+                definitions: id
+                    .definitions
+                    .into_iter()
+                    .map(|d| (d.name, d.hash))
+                    .collect(),
+            })
+        });
+        self.resolved.borrow_mut().insert(key, found.clone());
+        found
+    }
 }
 
 impl CodeOracle for Oracle<'_> {
     fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String> {
         if let Some(function) = name.strip_prefix(FUNCTION_INPUT) {
-            return self
-                .analysis
-                .function_identity(path?, function)
-                .map(|id| id.digest);
+            return self.resolve(path?, function).map(|r| r.digest.clone());
         }
         if let Some(rest) = name.strip_prefix(DEFINITION_INPUT) {
             // definition:<function>:<qualified name>:<file>
             let mut parts = rest.splitn(3, ':');
             let (function, definition) = (parts.next()?, parts.next()?);
-            let id = self.analysis.function_identity(path?, function)?;
-            return id
+            return self
+                .resolve(path?, function)?
                 .definitions
-                .into_iter()
-                .find(|d| d.name == definition)
-                .map(|d| d.hash);
+                .get(definition)
+                .cloned();
         }
         normalized_hash(path?)
     }

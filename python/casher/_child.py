@@ -1,6 +1,7 @@
 """The traced child of a `@cached` call: loads the function's module, runs
 the function once on the arguments it is given, and writes back the return
-value (or the exception) and the modules it imported.
+value (or the exception). What it read, imported modules included, the
+tracer records.
 
 Run as `python -m casher._child CALL_FILE RESULT_FILE`. Never imported by
 user code.
@@ -109,9 +110,6 @@ def main() -> int:
             "message": str(exc),
             "traceback": traceback.format_exc(),
         }
-    result["modules"] = sorted(
-        {getattr(m, "__file__", None) for m in list(sys.modules.values())} - {None}
-    )
     sys.stdout.flush()
     sys.stderr.flush()
     tmp = result_path + ".tmp"

@@ -43,13 +43,7 @@ impl TracedRun {
         self.report
             .stdio
             .iter()
-            .map(|c| {
-                let stream = match c.stream {
-                    casher_tracer::Stream::Stdout => 1,
-                    casher_tracer::Stream::Stderr => 2,
-                };
-                (stream, PyBytes::new(py, &c.bytes))
-            })
+            .map(|c| (traced_stream_code(c.stream), PyBytes::new(py, &c.bytes)))
             .collect()
     }
 }
@@ -67,10 +61,18 @@ pub struct Cache {
     analysis: Analysis,
 }
 
+/// Streams as Python sees them: 1 = stdout, 2 = stderr.
 fn stream_code(stream: Stream) -> u8 {
     match stream {
         Stream::Stdout => 1,
         Stream::Stderr => 2,
+    }
+}
+
+fn traced_stream_code(stream: casher_tracer::Stream) -> u8 {
+    match stream {
+        casher_tracer::Stream::Stdout => 1,
+        casher_tracer::Stream::Stderr => 2,
     }
 }
 
@@ -251,10 +253,7 @@ impl Cache {
         let callback = Arc::new(on_output);
         let sink = OutputSink(Arc::new(move |stream, data: &[u8]| {
             Python::attach(|py| {
-                let code = match stream {
-                    casher_tracer::Stream::Stdout => 1,
-                    casher_tracer::Stream::Stderr => 2,
-                };
+                let code = traced_stream_code(stream);
                 if let Err(e) = callback.call1(py, (code, PyBytes::new(py, data))) {
                     e.print(py);
                 }

@@ -155,20 +155,18 @@ pub fn output_names(outputs: &[crate::record::Output]) -> HashMap<PathBuf, HashS
 
 pub(crate) fn check_variant(variant: &Variant, oracle: &dyn CodeOracle) -> Check {
     let mut refreshed: Option<Vec<Input>> = None;
-    let mut own: Option<HashMap<PathBuf, HashSet<Vec<u8>>>> = None;
+    // Only directory inputs need the names of the run's own outputs.
+    let own = if variant
+        .inputs
+        .iter()
+        .any(|i| matches!(i, Input::Dir { .. }))
+    {
+        output_names(&variant.outputs)
+    } else {
+        HashMap::new()
+    };
     for (i, input) in variant.inputs.iter().enumerate() {
-        let own = own.get_or_insert_with(|| {
-            if variant
-                .inputs
-                .iter()
-                .any(|i| matches!(i, Input::Dir { .. }))
-            {
-                output_names(&variant.outputs)
-            } else {
-                HashMap::new()
-            }
-        });
-        match check_input(input, oracle, own) {
+        match check_input(input, oracle, &own) {
             InputCheck::Same => {}
             InputCheck::SameContentNewStamp(stamp) => {
                 let inputs = refreshed.get_or_insert_with(|| variant.inputs.clone());

@@ -301,11 +301,13 @@ impl Backend for LocalBackend {
         let dir = self.key_dir(&variant.key);
         write_atomic(&dir.join(&file), &variant.encode())?;
         self.forget_listing(&variant.key);
-        // The same inputs recorded earlier: superseded by this record.
+        // The same inputs recorded earlier: superseded by this record. Only
+        // older records (names start with the creation time): two writers
+        // of the same inputs at once must not delete each other's record.
         let existing = self.variant_files(&variant.key);
         for old in existing
             .iter()
-            .filter(|n| n.ends_with(&suffix) && **n != file)
+            .filter(|n| n.ends_with(&suffix) && n.as_str() < file.as_str())
         {
             let _ = std::fs::remove_file(dir.join(old));
         }

@@ -526,3 +526,24 @@ fn ls_and_show_by_prefix() {
     assert_eq!(k, key(0xa1));
     assert_eq!(variants.len(), 1);
 }
+
+#[test]
+fn concurrent_records_of_the_same_inputs_keep_one() {
+    for _ in 0..20 {
+        let e = env();
+        let k = key(0x30);
+        let input = e.root.join("in.txt");
+        std::fs::write(&input, "same").unwrap();
+        let store = &e.store;
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                let v = variant(&k, vec![file_input(&input)], vec![]);
+                scope.spawn(move || store.record(&v).unwrap());
+            }
+        });
+        assert!(
+            hit(&e.store, &k).is_some(),
+            "every concurrent record was deleted by another"
+        );
+    }
+}

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -134,7 +135,7 @@ class Entry:
     mtime_ns: int | None
 
 
-def snapshot(root: Path) -> dict[str, Entry]:
+def snapshot(root: Path, fair=mtime_fair) -> dict[str, Entry]:
     out: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
@@ -150,7 +151,7 @@ def snapshot(root: Path) -> dict[str, Entry]:
                 kind, data = "dir", b""
             else:
                 kind, data = f"special {stat.S_IFMT(st.st_mode):o}", b""
-            out[rel] = Entry(kind, mode, data, st.st_mtime_ns if mtime_fair(rel) else None)
+            out[rel] = Entry(kind, mode, data, st.st_mtime_ns if fair(rel) else None)
     return out
 
 
@@ -242,13 +243,16 @@ def text_diff(name: str, a: bytes, b: bytes) -> list[str]:
 class Pair:
     """Two identical trees; `run` executes a command plainly in one, under casher in the other."""
 
-    def __init__(self, base: Path, casher: Path, cache_dir: Path | None = None, env: dict | None = None):
+    def __init__(
+        self, base: Path, casher: Path, cache_dir: Path | None = None, env: dict | None = None, fair=mtime_fair
+    ):
         self.base = base
         self.plain = base / "plain" / "t"
         self.cached = base / "cached" / "t"
         self.casher = casher
         self.cache_dir = cache_dir or base / "cache"
         self.extra_env = dict(env or {})
+        self.fair = fair  # which paths' mtimes both trees got from the test
 
     def build(self, builder=build_tree) -> None:
         stamp = time.time_ns()
@@ -278,20 +282,45 @@ class Pair:
         env.update({k: v.replace("{tree}", str(tree)) for k, v in self.extra_env.items()})
         return env
 
-    def _exec(self, tree: Path, cmd: Cmd, cached: bool, env: dict | None = None, stdin=None) -> Outcome:
-        argv = [a.replace("{tree}", str(tree)) for a in cmd.argv]
-        if cached:
-            argv = [str(self.casher), "run", "-v", *cmd.flags, "--", *argv]
+    def casher_argv(self, cmd: Cmd) -> list[str]:
+        # DIFFTEST_FORCE=1 makes every cached run a recording miss: the worst-case
+        # runtime of a campaign, for sizing it (a correct product misses more often).
+        force = ("--force",) if os.environ.get("DIFFTEST_FORCE") == "1" else ()
+        return [str(self.casher), "run", "-v", *force, *cmd.flags, "--"]
+
+    def argv(self, tree: Path, cmd: Cmd, cached: bool, wrapped: bool) -> list[str]:
+        """`{tree}` and `{side}` are expanded; a wrapped command says where `casher run`
+        goes with `{casher_run}` (nothing on the plain side); others get it in front."""
+        prefix = self.casher_argv(cmd) if cached else []
+        side = "cached" if cached else "plain"
+        argv: list[str] = [] if wrapped else list(prefix)
+        for a in cmd.argv:
+            if wrapped and a == "{casher_run}":
+                argv += prefix
+                continue
+            if wrapped:
+                a = a.replace("{casher_run}", shlex.join(prefix))
+            # a `casher run` nested inside the traced command (plain side: just the command)
+            a = a.replace("{casher_inner}", shlex.join([str(self.casher), "run", "--"]) if cached else "")
+            argv.append(a.replace("{tree}", str(tree)).replace("{side}", side))
+        return argv
+
+    def _exec(self, tree: Path, cmd: Cmd, cached: bool, env: dict | None = None, wrapped: bool = False) -> Outcome:
+        argv = self.argv(tree, cmd, cached, wrapped)
         full_env = self.env(tree)
         full_env["PWD"] = str(tree / cmd.cwd)
-        full_env.update({k: v.replace("{tree}", str(tree)) for k, v in (env or {}).items()})
+        for k, v in (env or {}).items():
+            if v is None:
+                full_env.pop(k, None)
+            else:
+                full_env[k] = v.replace("{tree}", str(tree)).replace("{side}", "cached" if cached else "plain")
         start = time.monotonic()
         try:
             proc = subprocess.run(
                 argv,
                 cwd=tree / cmd.cwd,
                 env=full_env,
-                stdin=subprocess.DEVNULL if stdin is None else stdin,
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 timeout=cmd.timeout,
             )
@@ -309,16 +338,16 @@ class Pair:
             err, ours = split_casher_lines(err)
         return Outcome(code, out, err, ours, seconds)
 
-    def run_plain(self, cmd: Cmd, env: dict | None = None) -> Outcome:
-        return self._exec(self.plain, cmd, cached=False, env=env)
+    def run_plain(self, cmd: Cmd, env: dict | None = None, wrapped: bool = False) -> Outcome:
+        return self._exec(self.plain, cmd, cached=False, env=env, wrapped=wrapped)
 
-    def run_cached(self, cmd: Cmd, env: dict | None = None) -> Outcome:
-        return self._exec(self.cached, cmd, cached=True, env=env)
+    def run_cached(self, cmd: Cmd, env: dict | None = None, wrapped: bool = False) -> Outcome:
+        return self._exec(self.cached, cmd, cached=True, env=env, wrapped=wrapped)
 
-    def run(self, cmd: Cmd, env: dict | None = None) -> tuple[Outcome, Outcome, list[str]]:
+    def run(self, cmd: Cmd, env: dict | None = None, wrapped: bool = False) -> tuple[Outcome, Outcome, list[str]]:
         """Plain then cached; returns both outcomes and the differences (empty when equal)."""
-        a = self.run_plain(cmd, env)
-        b = self.run_cached(cmd, env)
+        a = self.run_plain(cmd, env, wrapped)
+        b = self.run_cached(cmd, env, wrapped)
         return a, b, self.differences(cmd.name, a, b)
 
     def differences(self, name: str, a: Outcome, b: Outcome, trees: bool = True) -> list[str]:
@@ -330,7 +359,7 @@ class Pair:
         if a.stderr != b.stderr:
             diffs += ["stderr differs:"] + text_diff("stderr", a.stderr, b.stderr)
         if trees:
-            td = tree_diff(snapshot(self.plain), snapshot(self.cached))
+            td = tree_diff(snapshot(self.plain, self.fair), snapshot(self.cached, self.fair))
             if td:
                 diffs += ["trees differ:"] + td[:20]
         if diffs:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from test_run_differential import run_campaign  # noqa: E402
+from test_run_differential import run_campaign
 
 
 def main() -> int:

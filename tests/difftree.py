@@ -221,7 +221,7 @@ class Outcome:
 def split_casher_lines(stderr: bytes) -> tuple[bytes, list[str]]:
     kept, ours = [], []
     for line in stderr.splitlines(keepends=True):
-        if line.startswith(b"casher:") or line.startswith(b"casher "):
+        if line.startswith((b"casher:", b"casher ")):
             ours.append(line.decode(errors="replace").rstrip("\n"))
         else:
             kept.append(line)
@@ -318,6 +318,7 @@ class Pair:
         try:
             proc = subprocess.run(
                 argv,
+                check=False,
                 cwd=tree / cmd.cwd,
                 env=full_env,
                 stdin=subprocess.DEVNULL,
@@ -370,7 +371,7 @@ class Pair:
         """A plain `make -q` in both trees must agree (restored mtimes keep make's view)."""
         codes = []
         for tree in (self.plain, self.cached):
-            p = subprocess.run(["make", "-q"], cwd=tree / cwd, env=self.env(tree), capture_output=True)
+            p = subprocess.run(["make", "-q"], check=False, cwd=tree / cwd, env=self.env(tree), capture_output=True)
             codes.append(p.returncode)
         if codes[0] != codes[1]:
             return [f"plain `make -q` afterwards: exit {codes[0]} in the plain tree, {codes[1]} in the cached one"]

@@ -471,14 +471,14 @@ def ext4_128(tmp_path: Path):
     with open(img, "wb") as f:
         f.truncate(32 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-I", "128", str(img)], check=True, capture_output=True)
-    p = subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], capture_output=True, text=True)
+    p = subprocess.run(["mount", "-o", "loop", str(img), str(mnt)], check=False, capture_output=True, text=True)
     if p.returncode != 0:
         pytest.skip(f"loop devices unavailable: mount -o loop failed: {p.stderr.strip()}")
     try:
         yield mnt
     finally:
-        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-            subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+        if subprocess.run(["umount", str(mnt)], check=False, capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(mnt)], check=False, capture_output=True)
 
 
 def test_same_second_edit_on_ext4_with_1s_timestamps(tmp_path: Path, casher_bin: Path, ext4_128: Path) -> None:

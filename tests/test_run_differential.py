@@ -150,7 +150,7 @@ class Mutation:
 
 def choose_mutation(rng: random.Random, tree: Path) -> Mutation:
     """A mutation that applies to the plain tree's current state."""
-    is_file = lambda r: (tree / r).is_file() and not (tree / r).is_symlink()  # noqa: E731
+    is_file = lambda r: (tree / r).is_file() and not (tree / r).is_symlink()
     files = [r for r in FILES + NEW_FILES + SHADOWS if is_file(r)]
     while True:
         kind = rng.choice(
@@ -208,9 +208,11 @@ class Report:
         for it, name, mut, lines in self.differences:
             by_cmd[name].append((it, mut, lines))
         out = [
-            f"differential campaign seed={self.seed} iterations={self.iterations}: {self.runs} cached runs, "
-            f"{self.hits} hits, {len(self.differences)} differences in {self.seconds:.0f}s "
-            f"(replay: DIFFTEST_SEED={self.seed} python bench/difftest.py --iterations {self.iterations})"
+            (
+                f"differential campaign seed={self.seed} iterations={self.iterations}: {self.runs} cached runs, "
+                f"{self.hits} hits, {len(self.differences)} differences in {self.seconds:.0f}s "
+                f"(replay: DIFFTEST_SEED={self.seed} python bench/difftest.py --iterations {self.iterations})"
+            )
         ]
         for name, items in sorted(by_cmd.items(), key=lambda kv: -len(kv[1])):
             it, mut, lines = items[0]
@@ -232,7 +234,7 @@ def run_campaign(base: Path, seed: int, iterations: int, casher: Path | None = N
         # over the campaign every command runs after many different mutations.
         order = rng.sample(COMMANDS, len(COMMANDS) if it == 0 else COMMANDS_PER_ITERATION)
         for cmd in order:
-            a, b, diffs = pair.run(cmd)
+            _, b, diffs = pair.run(cmd)
             runs, hits = runs + 1, hits + b.hit
             if cmd.name == "make" and not diffs:
                 diffs = pair.make_q()
@@ -247,7 +249,7 @@ def run_campaign(base: Path, seed: int, iterations: int, casher: Path | None = N
         mut = choose_mutation(rng, pair.plain)
         history.append(mut)
         stamp = time.time_ns()
-        pair.both(lambda tree: mut.apply(tree, stamp))
+        pair.both(lambda tree, mut=mut, stamp=stamp: mut.apply(tree, stamp))
         check(it, mut)
     return Report(seed, iterations, differences, runs, hits, time.monotonic() - start, history)
 

@@ -24,7 +24,7 @@ import pytest
 from difftree import PYTHON, TEMPLATES, Cmd, Pair, content, find_casher
 
 SEED = 20261121
-ITERATIONS = int(os.environ.get("DIFFTEST_ITERATIONS", "300"))
+ITERATIONS = int(os.environ.get("DIFFTEST_ITERATIONS", "250"))
 COMMANDS_PER_ITERATION = 7
 
 PY_SCRIPT = r"""
@@ -216,7 +216,11 @@ class Report:
         ]
         for name, items in sorted(by_cmd.items(), key=lambda kv: -len(kv[1])):
             it, mut, lines = items[0]
-            out.append(f"\n== `{name}`: {len(items)} difference(s); first at iteration {it} after {mut}:")
+            on_hits = sum(any(line.startswith("(cached run: HIT") for line in ls) for _, _, ls in items)
+            out.append(
+                f"\n== `{name}`: {len(items)} difference(s) ({on_hits} on a hit); "
+                f"first at iteration {it} after {mut}:"
+            )
             out += ["   " + line for line in lines[:25]]
         return "\n".join(out)
 

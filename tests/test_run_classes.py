@@ -433,14 +433,18 @@ def test_input_rewritten_a_few_ms_after_the_start(pair: Pair) -> None:
     """The run reads in.txt, which is rewritten in place 0-20 ms after casher
     started; a later run must see the new content, never replay the old."""
     rng = random.Random(9)
+    cat = (Cmd("racy-cat", ("cat", "in.txt")), "new {:03d}\n")  # rewritten around the run's end
     shapes = [
+        cat,
+        cat,
         (sh("racy-linger", "cat in.txt; sleep 0.03"), "new {:03d}\n"),  # rewritten while the run lingers
-        (Cmd("racy-cat", ("cat", "in.txt")), "new {:03d}\n"),  # rewritten around the run's end
+        cat,
         (sh("racy-size", "cat in.txt; sleep 0.01"), "newer {:03d}\n"),  # a size change
     ]
+    tries = 120
     stale = []
-    for i in range(60):
-        cmd, new = shapes[i % 3]
+    for i in range(tries):
+        cmd, new = shapes[i % len(shapes)]
         write(pair, "in.txt", f"old {i:03d}\n")
         proc = subprocess.Popen(
             pair.argv(pair.cached, cmd, cached=True, wrapped=False),
@@ -458,7 +462,7 @@ def test_input_rewritten_a_few_ms_after_the_start(pair: Pair) -> None:
         a, b, diffs = pair.run(cmd)
         if diffs:
             stale.append(f"try {i} ({cmd.name}): plain {a.stdout!r}, cached {b.stdout!r} (hit: {b.hit})")
-    assert not stale, f"{len(stale)} of 60 tries replayed stale output:\n" + "\n".join(stale)
+    assert not stale, f"{len(stale)} of {tries} tries replayed stale output:\n" + "\n".join(stale)
 
 
 @pytest.fixture

@@ -239,7 +239,7 @@ def test_dotdot_after_a_symlink_is_resolved_physically(pair: Pair) -> None:
 
 def test_proc_self_cwd_paths(pair: Pair) -> None:
     write(pair, "x", "x v1\n")
-    cmd = sh("proccwd", "cat /proc/self/cwd/x; cat x > /proc/self/cwd/y")
+    cmd = sh("proccwd", "cat /proc/self/cwd/x; cat /proc/self/cwd/x > /proc/self/cwd/y")
     same(pair, cmd, "first")
     write(pair, "x", "x v2\n")
     same(pair, cmd, "after editing x")

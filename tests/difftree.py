@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 import shutil
 import stat
@@ -210,19 +211,26 @@ class Outcome:
 
     @property
     def notes(self) -> list[str]:
-        """casher's own messages other than the -v hit/miss lines (warnings, refusals)."""
+        """casher's own messages other than the -v hit/miss lines and info logs (warnings, refusals)."""
         return [
             line
             for line in self.casher_lines
-            if not line.startswith(("casher: hit", "casher: miss", "casher: recorded"))
+            if not line.startswith(("casher: hit", "casher: miss", "casher: recorded")) and not LOG_ONLY.match(line)
         ]
+
+
+ANSI = re.compile(rb"\x1b\[[0-9;]*m")
+# casher's own stderr: its messages (`casher: ...`) and its `tracing` log lines
+# (`  INFO ...`, ` WARN ...`: no target, no time, see cli/src/logging.rs).
+CASHER_LINE = re.compile(rb"^(casher[: ]|\s*(TRACE|DEBUG|INFO|WARN|ERROR) )")
+LOG_ONLY = re.compile(r"^\s*(TRACE|DEBUG|INFO) ")
 
 
 def split_casher_lines(stderr: bytes) -> tuple[bytes, list[str]]:
     kept, ours = [], []
     for line in stderr.splitlines(keepends=True):
-        if line.startswith((b"casher:", b"casher ")):
-            ours.append(line.decode(errors="replace").rstrip("\n"))
+        if CASHER_LINE.match(ANSI.sub(b"", line)):
+            ours.append(ANSI.sub(b"", line).decode(errors="replace").rstrip("\n"))
         else:
             kept.append(line)
     return b"".join(kept), ours
@@ -367,14 +375,15 @@ class Pair:
             diffs.append(f"(cached run: {'HIT' if b.hit else 'miss'}; casher said: {b.casher_lines})")
         return diffs
 
-    def make_q(self, cwd: str = "proj") -> list[str]:
+    def make_q(self, cwd: str = "proj", after: Outcome | None = None) -> list[str]:
         """A plain `make -q` in both trees must agree (restored mtimes keep make's view)."""
         codes = []
         for tree in (self.plain, self.cached):
             p = subprocess.run(["make", "-q"], check=False, cwd=tree / cwd, env=self.env(tree), capture_output=True)
             codes.append(p.returncode)
         if codes[0] != codes[1]:
-            return [f"plain `make -q` afterwards: exit {codes[0]} in the plain tree, {codes[1]} in the cached one"]
+            said = f" (the cached make was a {'HIT' if after.hit else 'miss'}: {after.casher_lines})" if after else ""
+            return [f"plain `make -q` afterwards: exit {codes[0]} in the plain tree, {codes[1]} in the cached one{said}"]
         return []
 
     def both(self, fn) -> None:

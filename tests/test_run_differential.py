@@ -241,7 +241,7 @@ def run_campaign(base: Path, seed: int, iterations: int, casher: Path | None = N
             _, b, diffs = pair.run(cmd)
             runs, hits = runs + 1, hits + b.hit
             if cmd.name == "make" and not diffs:
-                diffs = pair.make_q()
+                diffs = pair.make_q(after=b)
             if diffs:
                 differences.append((it, cmd.name, mut, diffs))
                 if log:

@@ -147,16 +147,21 @@ def test_dataclass_method_of_argument(oracle: Oracle) -> None:
 
             def norm(self):
                 return abs(self.x) + abs(self.y)
+
+        def describe(p):
+            return f"P({p.x}, {p.y})"
         """,
     )
+    # work.py reaches model.py statically (through `describe`), never `Point.norm`
     oracle.write(
         "work.py",
         """
         from casher import cached
+        from model import describe
 
         @cached
         def measure(p):
-            return p.norm()
+            return describe(p), p.norm()
         """,
     )
     oracle.write(
@@ -444,22 +449,34 @@ def test_closure_numpy_fromfile(oracle: Oracle) -> None:
         import _oracle
         from casher import cached
 
-        def make(path):
+        import polars as pl
+
+        def make(path, csv):
             @cached
             def total():
                 return float(np.fromfile(path, dtype=np.float64).sum())
-            return total
 
-        total = make("data.bin")
-        print(repr(total()))
-        _oracle.done(total)
+            @cached
+            def csv_sum():  # polars opens the file from Rust: no Python audit event
+                return int(pl.read_csv(csv)["v"].sum())
+
+            return total, csv_sum
+
+        total, csv_sum = make("data.bin", "data.csv")
+        print(repr(total()), repr(csv_sum()))
+        _oracle.done(total, csv_sum)
         """,
     )
     import numpy as np
 
     oracle.write("data.bin", np.array([1.0, 2.0, 3.0]).tobytes())
-    # same size: only the content tells the difference
-    two_steps(oracle, lambda: oracle.write("data.bin", np.array([1.0, 2.0, 30.0]).tobytes()))
+    oracle.write("data.csv", "v\n1\n2\n")
+
+    def mutate() -> None:  # same sizes: only the content tells the difference
+        oracle.write("data.bin", np.array([1.0, 2.0, 30.0]).tobytes())
+        oracle.write("data.csv", "v\n1\n7\n")
+
+    two_steps(oracle, mutate)
 
 
 def test_lambda_os_path_exists(oracle: Oracle) -> None:
@@ -928,6 +945,10 @@ def test_tz_aware_datetimes_differing_only_in_tz(oracle: Oracle) -> None:
         @cached
         def iso(d):
             return d.isoformat()
+
+        @cached
+        def iso_series(s):
+            return [t.isoformat() for t in s]
         """,
         """
 from datetime import datetime, timedelta, timezone
@@ -937,7 +958,15 @@ plus1 = datetime(2024, 1, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
 assert utc == plus1  # the same instant: equal, yet they print differently
 for d in (utc, plus1, utc):
     print(repr(work.iso(d)))
-_oracle.done(work.iso)
+
+import pandas as pd
+
+s_utc = pd.Series(pd.date_range("2024-01-01", periods=3, freq="h", tz="UTC"))
+s_paris = s_utc.dt.tz_convert("Europe/Paris")
+assert (s_utc == s_paris).all()
+for s in (s_utc, s_paris, s_utc):
+    print(repr(work.iso_series(s)))
+_oracle.done(work.iso, work.iso_series)
 """,
     )
 
@@ -950,13 +979,15 @@ def test_polars_nested_value(oracle: Oracle) -> None:
 
         @cached
         def nested(df):
-            return df.to_dicts()
+            return df.to_dicts()[1500]
         """,
         """
 import polars as pl
 
 def frame(v):
-    return pl.DataFrame({"s": [{"x": [1, 2], "y": "a"}, {"x": [3, v], "y": "b"}]})
+    rows = [{"x": [i, i + 1], "y": str(i)} for i in range(2000)]
+    rows[1500] = {"x": [3, v], "y": "b"}
+    return pl.DataFrame({"s": rows})
 
 for v in (4, 5, 4):
     print(repr(work.nested(frame(v))))

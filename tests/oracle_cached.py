@@ -121,6 +121,8 @@ class Step:
     def report(self) -> str:
         lines = [f"step {self.label!r}: hits/misses {self.info}"]
         lines += ["  " + d for d in self.diffs] or ["  (plain and cached agree)"]
+        if self.cached.code != self.plain.code:
+            lines += ["  cached stderr ends: " + line for line in self.cached.stderr.splitlines()[-3:]]
         lines += ["  casher said: " + line for line in self.cached.casher_lines[-12:]]
         return "\n".join(lines)
 
@@ -193,9 +195,12 @@ class Oracle:
         env.update(extra)
         if plain:
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.shim), env.get("PYTHONPATH")) if p)
+            # the plain run leaves no trace the cached run could observe
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         else:
             env["CASHER_DIR"] = str(self.cache)
-            env["CASHER_LOG"] = env.get("CASHER_LOG", "warning")
+            # ORACLE_CASHER_LOG=debug shows casher's hit/miss reasons in a failure's report
+            env["CASHER_LOG"] = env.get("CASHER_LOG", os.environ.get("ORACLE_CASHER_LOG", "warning"))
             env["CASHER_CHECK_REACH"] = "1"
             env["ORACLE_INFO"] = str(self.info_file)
         return env

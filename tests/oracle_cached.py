@@ -42,6 +42,9 @@ PYTHON = sys.executable
 # `casher|LEVEL|...` through a caller's handler formatted `%(name)s|...`) and
 # the Rust side's `tracing` lines.
 CASHER_LINE = re.compile(r"^(casher[:| ]|\s*(TRACE|DEBUG|INFO|WARN|ERROR) )")
+# a `warnings.warn` raised from inside the casher package (`.../casher/x.py:12:
+# SomeWarning: ...`), followed by the indented source line Python shows
+CASHER_WARNING = re.compile(r"^\S*[/\\]casher[/\\][\w/\\]+\.py:\d+: \w*Warning: ")
 
 SHIM = '''\
 """Stand-in for casher in plain runs: `cached` is the identity."""
@@ -122,7 +125,10 @@ class Step:
         lines = [f"step {self.label!r}: hits/misses {self.info}"]
         lines += ["  " + d for d in self.diffs] or ["  (plain and cached agree)"]
         if self.cached.code != self.plain.code:
-            lines += ["  cached stderr ends: " + line for line in self.cached.stderr.splitlines()[-3:]]
+            lines += [
+                "  cached stderr ends: " + line
+                for line in self.cached.stderr.splitlines()[-3:]
+            ]
         lines += ["  casher said: " + line for line in self.cached.casher_lines[-12:]]
         return "\n".join(lines)
 
@@ -189,30 +195,60 @@ class Oracle:
     # -- running ------------------------------------------------------------
 
     def _environ(self, plain: bool, extra: dict[str, str]) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CASHER", "PYTEST", "ORACLE"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CASHER", "PYTEST", "ORACLE"))
+        }
         env.pop("PYTHONPATH", None)
         env.update(self.env)
         env.update(extra)
         if plain:
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(self.shim), env.get("PYTHONPATH")) if p)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(self.shim), env.get("PYTHONPATH")) if p
+            )
             # the plain run leaves no trace the cached run could observe
             env["PYTHONDONTWRITEBYTECODE"] = "1"
         else:
             env["CASHER_DIR"] = str(self.cache)
             # ORACLE_CASHER_LOG=debug shows casher's hit/miss reasons in a failure's report
-            env["CASHER_LOG"] = env.get("CASHER_LOG", os.environ.get("ORACLE_CASHER_LOG", "warning"))
+            env["CASHER_LOG"] = env.get(
+                "CASHER_LOG", os.environ.get("ORACLE_CASHER_LOG", "warning")
+            )
             env["CASHER_CHECK_REACH"] = "1"
             env["ORACLE_INFO"] = str(self.info_file)
         return env
 
-    def _once(self, argv: list[str], cwd: Path, env: dict[str, str], stdin: str | None) -> Run:
+    def _once(
+        self, argv: list[str], cwd: Path, env: dict[str, str], stdin: str | None
+    ) -> Run:
         proc = subprocess.run(
-            [PYTHON, *argv], cwd=cwd, env=env, input=stdin or "", capture_output=True, text=True, timeout=180
+            [PYTHON, *argv],
+            check=False,
+            cwd=cwd,
+            env=env,
+            input=stdin or "",
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         kept, casher = [], []
+        after_warning = False
         for line in proc.stderr.splitlines(keepends=True):
-            (casher if CASHER_LINE.match(line) else kept).append(line)
-        return Run(proc.returncode, proc.stdout, "".join(kept), _snapshot(self.root), [c.rstrip() for c in casher])
+            ours = (
+                CASHER_LINE.match(line)
+                or CASHER_WARNING.match(line)
+                or (after_warning and line[:1].isspace())
+            )
+            after_warning = bool(CASHER_WARNING.match(line))
+            (casher if ours else kept).append(line)
+        return Run(
+            proc.returncode,
+            proc.stdout,
+            "".join(kept),
+            _snapshot(self.root),
+            [c.rstrip() for c in casher],
+        )
 
     def run(
         self,
@@ -230,8 +266,15 @@ class Oracle:
         self._restore(before)
         self.info_file.unlink(missing_ok=True)
         cached = self._once(argv_list, where, self._environ(False, env or {}), stdin)
-        info = json.loads(self.info_file.read_text()) if self.info_file.exists() else None
-        step = Step(label or f"#{len(self.steps) + 1} {' '.join(argv_list)}", plain, cached, info)
+        info = (
+            json.loads(self.info_file.read_text()) if self.info_file.exists() else None
+        )
+        step = Step(
+            label or f"#{len(self.steps) + 1} {' '.join(argv_list)}",
+            plain,
+            cached,
+            info,
+        )
         self.steps.append(step)
         return step
 
@@ -240,7 +283,9 @@ class Oracle:
 
     def check(self, step: Step) -> None:
         """The step's cached run did exactly what the plain run did."""
-        assert step.plain.code == 0, f"the plain run itself failed:\n{step.plain.stderr}"
+        assert step.plain.code == 0, (
+            f"the plain run itself failed:\n{step.plain.stderr}"
+        )
         assert not step.diffs, "cached differs from plain:\n" + self.report()
 
 

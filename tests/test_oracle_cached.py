@@ -175,7 +175,12 @@ def test_dataclass_method_of_argument(oracle: Oracle) -> None:
         _oracle.done(work.measure)
         """,
     )
-    two_steps(oracle, lambda: oracle.edit("model.py", "abs(self.x) + abs(self.y)", "abs(self.x) * abs(self.y)"))
+    two_steps(
+        oracle,
+        lambda: oracle.edit(
+            "model.py", "abs(self.x) + abs(self.y)", "abs(self.x) * abs(self.y)"
+        ),
+    )
 
 
 def test_init_subclass_registry(oracle: Oracle) -> None:
@@ -240,7 +245,9 @@ def test_global_changed_at_run_time(oracle: Oracle) -> None:
         _oracle.done(work.scale)
         """,
     )
-    two_steps(oracle, lambda: oracle.edit("driver.py", "work.FACTOR = 5", "work.FACTOR = 7"))
+    two_steps(
+        oracle, lambda: oracle.edit("driver.py", "work.FACTOR = 5", "work.FACTOR = 7")
+    )
 
 
 def test_monkeypatched_helper(oracle: Oracle) -> None:
@@ -311,7 +318,12 @@ def test_global_set_under_main_from_argv(oracle: Oracle) -> None:
             print(repr(below([1, 5, 10, 20])))
         """,
     )
-    for argv in (["tool.py", "4"], ["tool.py", "15"], ["tool2.py", "6"], ["tool2.py", "12"]):
+    for argv in (
+        ["tool.py", "4"],
+        ["tool.py", "15"],
+        ["tool2.py", "6"],
+        ["tool2.py", "12"],
+    ):
         oracle.check(oracle.run(*argv))
 
 
@@ -623,14 +635,21 @@ def test_black_reformat_still_hits(oracle: Oracle) -> None:
 
 
 def test_line_added_to_unused_function_still_hits(oracle: Oracle) -> None:
-    must_hit(oracle, lambda: oracle.edit("work.py", "    return a + 1", "    a = a * 2\n    return a + 1"))
+    must_hit(
+        oracle,
+        lambda: oracle.edit(
+            "work.py", "    return a + 1", "    a = a * 2\n    return a + 1"
+        ),
+    )
 
 
 def test_non_binding_statement_elsewhere_still_hits(oracle: Oracle) -> None:
     must_hit(
         oracle,
         lambda: oracle.edit(
-            "work.py", '_REG.append("first")\n', '_REG.append("first")\n_REG.append("second")\nlogger.setLevel(logging.WARNING)\n'
+            "work.py",
+            '_REG.append("first")\n',
+            '_REG.append("first")\n_REG.append("second")\nlogger.setLevel(logging.WARNING)\n',
         ),
     )
 

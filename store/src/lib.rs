@@ -11,12 +11,14 @@
 //!
 //! The crate never prints; callers decide what to tell the user.
 
+mod auth;
 mod backend;
 mod counters;
 mod error;
 mod fsutil;
 mod hash_cache;
 mod id;
+mod interrupt;
 mod local;
 mod location;
 mod lookup;
@@ -24,6 +26,7 @@ mod maintenance;
 mod record;
 mod restore;
 mod store;
+mod walk;
 
 pub use backend::{Backend, StoredVariant};
 pub use error::{Result, StoreError};

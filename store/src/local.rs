@@ -11,20 +11,26 @@
 //! `verify` reports and `gc` removes.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use crate::auth::Keys;
 use crate::backend::{Backend, StoredVariant};
+use crate::counters::Counters;
 use crate::error::{Result, StoreError};
-use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic};
+use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic, Stamp};
 use crate::id::ObjectId;
-use crate::record::Variant;
+use crate::record::{Rejected, Variant};
 
 /// Name of the versioned bucket under the cache directory.
 pub const BUCKET: &str = "store-v1";
 
 pub struct LocalBackend {
     root: PathBuf,
+    keys: Keys,
+    counters: Arc<Counters>,
     /// Record names per key, with the key directory's stat when listed. A
     /// long-lived process (a Python session) re-lists only when the
     /// directory changed. A stale listing can only name a record that is
@@ -34,9 +40,11 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    pub fn new(cache_dir: &Path) -> Self {
+    pub(crate) fn new(cache_dir: &Path, keys: Keys, counters: Arc<Counters>) -> Self {
         Self {
             root: cache_dir.join(BUCKET),
+            keys,
+            counters,
             listings: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -122,7 +130,7 @@ impl LocalBackend {
         let meta = handle.metadata().ok()?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         handle.read_to_end(&mut bytes).ok()?;
-        match Variant::decode(&bytes) {
+        match self.decode(&bytes) {
             Ok(variant) if variant.key == key => Some(StoredVariant {
                 name: format!("{key}/{file}"),
                 variant,
@@ -144,6 +152,24 @@ impl LocalBackend {
                 None
             }
         }
+    }
+
+    /// Decodes record bytes; a record that does not authenticate is
+    /// counted (`casher cache stats`) before it is ignored.
+    pub(crate) fn decode(&self, bytes: &[u8]) -> std::result::Result<Variant, Rejected> {
+        let decoded = Variant::decode(bytes, &self.keys);
+        if matches!(decoded, Err(Rejected::Unauthentic)) {
+            self.counters.rejected();
+        }
+        decoded
+    }
+
+    pub(crate) fn encode(&self, variant: &Variant) -> Vec<u8> {
+        variant.encode(&self.keys)
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Record file names of a key, newest first.
@@ -188,14 +214,6 @@ impl LocalBackend {
     }
 }
 
-/// BLAKE3 of a file through a memory map, on all cores: the fastest way to
-/// verify a large object.
-fn hash_mapped(path: &Path) -> std::io::Result<(blake3::Hash, u64)> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path)?;
-    Ok((hasher.finalize(), hasher.count()))
-}
-
 pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
     (meta.mtime().max(0) as u64) * 1_000_000_000 + meta.mtime_nsec().max(0) as u64
@@ -214,18 +232,35 @@ impl Backend for LocalBackend {
 
     fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
         let src = File::open(path).map_err(|e| StoreError::io(path, e))?;
+        let before = src.metadata().map_err(|e| StoreError::io(path, e))?;
         let (tmp, dst) = self.new_temp()?;
-        // A reflink where possible, else an in-kernel copy (copy_file_range);
-        // then hash the copy on all cores: what is hashed is exactly what is
-        // kept, even if the source changes meanwhile. No fsync: a torn object
-        // after a power loss fails verification on read and is a miss, never
-        // a wrong result.
+        // A reflink where possible (then the copy is hashed), else a
+        // hashing copy: what is hashed is exactly what is kept. Plain reads,
+        // never a memory map: another process may truncate the source
+        // meanwhile (16 identical runs writing one file), which must make
+        // this run "not cached", never kill it with SIGBUS. No fsync: a torn
+        // object after a power loss fails verification on read and is a
+        // miss, never a wrong result.
         let copied = if try_reflink(&src, &dst) {
-            hash_mapped(&tmp)
+            File::open(&tmp).and_then(crate::fsutil::hash_reader)
         } else {
-            let (mut src, mut dst) = (src, dst);
-            std::io::copy(&mut src, &mut dst).and_then(|_| hash_mapped(&tmp))
+            let mut writer = std::io::BufWriter::with_capacity(crate::fsutil::CHUNK, dst);
+            copy_hashing(&src, &mut writer).and_then(|r| {
+                writer.into_inner().map_err(|e| e.into_error())?;
+                Ok(r)
+            })
         };
+        let after = src.metadata().map_err(|e| StoreError::io(path, e))?;
+        let copied = copied.and_then(|(hash, size)| {
+            if Stamp::of(&before) == Stamp::of(&after) && size == after.len() {
+                Ok((hash, size))
+            } else {
+                Err(std::io::Error::other(format!(
+                    "{} changed while it was being stored",
+                    path.display()
+                )))
+            }
+        });
         self.publish(&tmp, copied)
     }
 
@@ -243,43 +278,68 @@ impl Backend for LocalBackend {
         Ok(bytes)
     }
 
-    fn copy_object_to(&self, id: &ObjectId, dest: &Path) -> Result<()> {
+    fn copy_object_into(&self, id: &ObjectId, dest: &mut File) -> Result<()> {
         let path = self.object_path(id);
         let src = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-        let dst = File::create(dest).map_err(|e| StoreError::io(dest, e))?;
-        let verified = if try_reflink(&src, &dst) {
-            hash_mapped(&path)
+        let verified = if try_reflink(&src, dest) {
+            crate::fsutil::hash_reader(src)
         } else {
-            // The kernel copies (copy_file_range, no user-space buffers) while
-            // another thread verifies the object: the restore costs about
-            // as much as `cp`, and no unverified byte is kept.
-            std::thread::scope(|scope| {
-                // One core hashes while the other copies.
-                let hashing = scope.spawn(|| {
-                    let mut hasher = blake3::Hasher::new();
-                    hasher.update_mmap(&path)?;
-                    Ok((hasher.finalize(), hasher.count()))
-                });
-                let (mut src, mut dst) = (src, dst);
-                let copied = std::io::copy(&mut src, &mut dst);
-                let hashed = hashing
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("hashing thread failed")));
-                copied.and(hashed)
+            // Read, hash, write, one chunk at a time (bounded memory, never
+            // a memory map), checking for Ctrl-C between chunks.
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; crate::fsutil::CHUNK];
+            crate::fsutil::for_each_chunk(&mut &src, &mut buf, |chunk| {
+                if crate::interrupt::interrupted() {
+                    return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
+                }
+                hasher.update(chunk);
+                dest.write_all(chunk)
             })
+            .map(|()| (hasher.finalize(), hasher.count()))
         };
         match verified {
             Ok((hash, _)) if ObjectId::from(hash) == *id => Ok(()),
             Ok(_) => {
                 let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(dest);
                 Err(StoreError::CorruptObject { path })
             }
-            Err(e) => {
-                let _ = std::fs::remove_file(dest);
-                Err(StoreError::io(dest, e))
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                Err(StoreError::Interrupted { path })
             }
+            Err(e) => Err(StoreError::io(&path, e)),
         }
+    }
+
+    fn stream_object(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64> {
+        let path = self.object_path(id);
+        let src = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let mut hasher = blake3::Hasher::new();
+        let mut buf = vec![0u8; crate::fsutil::CHUNK];
+        let mut out_error = None;
+        crate::fsutil::for_each_chunk(&mut &src, &mut buf, |chunk| {
+            hasher.update(chunk);
+            if out_error.is_none() {
+                if let Err(e) = out.write_all(chunk) {
+                    out_error = Some(e);
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| StoreError::io(&path, e))?;
+        if ObjectId::from(hasher.finalize()) != *id {
+            let _ = std::fs::remove_file(&path);
+            return Err(StoreError::CorruptObject { path });
+        }
+        match out_error {
+            // Our own output closed (`| head`): not the store's problem.
+            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(hasher.count()),
+            Some(e) => Err(StoreError::io("<output>", e)),
+            None => Ok(hasher.count()),
+        }
+    }
+
+    fn journal_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join("restores"))
     }
 
     fn variant_names(&self, key: &str) -> Vec<String> {
@@ -299,7 +359,7 @@ impl Backend for LocalBackend {
         let suffix = format!("-{}.var", &inputs[..16]);
         let file = format!("{:020}{suffix}", variant.created_ns);
         let dir = self.key_dir(&variant.key);
-        write_atomic(&dir.join(&file), &variant.encode())?;
+        write_atomic(&dir.join(&file), &self.encode(variant))?;
         self.forget_listing(&variant.key);
         // The same inputs recorded earlier: superseded by this record. Only
         // older records (names start with the creation time): two writers
@@ -332,7 +392,7 @@ impl Backend for LocalBackend {
     }
 
     fn replace_variant(&self, name: &str, variant: &Variant) -> Result<()> {
-        write_atomic(&self.variant_path(name), &variant.encode())
+        write_atomic(&self.variant_path(name), &self.encode(variant))
     }
 
     fn touch_variant(&self, name: &str) {

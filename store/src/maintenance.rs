@@ -19,6 +19,8 @@ pub struct Stats {
     pub bytes: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Records ignored because they did not authenticate.
+    pub rejected: u64,
 }
 
 /// One row of `casher cache ls`.
@@ -130,6 +132,7 @@ impl Store {
                 + variants.iter().map(|v| v.record_bytes).sum::<u64>(),
             hits: self.counters.hits(),
             misses: self.counters.misses(),
+            rejected: self.counters.rejected_count(),
         }
     }
 
@@ -162,13 +165,19 @@ impl Store {
 
     /// The variants of the one key starting with `prefix`.
     pub fn show(&self, prefix: &str) -> Result<(String, Vec<StoredVariant>)> {
-        let matches: Vec<String> = self
+        let matches: Vec<(String, Vec<StoredVariant>)> = self
             .keys()
             .into_iter()
             .filter(|k| k.starts_with(prefix))
+            .map(|k| {
+                let variants = self.backend.variants(&k).unwrap_or_default();
+                (k, variants)
+            })
+            // A key whose records are all gone (or unusable) is no entry.
+            .filter(|(_, variants)| !variants.is_empty())
             .collect();
         match matches.as_slice() {
-            [key] => Ok((key.clone(), self.backend.variants(key)?)),
+            [(key, variants)] => Ok((key.clone(), variants.clone())),
             [] => Err(StoreError::KeyPrefix {
                 message: format!(
                     "no entry key starts with {prefix:?}\nhint: `casher cache ls` lists the keys"
@@ -183,9 +192,12 @@ impl Store {
         }
     }
 
-    /// Least recently used variants go first until the store fits
-    /// `max_size` (and nothing is older than `max_age`); then objects no
-    /// record refers to, and stray temp files, past the grace period.
+    /// Variants whose objects are gone go first (they can only miss);
+    /// then least recently used variants until the store fits `max_size`
+    /// (and nothing is older than `max_age`); then objects no record refers
+    /// to, stray temp files past the grace period, temp files of killed
+    /// restores, and key directories left empty. `bytes_freed` counts
+    /// every removed file: records, objects and temp files.
     pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
         let mut report = GcReport::default();
         let mut variants = self.all_variants();
@@ -206,11 +218,13 @@ impl Store {
             let too_old = options
                 .max_age
                 .is_some_and(|age| now.saturating_sub(v.last_used_ns) > age.as_nanos() as u64);
-            if total <= options.max_size && !too_old {
+            let broken = v.variant.objects().iter().any(|id| !sizes.contains_key(id));
+            if total <= options.max_size && !too_old && !broken {
                 continue;
             }
             self.backend.remove_variant(&v.name)?;
             report.variants_removed += 1;
+            report.bytes_freed += v.record_bytes;
             total = total.saturating_sub(v.record_bytes);
             for id in v.variant.objects() {
                 let count = refs.entry(id).or_default();
@@ -239,11 +253,20 @@ impl Store {
             }
         }
         for tmp in list_dir(&self.backend.tmp_dir()) {
-            if tmp.metadata().is_ok_and(|m| self.older_than_grace(&m))
-                && std::fs::remove_file(tmp.path()).is_ok()
-            {
-                report.temp_removed += 1;
+            if let Ok(meta) = tmp.metadata() {
+                if self.older_than_grace(&meta) && std::fs::remove_file(tmp.path()).is_ok() {
+                    report.temp_removed += 1;
+                    report.bytes_freed += meta.len();
+                }
             }
+        }
+        let (count, bytes) = crate::restore::clean_dead_journals(&self.backend);
+        report.temp_removed += count;
+        report.bytes_freed += bytes;
+        // Key directories left empty: `cache show` must not find them. A
+        // writer racing into one recreates it (see `write_atomic`).
+        for key in self.keys() {
+            let _ = std::fs::remove_dir(self.backend.key_dir(&key));
         }
         Ok(report)
     }
@@ -275,7 +298,7 @@ impl Store {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !name.ends_with(".var") {
-                    if name.starts_with(".tmp-")
+                    if name.starts_with(crate::fsutil::TEMP_PREFIX)
                         && entry.metadata().is_ok_and(|m| self.older_than_grace(&m))
                     {
                         if repair {
@@ -287,7 +310,9 @@ impl Store {
                 }
                 let decoded = std::fs::read(&path)
                     .map_err(|e| e.to_string())
-                    .and_then(|b| Variant::decode(&b))
+                    .and_then(|b| {
+                        Variant::decode(&b, self.backend.keys()).map_err(|r| r.to_string())
+                    })
                     .and_then(|v| {
                         if v.key == key {
                             Ok(v)

@@ -124,13 +124,28 @@ impl LocalBackend {
         }
     }
 
-    fn decode_variant(&self, key: &str, file: &str) -> Option<StoredVariant> {
+    /// The variants of a key for maintenance (`stats`, `ls`, `gc`): a
+    /// record that does not authenticate is skipped without being counted
+    /// again (lookups count it).
+    pub(crate) fn variants_uncounted(&self, key: &str) -> Vec<StoredVariant> {
+        self.variant_files(key)
+            .iter()
+            .filter_map(|file| self.decode_variant(key, file, false))
+            .collect()
+    }
+
+    fn decode_variant(&self, key: &str, file: &str, count: bool) -> Option<StoredVariant> {
         let path = self.key_dir(key).join(file);
         let mut handle = File::open(&path).ok()?;
         let meta = handle.metadata().ok()?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         handle.read_to_end(&mut bytes).ok()?;
-        match self.decode(&bytes) {
+        let decoded = if count {
+            self.decode(&bytes)
+        } else {
+            Variant::decode(&bytes, &self.keys)
+        };
+        match decoded {
             Ok(variant) if variant.key == key => Some(StoredVariant {
                 name: format!("{key}/{file}"),
                 variant,
@@ -351,7 +366,7 @@ impl Backend for LocalBackend {
 
     fn load_variant(&self, name: &str) -> Option<StoredVariant> {
         let (key, file) = name.split_once('/')?;
-        self.decode_variant(key, file)
+        self.decode_variant(key, file, true)
     }
 
     fn add_variant(&self, variant: &Variant, max_variants: usize) -> Result<()> {

@@ -116,7 +116,7 @@ impl Store {
     fn all_variants(&self) -> Vec<StoredVariant> {
         self.keys()
             .iter()
-            .flat_map(|k| self.backend.variants(k).unwrap_or_default())
+            .flat_map(|k| self.backend.variants_uncounted(k))
             .collect()
     }
 
@@ -144,7 +144,7 @@ impl Store {
             .collect();
         let mut rows = Vec::new();
         for key in self.keys() {
-            let variants = self.backend.variants(&key).unwrap_or_default();
+            let variants = self.backend.variants_uncounted(&key);
             let Some(newest) = variants.first() else {
                 continue;
             };
@@ -170,7 +170,7 @@ impl Store {
             .into_iter()
             .filter(|k| k.starts_with(prefix))
             .map(|k| {
-                let variants = self.backend.variants(&k).unwrap_or_default();
+                let variants = self.backend.variants_uncounted(&k);
                 (k, variants)
             })
             // A key whose records are all gone (or unusable) is no entry.

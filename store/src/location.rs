@@ -141,6 +141,10 @@ pub(crate) fn check_ownership(dir: &Path) -> Result<()> {
     };
     let meta = std::fs::metadata(&real).map_err(|e| StoreError::io(&real, e))?;
     own(&real, &meta)?;
+    // Inside a directory only we can enter (0700, as casher creates it),
+    // the modes of subdirectories do not matter (a umask of 002 makes them
+    // group-writable, harmlessly); otherwise they must be ours and closed.
+    let reachable = meta.mode() & 0o011 != 0;
     for sub in ["", "objects", "entries", "tmp", "stats", "restores"] {
         let path = real.join(crate::local::BUCKET).join(sub);
         if let Ok(meta) = std::fs::symlink_metadata(&path) {
@@ -151,7 +155,9 @@ pub(crate) fn check_ownership(dir: &Path) -> Result<()> {
                     format!("remove it (`rm {}`)", path.display()),
                 ));
             }
-            own(&path, &meta)?;
+            if meta.uid() != me || reachable {
+                own(&path, &meta)?;
+            }
         }
     }
     for parent in real.ancestors().skip(1) {

@@ -293,6 +293,6 @@ fn same_file_content(parent: &Dir, name: &OsStr, hash: ObjectId, size: u64) -> b
     }
     parent
         .open_file(name)
-        .and_then(|f| hash_reader(f))
+        .and_then(hash_reader)
         .is_ok_and(|(h, n)| n == size && ObjectId::from(h) == hash)
 }

@@ -44,9 +44,7 @@ pub struct Spilled {
 
 impl PartialEq for Spilled {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.file, &other.file)
-            && self.offset == other.offset
-            && self.len == other.len
+        Arc::ptr_eq(&self.file, &other.file) && self.offset == other.offset && self.len == other.len
     }
 }
 
@@ -278,7 +276,11 @@ mod tests {
         let mut state = State::default();
         let piece = vec![b'x'; 1 << 20];
         for i in 0..(MEMORY_LIMIT >> 20) + 4 {
-            let stream = if i % 7 == 6 { Stream::Stderr } else { Stream::Stdout };
+            let stream = if i % 7 == 6 {
+                Stream::Stderr
+            } else {
+                Stream::Stdout
+            };
             state.add(stream, &piece);
         }
         assert!(state.in_memory <= MEMORY_LIMIT);

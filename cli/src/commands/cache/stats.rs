@@ -32,7 +32,10 @@ pub fn run(store: &Store, args: &StatsArgs) -> Result<ExitCode> {
             format!("size:      {}", human_size(s.bytes)),
             format!("hits:      {}", s.hits),
             format!("misses:    {}", s.misses),
-            format!("rejected:  {} (records that did not authenticate)", s.rejected),
+            format!(
+                "rejected:  {} (records that did not authenticate)",
+                s.rejected
+            ),
         ])?;
     }
     Ok(ExitCode::SUCCESS)

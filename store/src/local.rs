@@ -134,6 +134,11 @@ impl LocalBackend {
             .collect()
     }
 
+    /// One record, for maintenance (a rejection is not counted).
+    pub(crate) fn load_uncounted(&self, key: &str, file: &str) -> Option<StoredVariant> {
+        self.decode_variant(key, file, false)
+    }
+
     fn decode_variant(&self, key: &str, file: &str, count: bool) -> Option<StoredVariant> {
         let path = self.key_dir(key).join(file);
         let mut handle = File::open(&path).ok()?;

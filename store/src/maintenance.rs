@@ -263,6 +263,24 @@ impl Store {
         let (count, bytes) = crate::restore::clean_dead_journals(&self.backend);
         report.temp_removed += count;
         report.bytes_freed += bytes;
+        // Records nobody can use (another format version, corrupt, or not
+        // authentic) past the grace period: they would never be removed by
+        // the LRU pass, which only sees usable records.
+        for key in self.keys() {
+            for entry in list_dir(&self.backend.key_dir(&key)) {
+                let usable = entry.file_name().to_str().is_some_and(|file| {
+                    !file.ends_with(".var") || self.backend.load_uncounted(&key, file).is_some()
+                });
+                let Ok(meta) = entry.metadata() else { continue };
+                if !usable
+                    && self.older_than_grace(&meta)
+                    && std::fs::remove_file(entry.path()).is_ok()
+                {
+                    report.variants_removed += 1;
+                    report.bytes_freed += meta.len();
+                }
+            }
+        }
         // Key directories left empty: `cache show` must not find them. A
         // writer racing into one recreates it (see `write_atomic`).
         for key in self.keys() {

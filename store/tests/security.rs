@@ -358,6 +358,30 @@ fn gc_after_corrupt_objects_leaves_a_clean_store_and_forgets_removed_keys() {
 }
 
 #[test]
+fn gc_removes_records_nobody_can_use_after_the_grace_period() {
+    let e = env();
+    let key = "78".repeat(32);
+    e.store.record(&variant(&key, vec![], vec![])).unwrap();
+    let path = record_files(&e.cache).pop().unwrap();
+    // An old-format record (or a forged one), last touched long ago.
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8] = 2;
+    std::fs::write(&path, &bytes).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let report = gc_all(&e.store, u64::MAX);
+    assert_eq!(report.variants_removed, 1);
+    assert!(!path.exists());
+    assert!(e.store.keys().is_empty());
+    assert!(e.store.verify(false).is_empty());
+}
+
+#[test]
 fn gc_reports_every_byte_it_freed() {
     let e = env();
     for n in 0..6u8 {

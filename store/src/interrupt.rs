@@ -208,7 +208,7 @@ fn remove_temp(dir: &Path, name: &OsStr) -> (u64, u64) {
         return (0, 0);
     };
     let size = match parent.kind(name) {
-        Ok(Some(Kind::File { size })) => size,
+        Ok(Some(Kind::File { size, .. })) => size,
         Ok(Some(Kind::Symlink)) => 0,
         _ => return (0, 0),
     };

@@ -180,7 +180,7 @@ pub fn restore(
             Output::File {
                 hash, mode, size, ..
             } => {
-                if same_file_content(parent, name, *hash, *size) {
+                if same_file_content(parent, name, *hash, *size, *mode) {
                     report.unchanged += 1;
                     continue;
                 }
@@ -286,13 +286,36 @@ pub(crate) fn clean_dead_journals(backend: &dyn Backend) -> (u64, u64) {
 }
 
 /// A file already holding exactly this content is left untouched (its
-/// mtime stays, so build tools downstream see no change).
-fn same_file_content(parent: &Dir, name: &OsStr, hash: ObjectId, size: u64) -> bool {
-    if parent.kind(name).ok().flatten() != Some(Kind::File { size }) {
+/// mtime stays, so build tools downstream see no change); only its
+/// permission bits are set if they differ (a `chmod` the run applied).
+/// Returns whether the content matched.
+fn same_file_content(parent: &Dir, name: &OsStr, hash: ObjectId, size: u64, mode: u32) -> bool {
+    let Ok(Some(Kind::File {
+        size: now,
+        mode: now_mode,
+    })) = parent.kind(name)
+    else {
+        return false;
+    };
+    if now != size {
         return false;
     }
-    parent
-        .open_file(name)
+    let Ok(file) = parent.open_file(name) else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    let same = file
+        .try_clone()
         .and_then(hash_reader)
-        .is_ok_and(|(h, n)| n == size && ObjectId::from(h) == hash)
+        .is_ok_and(|(h, n)| n == size && ObjectId::from(h) == hash);
+    if same && now_mode & 0o7777 != mode & 0o777 {
+        // Never setuid/setgid/sticky: only the permission bits.
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777));
+    }
+    same
 }

@@ -44,7 +44,11 @@ pub(crate) struct Dir {
 /// What is at a name inside a directory, without following a symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    File { size: u64 },
+    /// A regular file, its size and permission bits.
+    File {
+        size: u64,
+        mode: u32,
+    },
     Dir,
     Symlink,
     Other,
@@ -141,6 +145,7 @@ impl Dir {
             Ok(_) => Ok(Some(match st.st_mode & libc::S_IFMT {
                 libc::S_IFREG => Kind::File {
                     size: u64::try_from(st.st_size).unwrap_or(0),
+                    mode: st.st_mode & 0o7777,
                 },
                 libc::S_IFDIR => Kind::Dir,
                 libc::S_IFLNK => Kind::Symlink,

@@ -251,8 +251,16 @@ fn restores_write_outputs_in_recorded_order_through_real_directories() {
         .unwrap()
         .to_string_lossy()
         .starts_with(".casher-tmp-")));
+    // Same content, other mode: only the mode is restored (mtime kept).
+    std::fs::set_permissions(&first, std::fs::Permissions::from_mode(0o4644)).unwrap();
+    let before = mtime(&first);
     let again = restore(e.store.backend(), &v, &roots).unwrap();
     assert_eq!(again.unchanged, 3);
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+    assert_eq!(mtime(&first), before);
     // A symlink planted where a parent directory goes is refused.
     std::fs::remove_dir_all(e.root.join("w")).unwrap();
     symlink(e.root.join("cache"), e.root.join("w")).unwrap();

@@ -20,7 +20,7 @@ use crate::auth::Keys;
 use crate::backend::{Backend, StoredVariant};
 use crate::counters::Counters;
 use crate::error::{Result, StoreError};
-use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic, Stamp};
+use crate::fsutil::{copy_hashing, temp_path, write_atomic};
 use crate::id::ObjectId;
 use crate::record::{Rejected, Variant};
 
@@ -82,7 +82,7 @@ impl LocalBackend {
         self.key_dir(key).join(name.split('/').nth(1).unwrap_or(""))
     }
 
-    fn new_temp(&self) -> Result<(PathBuf, File)> {
+    pub(crate) fn new_temp(&self) -> Result<(PathBuf, File)> {
         let dir = self.tmp_dir();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let path = temp_path(&dir);
@@ -107,7 +107,7 @@ impl LocalBackend {
     }
 
     /// Moves a hashed temp file to its address, or removes it on failure.
-    fn publish(
+    pub(crate) fn publish(
         &self,
         tmp: &Path,
         hashed: std::io::Result<(blake3::Hash, u64)>,
@@ -251,37 +251,15 @@ impl Backend for LocalBackend {
     }
 
     fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
-        let src = File::open(path).map_err(|e| StoreError::io(path, e))?;
-        let before = src.metadata().map_err(|e| StoreError::io(path, e))?;
-        let (tmp, dst) = self.new_temp()?;
-        // A reflink where possible (then the copy is hashed), else a
-        // hashing copy: what is hashed is exactly what is kept. Plain reads,
-        // never a memory map: another process may truncate the source
-        // meanwhile (16 identical runs writing one file), which must make
-        // this run "not cached", never kill it with SIGBUS. No fsync: a torn
-        // object after a power loss fails verification on read and is a
-        // miss, never a wrong result.
-        let copied = if try_reflink(&src, &dst) {
-            File::open(&tmp).and_then(crate::fsutil::hash_reader)
-        } else {
-            let mut writer = std::io::BufWriter::with_capacity(crate::fsutil::CHUNK, dst);
-            copy_hashing(&src, &mut writer).and_then(|r| {
-                writer.into_inner().map_err(|e| e.into_error())?;
-                Ok(r)
-            })
-        };
-        let after = src.metadata().map_err(|e| StoreError::io(path, e))?;
-        let copied = copied.and_then(|(hash, size)| {
-            if Stamp::of(&before) == Stamp::of(&after) && size == after.len() {
-                Ok((hash, size))
-            } else {
-                Err(std::io::Error::other(format!(
-                    "{} changed while it was being stored",
-                    path.display()
-                )))
-            }
-        });
-        self.publish(&tmp, copied)
+        crate::local_io::put_file(self, path)
+    }
+
+    fn copy_object_into(&self, id: &ObjectId, dest: &mut File) -> Result<()> {
+        crate::local_io::copy_object_into(self, id, dest)
+    }
+
+    fn stream_object(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64> {
+        crate::local_io::stream_object(self, id, out)
     }
 
     fn has_object(&self, id: &ObjectId) -> bool {
@@ -296,66 +274,6 @@ impl Backend for LocalBackend {
             return Err(StoreError::CorruptObject { path });
         }
         Ok(bytes)
-    }
-
-    fn copy_object_into(&self, id: &ObjectId, dest: &mut File) -> Result<()> {
-        let path = self.object_path(id);
-        let src = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-        let verified = if try_reflink(&src, dest) {
-            crate::fsutil::hash_reader(src)
-        } else {
-            // Read, hash, write, one chunk at a time (bounded memory, never
-            // a memory map), checking for Ctrl-C between chunks.
-            let mut hasher = blake3::Hasher::new();
-            let mut buf = vec![0u8; crate::fsutil::CHUNK];
-            crate::fsutil::for_each_chunk(&mut &src, &mut buf, |chunk| {
-                if crate::interrupt::interrupted() {
-                    return Err(std::io::Error::from(std::io::ErrorKind::Interrupted));
-                }
-                hasher.update(chunk);
-                dest.write_all(chunk)
-            })
-            .map(|()| (hasher.finalize(), hasher.count()))
-        };
-        match verified {
-            Ok((hash, _)) if ObjectId::from(hash) == *id => Ok(()),
-            Ok(_) => {
-                let _ = std::fs::remove_file(&path);
-                Err(StoreError::CorruptObject { path })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                Err(StoreError::Interrupted { path })
-            }
-            Err(e) => Err(StoreError::io(&path, e)),
-        }
-    }
-
-    fn stream_object(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64> {
-        let path = self.object_path(id);
-        let src = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-        let mut hasher = blake3::Hasher::new();
-        let mut buf = vec![0u8; crate::fsutil::CHUNK];
-        let mut out_error = None;
-        crate::fsutil::for_each_chunk(&mut &src, &mut buf, |chunk| {
-            hasher.update(chunk);
-            if out_error.is_none() {
-                if let Err(e) = out.write_all(chunk) {
-                    out_error = Some(e);
-                }
-            }
-            Ok(())
-        })
-        .map_err(|e| StoreError::io(&path, e))?;
-        if ObjectId::from(hasher.finalize()) != *id {
-            let _ = std::fs::remove_file(&path);
-            return Err(StoreError::CorruptObject { path });
-        }
-        match out_error {
-            // Our own output closed (`| head`): not the store's problem.
-            Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(hasher.count()),
-            Some(e) => Err(StoreError::io("<output>", e)),
-            None => Ok(hasher.count()),
-        }
     }
 
     fn journal_dir(&self) -> Option<PathBuf> {

@@ -43,7 +43,7 @@ impl TracedRun {
         self.report
             .stdio
             .iter()
-            .map(|c| (traced_stream_code(c.stream), PyBytes::new(py, &c.bytes)))
+            .map(|c| (traced_stream_code(c.stream), PyBytes::new(py, &c.to_vec())))
             .collect()
     }
 }
@@ -217,13 +217,15 @@ impl Cache {
         );
         let stdio = chunks
             .into_iter()
-            .map(|(stream, bytes)| Chunk {
-                stream: if stream == 2 {
-                    casher_tracer::Stream::Stderr
-                } else {
-                    casher_tracer::Stream::Stdout
-                },
-                bytes,
+            .map(|(stream, bytes)| {
+                Chunk::new(
+                    if stream == 2 {
+                        casher_tracer::Stream::Stderr
+                    } else {
+                        casher_tracer::Stream::Stdout
+                    },
+                    bytes,
+                )
             })
             .collect();
         TracedRun {

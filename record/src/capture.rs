@@ -169,10 +169,18 @@ fn outputs(store: &Store, report: &TraceReport, skip_bytecode: bool) -> Result<V
 fn stdio(store: &Store, report: &TraceReport) -> Result<Vec<StdioChunk>> {
     let mut stdio = Vec::with_capacity(report.stdio.len());
     for chunk in &report.stdio {
-        let bytes = if chunk.bytes.len() <= INLINE_LIMIT {
-            Bytes::Inline(chunk.bytes.clone())
+        // Large output is streamed from the capture (memory or its spool
+        // file) into the store: never held whole in memory.
+        let bytes = if chunk.len() <= INLINE_LIMIT as u64 {
+            Bytes::Inline(chunk.to_vec())
         } else {
-            let (id, size) = store.backend().put_object(&mut chunk.bytes.as_slice())?;
+            let (id, size) = store.backend().put_object(&mut chunk.reader())?;
+            if size != chunk.len() {
+                return Err(unreadable(
+                    Path::new("<captured output>"),
+                    "the spooled output could not be read back",
+                ));
+            }
             Bytes::Object { id, size }
         };
         stdio.push(StdioChunk {

@@ -2,7 +2,8 @@
 //! (`local.rs`); a remote tier (S3-compatible object storage) is another file
 //! implementing the same trait, not a rewrite.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::error::Result;
@@ -34,8 +35,24 @@ pub trait Backend: Send + Sync {
     /// removed and reported as [`crate::StoreError::CorruptObject`].
     fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>>;
 
-    /// Writes an object to `dest` (a new file), verified while streaming.
-    fn copy_object_to(&self, id: &ObjectId, dest: &Path) -> Result<()>;
+    /// Writes an object into `dest` (a new, empty file), verified while
+    /// streaming; stops early when a restore is interrupted (SIGINT).
+    fn copy_object_into(&self, id: &ObjectId, dest: &mut File) -> Result<()>;
+
+    /// Streams an object to `out` in bounded memory, verifying it: an
+    /// error after some bytes were written means it was corrupt (removed).
+    fn stream_object(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64>;
+
+    /// Checks an object against its id (reads it; bounded memory).
+    fn verify_object(&self, id: &ObjectId) -> Result<()> {
+        self.stream_object(id, &mut std::io::sink()).map(drop)
+    }
+
+    /// Where restores journal their temp files (so that files left by a
+    /// killed restore can be removed later), if the backend has a place.
+    fn journal_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 
     /// The record names of a key, newest first (cheap: no record is read).
     fn variant_names(&self, key: &str) -> Vec<String>;

@@ -1,7 +1,8 @@
 //! Hit and miss counters shared by every process: one byte appended per
 //! event with `O_APPEND` (atomic, no lock), the count is the file size.
 //! A process buffers its events and appends them in one write (at the
-//! latest when the store is dropped), keeping hits cheap.
+//! latest when the store is dropped), keeping hits cheap. Records that
+//! failed authentication are counted the same way (`rejected`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,16 @@ impl Counters {
 
     pub fn miss(&self) {
         self.bump(&self.pending_misses, "misses");
+    }
+
+    /// A record that did not authenticate was ignored: written at once
+    /// (rare, and worth seeing even if the process dies).
+    pub fn rejected(&self) {
+        self.append("rejected", 1);
+    }
+
+    pub fn rejected_count(&self) -> u64 {
+        self.read("rejected")
     }
 
     pub fn hits(&self) -> u64 {

@@ -12,6 +12,29 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The cache directory exists but this user cannot write into it.
+    #[error("the cache directory {} is not writable: {source}\nhint: fix its permissions, or set CASHER_DIR or pass --cache-dir to use another directory", path.display())]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The store (or its secret) could be steered by someone else: it is
+    /// not owned by the current user, or others can write it. It is not
+    /// used.
+    #[error("not using the cache at {}: it {reason}\nhint: {fix}", path.display())]
+    Insecure {
+        path: PathBuf,
+        reason: String,
+        fix: String,
+    },
+
+    /// A restore stopped because the process got SIGINT or SIGTERM; its
+    /// temp files were removed.
+    #[error("restore of {} interrupted", path.display())]
+    Interrupted { path: PathBuf },
+
     /// A `pyproject.toml` that names the cache directory could not be read.
     #[error("{}: invalid [tool.casher] table: {message}", path.display())]
     Config { path: PathBuf, message: String },

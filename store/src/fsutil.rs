@@ -39,35 +39,55 @@ impl Stamp {
     }
 }
 
-/// A unique temporary path inside `dir` (same filesystem as the target, so
-/// the final rename is atomic).
-pub fn temp_path(dir: &Path) -> PathBuf {
+/// Every temp file casher creates (in the store, and next to restored
+/// files) starts with this, so leftovers from a killed process are
+/// recognizable: `.casher-tmp-<pid>-<counter>-<nanos>`.
+pub const TEMP_PREFIX: &str = ".casher-tmp-";
+
+/// A unique temp file name (see [`TEMP_PREFIX`]).
+pub fn temp_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    dir.join(format!(".tmp-{}-{n}-{nanos}", std::process::id()))
+    format!("{TEMP_PREFIX}{}-{n}-{nanos}", std::process::id())
+}
+
+/// A unique temporary path inside `dir` (same filesystem as the target, so
+/// the final rename is atomic).
+pub fn temp_path(dir: &Path) -> PathBuf {
+    dir.join(temp_name())
 }
 
 /// Writes `bytes` to `path` through a temp file + rename: readers see the
 /// old content or the new, never a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let tmp = temp_path(dir);
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(StoreError::io(path, e));
+    // `gc` removes key directories it emptied; a writer that loses that
+    // race recreates the directory and tries again.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let tmp = temp_path(dir);
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, path)
+        })();
+        match result {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                if e.kind() != std::io::ErrorKind::NotFound || attempts >= 3 {
+                    return Err(StoreError::io(path, e));
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 /// Copies `reader` into `writer` in bounded chunks while hashing.
@@ -85,7 +105,7 @@ pub fn copy_hashing(
 }
 
 /// Reads `reader` to the end through `buf`, handing each chunk to `each`.
-fn for_each_chunk(
+pub(crate) fn for_each_chunk(
     reader: &mut impl Read,
     buf: &mut [u8],
     mut each: impl FnMut(&[u8]) -> std::io::Result<()>,
@@ -101,16 +121,26 @@ fn for_each_chunk(
     }
 }
 
-/// Hashes a file in bounded memory. Large files go through a memory map on
-/// all cores; small ones through a per-thread buffer that is reused, not
-/// zeroed again for every file (lookups and recordings hash thousands).
+/// Hashes a file in bounded memory, with `read` (never a memory map: a
+/// file another process truncates meanwhile would kill us with SIGBUS).
+/// Large files are hashed on all cores, one big buffer at a time; small
+/// ones through a per-thread buffer that is reused, not zeroed again for
+/// every file (lookups and recordings hash thousands).
 pub fn hash_file(path: &Path) -> std::io::Result<(blake3::Hash, u64)> {
+    hash_reader(File::open(path)?)
+}
+
+/// [`hash_file`] for an open file.
+pub fn hash_reader(mut file: File) -> std::io::Result<(blake3::Hash, u64)> {
     const LARGE: u64 = 4 << 20;
-    let mut file = File::open(path)?;
     let len = file.metadata()?.len();
     let mut hasher = blake3::Hasher::new();
     if len >= LARGE {
-        hasher.update_mmap_rayon(path)?;
+        let mut buf = vec![0u8; 4 * CHUNK];
+        for_each_chunk(&mut file, &mut buf, |chunk| {
+            hasher.update_rayon(chunk);
+            Ok(())
+        })?;
         return Ok((hasher.finalize(), hasher.count()));
     }
     thread_local! {

@@ -11,19 +11,24 @@
 //!
 //! The crate never prints; callers decide what to tell the user.
 
+mod auth;
 mod backend;
 mod counters;
 mod error;
 mod fsutil;
+mod gc;
 mod hash_cache;
 mod id;
+mod interrupt;
 mod local;
+mod local_io;
 mod location;
 mod lookup;
 mod maintenance;
 mod record;
 mod restore;
 mod store;
+mod walk;
 
 pub use backend::{Backend, StoredVariant};
 pub use error::{Result, StoreError};

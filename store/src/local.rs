@@ -11,20 +11,26 @@
 //! `verify` reports and `gc` removes.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+
+use crate::auth::Keys;
 use crate::backend::{Backend, StoredVariant};
+use crate::counters::Counters;
 use crate::error::{Result, StoreError};
-use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic};
+use crate::fsutil::{copy_hashing, temp_path, write_atomic};
 use crate::id::ObjectId;
-use crate::record::Variant;
+use crate::record::{Rejected, Variant};
 
 /// Name of the versioned bucket under the cache directory.
 pub const BUCKET: &str = "store-v1";
 
 pub struct LocalBackend {
     root: PathBuf,
+    keys: Keys,
+    counters: Arc<Counters>,
     /// Record names per key, with the key directory's stat when listed. A
     /// long-lived process (a Python session) re-lists only when the
     /// directory changed. A stale listing can only name a record that is
@@ -34,9 +40,11 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
-    pub fn new(cache_dir: &Path) -> Self {
+    pub(crate) fn new(cache_dir: &Path, keys: Keys, counters: Arc<Counters>) -> Self {
         Self {
             root: cache_dir.join(BUCKET),
+            keys,
+            counters,
             listings: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -74,7 +82,7 @@ impl LocalBackend {
         self.key_dir(key).join(name.split('/').nth(1).unwrap_or(""))
     }
 
-    fn new_temp(&self) -> Result<(PathBuf, File)> {
+    pub(crate) fn new_temp(&self) -> Result<(PathBuf, File)> {
         let dir = self.tmp_dir();
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
         let path = temp_path(&dir);
@@ -99,7 +107,7 @@ impl LocalBackend {
     }
 
     /// Moves a hashed temp file to its address, or removes it on failure.
-    fn publish(
+    pub(crate) fn publish(
         &self,
         tmp: &Path,
         hashed: std::io::Result<(blake3::Hash, u64)>,
@@ -116,13 +124,33 @@ impl LocalBackend {
         }
     }
 
-    fn decode_variant(&self, key: &str, file: &str) -> Option<StoredVariant> {
+    /// The variants of a key for maintenance (`stats`, `ls`, `gc`): a
+    /// record that does not authenticate is skipped without being counted
+    /// again (lookups count it).
+    pub(crate) fn variants_uncounted(&self, key: &str) -> Vec<StoredVariant> {
+        self.variant_files(key)
+            .iter()
+            .filter_map(|file| self.decode_variant(key, file, false))
+            .collect()
+    }
+
+    /// One record, for maintenance (a rejection is not counted).
+    pub(crate) fn load_uncounted(&self, key: &str, file: &str) -> Option<StoredVariant> {
+        self.decode_variant(key, file, false)
+    }
+
+    fn decode_variant(&self, key: &str, file: &str, count: bool) -> Option<StoredVariant> {
         let path = self.key_dir(key).join(file);
         let mut handle = File::open(&path).ok()?;
         let meta = handle.metadata().ok()?;
         let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
         handle.read_to_end(&mut bytes).ok()?;
-        match Variant::decode(&bytes) {
+        let decoded = if count {
+            self.decode(&bytes)
+        } else {
+            Variant::decode(&bytes, &self.keys)
+        };
+        match decoded {
             Ok(variant) if variant.key == key => Some(StoredVariant {
                 name: format!("{key}/{file}"),
                 variant,
@@ -144,6 +172,24 @@ impl LocalBackend {
                 None
             }
         }
+    }
+
+    /// Decodes record bytes; a record that does not authenticate is
+    /// counted (`casher cache stats`) before it is ignored.
+    pub(crate) fn decode(&self, bytes: &[u8]) -> std::result::Result<Variant, Rejected> {
+        let decoded = Variant::decode(bytes, &self.keys);
+        if matches!(decoded, Err(Rejected::Unauthentic)) {
+            self.counters.rejected();
+        }
+        decoded
+    }
+
+    pub(crate) fn encode(&self, variant: &Variant) -> Vec<u8> {
+        variant.encode(&self.keys)
+    }
+
+    pub(crate) fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Record file names of a key, newest first.
@@ -188,14 +234,6 @@ impl LocalBackend {
     }
 }
 
-/// BLAKE3 of a file through a memory map, on all cores: the fastest way to
-/// verify a large object.
-fn hash_mapped(path: &Path) -> std::io::Result<(blake3::Hash, u64)> {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap_rayon(path)?;
-    Ok((hasher.finalize(), hasher.count()))
-}
-
 pub fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
     use std::os::unix::fs::MetadataExt;
     (meta.mtime().max(0) as u64) * 1_000_000_000 + meta.mtime_nsec().max(0) as u64
@@ -213,20 +251,15 @@ impl Backend for LocalBackend {
     }
 
     fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
-        let src = File::open(path).map_err(|e| StoreError::io(path, e))?;
-        let (tmp, dst) = self.new_temp()?;
-        // A reflink where possible, else an in-kernel copy (copy_file_range);
-        // then hash the copy on all cores: what is hashed is exactly what is
-        // kept, even if the source changes meanwhile. No fsync: a torn object
-        // after a power loss fails verification on read and is a miss, never
-        // a wrong result.
-        let copied = if try_reflink(&src, &dst) {
-            hash_mapped(&tmp)
-        } else {
-            let (mut src, mut dst) = (src, dst);
-            std::io::copy(&mut src, &mut dst).and_then(|_| hash_mapped(&tmp))
-        };
-        self.publish(&tmp, copied)
+        crate::local_io::put_file(self, path)
+    }
+
+    fn copy_object_into(&self, id: &ObjectId, dest: &mut File) -> Result<()> {
+        crate::local_io::copy_object_into(self, id, dest)
+    }
+
+    fn stream_object(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64> {
+        crate::local_io::stream_object(self, id, out)
     }
 
     fn has_object(&self, id: &ObjectId) -> bool {
@@ -243,43 +276,8 @@ impl Backend for LocalBackend {
         Ok(bytes)
     }
 
-    fn copy_object_to(&self, id: &ObjectId, dest: &Path) -> Result<()> {
-        let path = self.object_path(id);
-        let src = File::open(&path).map_err(|e| StoreError::io(&path, e))?;
-        let dst = File::create(dest).map_err(|e| StoreError::io(dest, e))?;
-        let verified = if try_reflink(&src, &dst) {
-            hash_mapped(&path)
-        } else {
-            // The kernel copies (copy_file_range, no user-space buffers) while
-            // another thread verifies the object: the restore costs about
-            // as much as `cp`, and no unverified byte is kept.
-            std::thread::scope(|scope| {
-                // One core hashes while the other copies.
-                let hashing = scope.spawn(|| {
-                    let mut hasher = blake3::Hasher::new();
-                    hasher.update_mmap(&path)?;
-                    Ok((hasher.finalize(), hasher.count()))
-                });
-                let (mut src, mut dst) = (src, dst);
-                let copied = std::io::copy(&mut src, &mut dst);
-                let hashed = hashing
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("hashing thread failed")));
-                copied.and(hashed)
-            })
-        };
-        match verified {
-            Ok((hash, _)) if ObjectId::from(hash) == *id => Ok(()),
-            Ok(_) => {
-                let _ = std::fs::remove_file(&path);
-                let _ = std::fs::remove_file(dest);
-                Err(StoreError::CorruptObject { path })
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(dest);
-                Err(StoreError::io(dest, e))
-            }
-        }
+    fn journal_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join("restores"))
     }
 
     fn variant_names(&self, key: &str) -> Vec<String> {
@@ -291,7 +289,7 @@ impl Backend for LocalBackend {
 
     fn load_variant(&self, name: &str) -> Option<StoredVariant> {
         let (key, file) = name.split_once('/')?;
-        self.decode_variant(key, file)
+        self.decode_variant(key, file, true)
     }
 
     fn add_variant(&self, variant: &Variant, max_variants: usize) -> Result<()> {
@@ -299,7 +297,7 @@ impl Backend for LocalBackend {
         let suffix = format!("-{}.var", &inputs[..16]);
         let file = format!("{:020}{suffix}", variant.created_ns);
         let dir = self.key_dir(&variant.key);
-        write_atomic(&dir.join(&file), &variant.encode())?;
+        write_atomic(&dir.join(&file), &self.encode(variant))?;
         self.forget_listing(&variant.key);
         // The same inputs recorded earlier: superseded by this record. Only
         // older records (names start with the creation time): two writers
@@ -332,7 +330,7 @@ impl Backend for LocalBackend {
     }
 
     fn replace_variant(&self, name: &str, variant: &Variant) -> Result<()> {
-        write_atomic(&self.variant_path(name), &variant.encode())
+        write_atomic(&self.variant_path(name), &self.encode(variant))
     }
 
     fn touch_variant(&self, name: &str) {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::backend::{Backend, StoredVariant};
+use crate::backend::StoredVariant;
 use crate::error::{Result, StoreError};
 use crate::id::ObjectId;
 use crate::local::mtime_ns;
@@ -19,6 +19,8 @@ pub struct Stats {
     pub bytes: u64,
     pub hits: u64,
     pub misses: u64,
+    /// Records ignored because they did not authenticate.
+    pub rejected: u64,
 }
 
 /// One row of `casher cache ls`.
@@ -75,7 +77,7 @@ impl std::fmt::Display for Problem {
     }
 }
 
-fn list_dir(path: &std::path::Path) -> Vec<std::fs::DirEntry> {
+pub(crate) fn list_dir(path: &std::path::Path) -> Vec<std::fs::DirEntry> {
     std::fs::read_dir(path)
         .into_iter()
         .flatten()
@@ -99,7 +101,7 @@ impl Store {
     }
 
     /// Every object file with its size.
-    fn objects(&self) -> Vec<(PathBuf, Option<ObjectId>, u64, std::fs::Metadata)> {
+    pub(crate) fn objects(&self) -> Vec<(PathBuf, Option<ObjectId>, u64, std::fs::Metadata)> {
         let mut out = Vec::new();
         for shard in list_dir(&self.backend.objects_dir()) {
             for obj in list_dir(&shard.path()) {
@@ -111,10 +113,10 @@ impl Store {
         out
     }
 
-    fn all_variants(&self) -> Vec<StoredVariant> {
+    pub(crate) fn all_variants(&self) -> Vec<StoredVariant> {
         self.keys()
             .iter()
-            .flat_map(|k| self.backend.variants(k).unwrap_or_default())
+            .flat_map(|k| self.backend.variants_uncounted(k))
             .collect()
     }
 
@@ -130,6 +132,7 @@ impl Store {
                 + variants.iter().map(|v| v.record_bytes).sum::<u64>(),
             hits: self.counters.hits(),
             misses: self.counters.misses(),
+            rejected: self.counters.rejected_count(),
         }
     }
 
@@ -141,7 +144,7 @@ impl Store {
             .collect();
         let mut rows = Vec::new();
         for key in self.keys() {
-            let variants = self.backend.variants(&key).unwrap_or_default();
+            let variants = self.backend.variants_uncounted(&key);
             let Some(newest) = variants.first() else {
                 continue;
             };
@@ -162,13 +165,19 @@ impl Store {
 
     /// The variants of the one key starting with `prefix`.
     pub fn show(&self, prefix: &str) -> Result<(String, Vec<StoredVariant>)> {
-        let matches: Vec<String> = self
+        let matches: Vec<(String, Vec<StoredVariant>)> = self
             .keys()
             .into_iter()
             .filter(|k| k.starts_with(prefix))
+            .map(|k| {
+                let variants = self.backend.variants_uncounted(&k);
+                (k, variants)
+            })
+            // A key whose records are all gone (or unusable) is no entry.
+            .filter(|(_, variants)| !variants.is_empty())
             .collect();
         match matches.as_slice() {
-            [key] => Ok((key.clone(), self.backend.variants(key)?)),
+            [(key, variants)] => Ok((key.clone(), variants.clone())),
             [] => Err(StoreError::KeyPrefix {
                 message: format!(
                     "no entry key starts with {prefix:?}\nhint: `casher cache ls` lists the keys"
@@ -181,71 +190,6 @@ impl Store {
                 ),
             }),
         }
-    }
-
-    /// Least recently used variants go first until the store fits
-    /// `max_size` (and nothing is older than `max_age`); then objects no
-    /// record refers to, and stray temp files, past the grace period.
-    pub fn gc(&self, options: &GcOptions) -> Result<GcReport> {
-        let mut report = GcReport::default();
-        let mut variants = self.all_variants();
-        variants.sort_by_key(|v| v.last_used_ns);
-        let objects = self.objects();
-        let sizes: HashMap<ObjectId, u64> =
-            objects.iter().filter_map(|o| Some((o.1?, o.2))).collect();
-        let mut refs: HashMap<ObjectId, usize> = HashMap::new();
-        for v in &variants {
-            for id in v.variant.objects() {
-                *refs.entry(id).or_default() += 1;
-            }
-        }
-        let mut total: u64 = objects.iter().map(|o| o.2).sum::<u64>()
-            + variants.iter().map(|v| v.record_bytes).sum::<u64>();
-        let now = crate::fsutil::now_ns();
-        for v in &variants {
-            let too_old = options
-                .max_age
-                .is_some_and(|age| now.saturating_sub(v.last_used_ns) > age.as_nanos() as u64);
-            if total <= options.max_size && !too_old {
-                continue;
-            }
-            self.backend.remove_variant(&v.name)?;
-            report.variants_removed += 1;
-            total = total.saturating_sub(v.record_bytes);
-            for id in v.variant.objects() {
-                let count = refs.entry(id).or_default();
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    if let Some(size) = sizes.get(&id) {
-                        if std::fs::remove_file(self.backend.object_path(&id)).is_ok() {
-                            report.objects_removed += 1;
-                            report.bytes_freed += size;
-                            total = total.saturating_sub(*size);
-                        }
-                    }
-                }
-            }
-        }
-        // Orphans: unreferenced objects past the grace period.
-        for (path, id, size, meta) in objects {
-            let referenced = id.is_some_and(|id| refs.get(&id).copied().unwrap_or(0) > 0);
-            if !referenced
-                && self.older_than_grace(&meta)
-                && path.exists()
-                && std::fs::remove_file(&path).is_ok()
-            {
-                report.objects_removed += 1;
-                report.bytes_freed += size;
-            }
-        }
-        for tmp in list_dir(&self.backend.tmp_dir()) {
-            if tmp.metadata().is_ok_and(|m| self.older_than_grace(&m))
-                && std::fs::remove_file(tmp.path()).is_ok()
-            {
-                report.temp_removed += 1;
-            }
-        }
-        Ok(report)
     }
 
     /// Re-hashes every object and checks every record and reference.
@@ -275,7 +219,7 @@ impl Store {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !name.ends_with(".var") {
-                    if name.starts_with(".tmp-")
+                    if name.starts_with(crate::fsutil::TEMP_PREFIX)
                         && entry.metadata().is_ok_and(|m| self.older_than_grace(&m))
                     {
                         if repair {
@@ -287,7 +231,9 @@ impl Store {
                 }
                 let decoded = std::fs::read(&path)
                     .map_err(|e| e.to_string())
-                    .and_then(|b| Variant::decode(&b))
+                    .and_then(|b| {
+                        Variant::decode(&b, self.backend.keys()).map_err(|r| r.to_string())
+                    })
                     .and_then(|v| {
                         if v.key == key {
                             Ok(v)
@@ -353,7 +299,7 @@ impl Store {
 }
 
 impl Store {
-    fn older_than_grace(&self, meta: &std::fs::Metadata) -> bool {
+    pub(crate) fn older_than_grace(&self, meta: &std::fs::Metadata) -> bool {
         let age = crate::fsutil::now_ns().saturating_sub(mtime_ns(meta));
         age >= self.config.grace.as_nanos() as u64
     }

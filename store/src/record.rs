@@ -1,7 +1,8 @@
 //! What one run recorded: its inputs (to validate a hit) and its outputs (to
-//! replay it). Serialized with postcard behind a magic, a format version and
-//! a trailing BLAKE3 checksum, so a flipped byte or a truncation is detected
-//! and read as a miss.
+//! replay it). Serialized with postcard behind a magic and a format
+//! version, and authenticated by a trailing keyed BLAKE3 MAC (see
+//! `auth.rs`): a flipped byte, a truncation or a record written without the
+//! store's secret is detected and read as a miss.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -9,12 +10,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Keys, MAC_LEN};
 use crate::fsutil::Stamp;
 use crate::id::ObjectId;
 
 /// Version of the variant record format. An unknown or older version is a
 /// miss, never an error.
-pub const RECORD_FORMAT_VERSION: u32 = 2;
+/// 3: the trailing checksum became a keyed MAC.
+pub const RECORD_FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"CASHVAR\0";
 
 /// A path stored as raw bytes, so non-UTF-8 names survive.
@@ -175,35 +178,59 @@ impl Variant {
         ids
     }
 
-    pub fn encode(&self) -> Vec<u8> {
+    /// The record bytes: magic, version, postcard body, MAC.
+    pub(crate) fn encode(&self, keys: &Keys) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&RECORD_FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&postcard::to_stdvec(self).unwrap_or_default());
-        let checksum = blake3::hash(&out);
-        out.extend_from_slice(checksum.as_bytes());
+        let mac = keys.mac(&out);
+        out.extend_from_slice(&mac);
         out
     }
 
     /// Decodes a record; `Err` says why it is unusable (which is a miss).
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < MAGIC.len() + 4 + 32 {
-            return Err("truncated".to_owned());
+    /// Nothing in the body is looked at before the MAC holds.
+    pub(crate) fn decode(bytes: &[u8], keys: &Keys) -> Result<Self, Rejected> {
+        if bytes.len() < MAGIC.len() + 4 + MAC_LEN {
+            return Err(Rejected::Unreadable("truncated".to_owned()));
         }
-        let (body, checksum) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(body).as_bytes() != checksum {
-            return Err("checksum mismatch (corrupt or truncated)".to_owned());
+        if &bytes[..8] != MAGIC {
+            return Err(Rejected::Unreadable("not a casher record".to_owned()));
         }
-        if &body[..8] != MAGIC {
-            return Err("not a casher record".to_owned());
-        }
-        let version = u32::from_le_bytes([body[8], body[9], body[10], body[11]]);
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
         if version != RECORD_FORMAT_VERSION {
-            return Err(format!(
+            return Err(Rejected::Unreadable(format!(
                 "record format {version}, this casher reads {RECORD_FORMAT_VERSION}"
-            ));
+            )));
         }
-        postcard::from_bytes(&body[12..]).map_err(|e| format!("undecodable: {e}"))
+        let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
+        if !keys.verify(body, mac) {
+            return Err(Rejected::Unauthentic);
+        }
+        postcard::from_bytes(&body[12..])
+            .map_err(|e| Rejected::Unreadable(format!("undecodable: {e}")))
+    }
+}
+
+/// Why a record is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    /// Not a record of this format (old version, truncated, not ours).
+    Unreadable(String),
+    /// Its MAC does not hold: corrupted, forged, or written with another
+    /// store's secret. Counted in the store's `rejected` counter.
+    Unauthentic,
+}
+
+impl std::fmt::Display for Rejected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejected::Unreadable(reason) => f.write_str(reason),
+            Rejected::Unauthentic => f.write_str(
+                "does not authenticate (corrupt, forged, or written with another store's secret)",
+            ),
+        }
     }
 }
 
@@ -231,16 +258,38 @@ mod tests {
 
     #[test]
     fn round_trip_and_every_flipped_byte_is_detected() {
+        let keys = Keys::from_secret([7; 32]);
         let v = sample();
-        let bytes = v.encode();
-        assert_eq!(Variant::decode(&bytes).unwrap(), v);
+        let bytes = v.encode(&keys);
+        assert_eq!(Variant::decode(&bytes, &keys).unwrap(), v);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;
-            assert!(Variant::decode(&bad).is_err(), "flip at {i} went unnoticed");
+            assert!(
+                Variant::decode(&bad, &keys).is_err(),
+                "flip at {i} went unnoticed"
+            );
         }
         for len in 0..bytes.len() {
-            assert!(Variant::decode(&bytes[..len]).is_err());
+            assert!(Variant::decode(&bytes[..len], &keys).is_err());
         }
+    }
+
+    #[test]
+    fn a_record_made_without_the_secret_is_unauthentic() {
+        let keys = Keys::from_secret([7; 32]);
+        let other = Keys::from_secret([8; 32]);
+        let mut forged = sample();
+        forged.inputs.clear();
+        // Made with another key, or with the old unkeyed checksum.
+        assert_eq!(
+            Variant::decode(&forged.encode(&other), &keys),
+            Err(Rejected::Unauthentic)
+        );
+        let mut unkeyed = forged.encode(&other);
+        let body_len = unkeyed.len() - 32;
+        let checksum = *blake3::hash(&unkeyed[..body_len]).as_bytes();
+        unkeyed[body_len..].copy_from_slice(&checksum);
+        assert_eq!(Variant::decode(&unkeyed, &keys), Err(Rejected::Unauthentic));
     }
 }

@@ -3,16 +3,21 @@
 //! A record names absolute paths. Before anything is written, every path is
 //! checked: it must be absolute, contain no `..`, lie under an allowed root,
 //! and reach its parent directory without passing through a symlink below
-//! that root. This matters most once records come from a shared store.
+//! that root. Then every write goes through directory descriptors walked
+//! from the root, so the check cannot be raced. This matters most once
+//! records come from a shared store.
 
-use std::os::unix::fs::{symlink, PermissionsExt};
+use std::ffi::OsStr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::backend::Backend;
 use crate::error::{Result, StoreError};
-use crate::fsutil::{hash_file, temp_path};
+use crate::fsutil::{hash_reader, temp_name};
 use crate::id::ObjectId;
+use crate::interrupt::{self, Journal, SignalGuard};
 use crate::record::{Output, Variant};
+use crate::walk::{self, Dir, Kind};
 
 /// Where restores may write.
 #[derive(Debug, Clone)]
@@ -47,6 +52,15 @@ impl AllowedRoots {
             }
         }
         Self { roots: all }
+    }
+
+    /// The deepest allowed root strictly above `path`.
+    fn root_of(&self, path: &Path) -> Option<PathBuf> {
+        self.roots
+            .iter()
+            .filter(|r| path.starts_with(r) && path != r.as_path())
+            .max_by_key(|r| r.components().count())
+            .cloned()
     }
 
     /// Checks a target path; returns it unchanged when it is safe to write.
@@ -100,93 +114,208 @@ pub struct RestoreReport {
     pub deleted: usize,
 }
 
-/// Restores every output of `variant`. All paths are checked before the
-/// first write, so a refused entry writes nothing.
+/// Restores every output of `variant`, in the recorded order (parents
+/// before children, so restored mtimes match a plain run). All paths are
+/// checked before the first write, so a refused entry writes nothing; then
+/// each is reached from its root by directory descriptors, never through
+/// a symlink (see `walk.rs`), so a symlink planted during the restore
+/// cannot redirect a write. Files are written to a temp file in their
+/// directory and renamed into place; setuid, setgid and sticky bits are
+/// never restored.
 pub fn restore(
     backend: &dyn Backend,
     variant: &Variant,
     roots: &AllowedRoots,
 ) -> Result<RestoreReport> {
-    for output in &variant.outputs {
-        roots.check(&output.path().path())?;
-    }
-    let mut report = RestoreReport::default();
+    let mut plans = Vec::with_capacity(variant.outputs.len());
     for output in &variant.outputs {
         let path = output.path().path();
+        roots.check(&path)?;
+        let root = roots.root_of(&path).unwrap_or_else(|| PathBuf::from("/"));
+        plans.push((output, path, root));
+    }
+    let mut report = RestoreReport::default();
+    if plans.is_empty() {
+        return Ok(report);
+    }
+    let journal_dir = backend.journal_dir();
+    if let Some(dir) = &journal_dir {
+        interrupt::clean_dead(dir);
+    }
+    let _signals = SignalGuard::install();
+    let mut journal = Journal::new(journal_dir);
+    let mut parents = Parents::default();
+    for (output, path, root) in plans {
+        let forbid = |reason: &str| StoreError::Forbidden {
+            path: path.clone(),
+            reason: reason.to_owned(),
+        };
+        let walk_error = |e: std::io::Error| {
+            if walk::is_redirect(&e) {
+                forbid("a directory on the way is a symlink or not a directory")
+            } else {
+                StoreError::io(&path, e)
+            }
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| forbid("it has no file name"))?;
+        let parent = parents.open(&root, &path).map_err(walk_error)?;
+        let io = |e: std::io::Error| StoreError::io(&path, e);
         match output {
-            Output::Dir { mode, .. } => {
-                if !path.is_dir() {
-                    std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
-                    let _ = std::fs::set_permissions(
-                        &path,
-                        std::fs::Permissions::from_mode(*mode & 0o7777),
-                    );
+            Output::Dir { mode, .. } => match parent.kind(name).map_err(io)? {
+                Some(Kind::Dir | Kind::Symlink) => {}
+                Some(_) => return Err(forbid("a file is where a directory goes")),
+                None => {
+                    match parent.mkdir(name, 0o700) {
+                        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                            return Err(io(e))
+                        }
+                        _ => {}
+                    }
+                    parent.chmod_dir(name, *mode).map_err(walk_error)?;
                     report.written += 1;
                 }
-            }
+            },
             Output::File {
                 hash, mode, size, ..
             } => {
-                if same_file_content(&path, *hash, *size) {
+                if same_file_content(parent, name, *hash, *size, *mode) {
                     report.unchanged += 1;
                     continue;
                 }
-                let dir = parent_dir(&path)?;
-                let tmp = temp_path(&dir);
-                backend.copy_object_to(hash, &tmp)?;
-                let done =
-                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(*mode & 0o7777))
-                        .and_then(|()| std::fs::rename(&tmp, &path));
-                if let Err(e) = done {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(StoreError::io(&path, e));
+                let tmp = temp_name();
+                if let Some(j) = journal.as_mut() {
+                    let dir = parent.path().map_err(io)?;
+                    j.note(&dir, tmp.as_ref()).map_err(io)?;
+                }
+                let written = (|| {
+                    let mut file = parent.create_file(tmp.as_ref()).map_err(io)?;
+                    backend.copy_object_into(hash, &mut file)?;
+                    if interrupt::interrupted() {
+                        return Err(StoreError::Interrupted { path: path.clone() });
+                    }
+                    file.set_permissions(std::fs::Permissions::from_mode(*mode & 0o777))
+                        .map_err(io)?;
+                    drop(file);
+                    parent.rename(tmp.as_ref(), name).map_err(io)
+                })();
+                if let Err(err) = written {
+                    let _ = parent.unlink(tmp.as_ref(), false);
+                    return Err(err);
                 }
                 report.written += 1;
             }
             Output::Symlink { target, .. } => {
-                if std::fs::read_link(&path).ok().as_deref() == Some(target.path().as_path()) {
+                if parent.readlink(name).ok().as_deref() == Some(target.path().as_path()) {
                     report.unchanged += 1;
                     continue;
                 }
-                let dir = parent_dir(&path)?;
-                let tmp = temp_path(&dir);
-                symlink(target.path(), &tmp)
-                    .and_then(|()| std::fs::rename(&tmp, &path))
+                let tmp = temp_name();
+                if let Some(j) = journal.as_mut() {
+                    let dir = parent.path().map_err(io)?;
+                    j.note(&dir, tmp.as_ref()).map_err(io)?;
+                }
+                parent
+                    .symlink(&target.path(), tmp.as_ref())
+                    .and_then(|()| parent.rename(tmp.as_ref(), name))
                     .map_err(|e| {
-                        let _ = std::fs::remove_file(&tmp);
-                        StoreError::io(&path, e)
+                        let _ = parent.unlink(tmp.as_ref(), false);
+                        io(e)
                     })?;
                 report.written += 1;
             }
-            Output::Deleted { .. } => match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.is_dir() => {
-                    std::fs::remove_dir(&path).map_err(|e| StoreError::io(&path, e))?;
+            Output::Deleted { .. } => match parent.kind(name).map_err(io)? {
+                Some(Kind::Dir) => {
+                    parent.unlink(name, true).map_err(io)?;
                     report.deleted += 1;
                 }
-                Ok(_) => {
-                    std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                Some(_) => {
+                    parent.unlink(name, false).map_err(io)?;
                     report.deleted += 1;
                 }
-                Err(_) => {}
+                None => {}
             },
+        }
+        if matches!(output, Output::Deleted { .. }) {
+            // A removed directory must not stay open as a parent.
+            parents.open.clear();
+        }
+        if interrupt::interrupted() {
+            return Err(StoreError::Interrupted { path });
         }
     }
     Ok(report)
 }
 
-fn parent_dir(path: &Path) -> Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
-    std::fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
-    Ok(dir)
+/// Parent directories opened so far, by path: outputs in one directory
+/// are reached with one walk.
+#[derive(Default)]
+struct Parents {
+    open: Vec<(PathBuf, Dir)>,
+}
+
+impl Parents {
+    /// The parent directory of `path`, walked from `root` (created as
+    /// needed, never through a symlink).
+    fn open(&mut self, root: &Path, path: &Path) -> std::io::Result<&Dir> {
+        let parent = path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        if let Some(i) = self.open.iter().position(|(p, _)| *p == parent) {
+            return Ok(&self.open[i].1);
+        }
+        let mut dir = Dir::open_root(root)?;
+        let relative = parent.strip_prefix(root).unwrap_or(Path::new(""));
+        for part in relative.components() {
+            dir = dir.open_dir(part.as_os_str(), true)?;
+        }
+        // Creating a child may follow; a few open parents are plenty.
+        if self.open.len() >= 16 {
+            self.open.remove(0);
+        }
+        self.open.push((parent, dir));
+        Ok(&self.open.last().expect("just pushed").1)
+    }
+}
+
+/// Removes temp files left by restores that were SIGKILLed (see
+/// `interrupt.rs`); returns the number of files and bytes removed.
+pub(crate) fn clean_dead_journals(backend: &dyn Backend) -> (u64, u64) {
+    backend
+        .journal_dir()
+        .map_or((0, 0), |dir| interrupt::clean_dead(&dir))
 }
 
 /// A file already holding exactly this content is left untouched (its
-/// mtime stays, so build tools downstream see no change).
-fn same_file_content(path: &Path, hash: ObjectId, size: u64) -> bool {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() && meta.len() == size => {
-            hash_file(path).is_ok_and(|(h, _)| ObjectId::from(h) == hash)
-        }
-        _ => false,
+/// mtime stays, so build tools downstream see no change); only its
+/// permission bits are set if they differ (a `chmod` the run applied).
+/// Returns whether the content matched.
+fn same_file_content(parent: &Dir, name: &OsStr, hash: ObjectId, size: u64, mode: u32) -> bool {
+    let Ok(Some(Kind::File {
+        size: now,
+        mode: now_mode,
+    })) = parent.kind(name)
+    else {
+        return false;
+    };
+    if now != size {
+        return false;
     }
+    let Ok(file) = parent.open_file(name) else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    if !meta.is_file() {
+        return false;
+    }
+    let same = file
+        .try_clone()
+        .and_then(hash_reader)
+        .is_ok_and(|(h, n)| n == size && ObjectId::from(h) == hash);
+    if same && now_mode & 0o7777 != mode & 0o777 {
+        // Never setuid/setgid/sticky: only the permission bits.
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777));
+    }
+    same
 }

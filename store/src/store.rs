@@ -1,12 +1,14 @@
 //! The store as callers see it: look up a key, record a run, restore it.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::auth::Keys;
 use crate::backend::{Backend, StoredVariant};
 use crate::counters::Counters;
 use crate::error::Result;
 use crate::local::LocalBackend;
-use crate::location::ensure_cache_dir;
+use crate::location::{check_ownership, ensure_cache_dir};
 use crate::lookup::{check_variant, Change, ChangeKind, Check, CodeOracle, Miss};
 use crate::record::Variant;
 
@@ -41,7 +43,7 @@ impl Default for StoreConfig {
 
 pub struct Store {
     pub(crate) backend: LocalBackend,
-    pub(crate) counters: Counters,
+    pub(crate) counters: Arc<Counters>,
     pub(crate) config: StoreConfig,
     cache_dir: PathBuf,
 }
@@ -55,10 +57,15 @@ pub enum Lookup {
 
 impl Store {
     /// Opens (creating if needed) the store inside a cache directory.
+    /// A store someone else could steer (not owned by the current user, or
+    /// writable by others, or reached through such a directory) is refused
+    /// with [`crate::StoreError::Insecure`]: callers then run uncached.
     pub fn open(cache_dir: &Path, config: StoreConfig) -> Result<Self> {
         ensure_cache_dir(cache_dir)?;
-        let backend = LocalBackend::new(cache_dir);
-        let counters = Counters::new(backend.root());
+        check_ownership(cache_dir)?;
+        let keys = Keys::load_or_create(cache_dir)?;
+        let counters = Arc::new(Counters::new(&cache_dir.join(crate::local::BUCKET)));
+        let backend = LocalBackend::new(cache_dir, keys, Arc::clone(&counters));
         Ok(Self {
             backend,
             counters,
@@ -70,6 +77,13 @@ impl Store {
     /// Writes out buffered hit/miss counts (also done when dropped).
     pub fn flush_counters(&self) {
         self.counters.flush();
+    }
+
+    /// The store's 32-byte secret, for salting values that must not be
+    /// recoverable from key names: `blake3::keyed_hash(secret, value)`.
+    /// Never written anywhere but the store's `secret.key` (mode 0600).
+    pub fn secret(&self) -> &[u8; 32] {
+        self.backend.keys().secret()
     }
 
     pub fn cache_dir(&self) -> &Path {

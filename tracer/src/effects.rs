@@ -68,7 +68,9 @@ pub struct Recorder {
 
 fn hash_file(path: &Path) -> Option<[u8; 32]> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_mmap(path).ok()?;
+    // `read`, never a memory map: another process truncating the file
+    // meanwhile would kill us with SIGBUS (issue 13).
+    hasher.update_reader(std::fs::File::open(path).ok()?).ok()?;
     Some(*hasher.finalize().as_bytes())
 }
 

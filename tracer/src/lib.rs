@@ -23,7 +23,7 @@ use std::path::PathBuf;
 
 pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
-pub use stdio::{Chunk, OutputSink, Stream};
+pub use stdio::{Chunk, OutputSink, Spilled, Stream};
 pub use tracer::Exit;
 
 use crate::spawn::{ChildFailure, ChildStdio};

@@ -105,11 +105,15 @@ pub fn run(store: &Store, args: &ShowArgs) -> Result<ExitCode> {
         lines.push("  outputs:".to_owned());
         for output in &v.variant.outputs {
             let j = output_json(output);
+            // A symlink has no content hash: show where it points.
+            let detail = match output {
+                Output::Symlink { target, .. } => format!("-> {}", target.display()),
+                _ => short(&j["hash"]),
+            };
             lines.push(format!(
-                "    {:<7} {} {}",
+                "    {:<7} {} {detail}",
                 j["kind"].as_str().unwrap_or(""),
                 j["path"].as_str().unwrap_or(""),
-                short(&j["hash"])
             ));
         }
     }

@@ -9,7 +9,7 @@ use super::units::human_size;
 
 #[derive(Debug, clap::Args)]
 pub struct StatsArgs {
-    /// Print JSON: entries, variants, objects, bytes, hits, misses, cache_dir.
+    /// Print JSON: entries, variants, objects, bytes, hits, misses, rejected, cache_dir.
     #[arg(long)]
     json: bool,
 }
@@ -19,7 +19,7 @@ pub fn run(store: &Store, args: &StatsArgs) -> Result<ExitCode> {
     if args.json {
         let value = serde_json::json!({
             "entries": s.entries, "variants": s.variants, "objects": s.objects,
-            "bytes": s.bytes, "hits": s.hits, "misses": s.misses,
+            "bytes": s.bytes, "hits": s.hits, "misses": s.misses, "rejected": s.rejected,
             "cache_dir": store.cache_dir(),
         });
         crate::output::print_json(&value)?;
@@ -32,6 +32,10 @@ pub fn run(store: &Store, args: &StatsArgs) -> Result<ExitCode> {
             format!("size:      {}", human_size(s.bytes)),
             format!("hits:      {}", s.hits),
             format!("misses:    {}", s.misses),
+            format!(
+                "rejected:  {} (records that did not authenticate)",
+                s.rejected
+            ),
         ])?;
     }
     Ok(ExitCode::SUCCESS)

@@ -12,6 +12,7 @@
 //! The crate never prints; callers decide what to tell the user.
 
 mod backend;
+mod checks;
 mod counters;
 mod error;
 mod fsutil;
@@ -31,10 +32,13 @@ pub use fsutil::{hash_file, Stamp};
 pub use hash_cache::HashCache;
 pub use id::ObjectId;
 pub use location::{cache_dir, ensure_cache_dir, CacheDirSource};
-pub use lookup::{dir_listing_hash, output_names, Change, ChangeKind, CodeOracle, Miss, NoCode};
+pub use lookup::{
+    dir_listing_hash, output_names, stamp_trusted, Change, ChangeKind, CodeOracle, Miss, NoCode,
+    RACY_NS, UNKNOWN_STAMP,
+};
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
-    Bytes, Input, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,
+    Bytes, FileKind, Input, Meta, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,
 };
 pub use restore::{restore, AllowedRoots, RestoreReport};
 pub use store::{Lookup, Store, StoreConfig};

@@ -14,7 +14,7 @@ use crate::id::ObjectId;
 
 /// Version of the variant record format. An unknown or older version is a
 /// miss, never an error.
-pub const RECORD_FORMAT_VERSION: u32 = 2;
+pub const RECORD_FORMAT_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"CASHVAR\0";
 
 /// A path stored as raw bytes, so non-UTF-8 names survive.
@@ -56,6 +56,77 @@ pub enum Input {
         path: Option<StoredPath>,
         hash: String,
     },
+    /// What a `stat`-like call revealed about a path (following symlinks
+    /// or not): only the fields that are `Some` were observed and must hold.
+    Meta {
+        path: StoredPath,
+        follow: bool,
+        meta: Meta,
+    },
+    /// What `readlink` (or following a symlink the run wrote through)
+    /// revealed: the link's target, or `None` for "exists, not a symlink".
+    Link {
+        path: StoredPath,
+        target: Option<StoredPath>,
+    },
+    /// Resolving the path failed with this errno (other than "absent"),
+    /// e.g. `EACCES` for a directory the user cannot search.
+    Fails { path: StoredPath, errno: i32 },
+    /// A path the run replaced without looking at it first (`O_TRUNC`):
+    /// the result is the same whether it was absent or a regular file with
+    /// this permission mode (which a truncating open keeps), so either holds.
+    Replaceable { path: StoredPath, mode: u32 },
+    /// Part of the invocation's context that is not a file (an environment
+    /// variable, the umask): a name and the digest of its value, checked
+    /// by the caller's [`crate::CodeOracle::context`].
+    Context { name: String, digest: ObjectId },
+}
+
+/// The type of a file, as `stat` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    pub fn of(file_type: std::fs::FileType) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_symlink() {
+            FileKind::Symlink
+        } else if file_type.is_dir() {
+            FileKind::Dir
+        } else if file_type.is_fifo() {
+            FileKind::Fifo
+        } else if file_type.is_socket() {
+            FileKind::Socket
+        } else if file_type.is_char_device() {
+            FileKind::CharDevice
+        } else if file_type.is_block_device() {
+            FileKind::BlockDevice
+        } else {
+            FileKind::File
+        }
+    }
+}
+
+/// The observed part of a `stat` result. The kind is always known; the
+/// other fields are `Some` only where the run could see them (the rule of
+/// which is in `casher-record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub kind: FileKind,
+    /// Permission bits (`0o7777`).
+    pub mode: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime_ns: Option<i64>,
+    /// (uid, gid).
+    pub owner: Option<(u32, u32)>,
 }
 
 /// An effect of the run on the filesystem.

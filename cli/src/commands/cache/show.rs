@@ -30,6 +30,23 @@ fn input_json(input: &Input) -> serde_json::Value {
             "path": path.as_ref().map_or_else(|| name.clone(), |p| p.display()),
             "name": name, "kind": "code", "hash": hash,
         }),
+        Input::Meta { path, follow, meta } => serde_json::json!({
+            "path": path.display(), "kind": "stat", "hash": null, "follow": follow,
+            "meta": format!("{meta:?}"),
+        }),
+        Input::Link { path, target } => serde_json::json!({
+            "path": path.display(), "kind": "link", "hash": null,
+            "target": target.as_ref().map(|t| t.display()),
+        }),
+        Input::Fails { path, errno } => serde_json::json!({
+            "path": path.display(), "kind": "fails", "hash": null, "errno": errno,
+        }),
+        Input::Replaceable { path, mode } => serde_json::json!({
+            "path": path.display(), "kind": "replaceable", "hash": null, "mode": mode,
+        }),
+        Input::Context { name, digest } => serde_json::json!({
+            "path": name, "name": name, "kind": "context", "hash": digest.hex(),
+        }),
     }
 }
 

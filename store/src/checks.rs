@@ -270,7 +270,12 @@ mod tests {
     fn check(input: &Input) -> bool {
         let own = HashMap::new();
         matches!(
-            check_input(input, &crate::lookup::NoCode, &own, &mut StatMemo::default()),
+            check_input(
+                input,
+                &crate::lookup::NoCode,
+                &own,
+                &mut StatMemo::default()
+            ),
             InputCheck::Same
         )
     }

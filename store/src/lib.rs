@@ -38,7 +38,8 @@ pub use lookup::{
 };
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
-    Bytes, FileKind, Input, Meta, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,
+    Bytes, FileKind, Input, Meta, Output, StdioChunk, StoredPath, Stream, Variant,
+    RECORD_FORMAT_VERSION,
 };
 pub use restore::{restore, AllowedRoots, RestoreReport};
 pub use store::{Lookup, Store, StoreConfig};

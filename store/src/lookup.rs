@@ -76,19 +76,31 @@ pub struct Change {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
-    Modified { before: String, now: String },
+    Modified {
+        before: String,
+        now: String,
+    },
     Deleted,
     Appeared,
     Listing,
-    Code { before: String, now: Option<String> },
+    Code {
+        before: String,
+        now: Option<String>,
+    },
     Unreadable(String),
     OutputMissing,
     /// What `stat` shows changed (`what`: e.g. "mode 644 -> 755").
     Metadata(String),
     /// A symlink now points elsewhere (or is no longer/now a symlink).
-    LinkTarget { before: String, now: String },
+    LinkTarget {
+        before: String,
+        now: String,
+    },
     /// Resolving the path now fails differently (or succeeds).
-    Resolution { before: String, now: String },
+    Resolution {
+        before: String,
+        now: String,
+    },
     /// A context value (environment variable, umask) differs.
     Context,
 }

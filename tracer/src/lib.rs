@@ -10,7 +10,11 @@ mod effects;
 mod error;
 mod exec;
 mod filter;
+mod finish;
+mod inherited;
 mod memory;
+mod net;
+mod observe;
 mod paths;
 mod spawn;
 mod stdio;
@@ -23,13 +27,16 @@ use std::path::PathBuf;
 
 pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
+pub use inherited::traced_by_another_process;
+pub use observe::{hash_file, Kind, Reveals, StatFacts, RECENT_NS};
 pub use stdio::{Chunk, OutputSink, Stream};
 pub use tracer::Exit;
 
 use crate::spawn::{ChildFailure, ChildStdio};
 
-/// Prefixes that are never inputs or outputs: kernel and device views.
-pub const DEFAULT_IGNORED: &[&str] = &["/proc", "/dev", "/sys", "/run"];
+/// Prefixes that are never inputs or outputs: kernel and device views
+/// (`/dev/shm`, which holds ordinary files, is not ignored).
+pub const DEFAULT_IGNORED: &[&str] = &["/proc", "/dev", "/sys"];
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -52,6 +59,9 @@ pub struct TraceConfig {
     pub pin: bool,
     /// Forward output here instead of to our own stdout/stderr.
     pub sink: Option<OutputSink>,
+    /// Cache runs that connect to sockets or the network (the user vouches
+    /// that what comes back does not change).
+    pub allow_network: bool,
 }
 
 /// Everything a traced run left behind.
@@ -65,20 +75,14 @@ pub struct TraceReport {
     pub uncacheable: Vec<String>,
 }
 
-fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
 /// Runs `config.argv` traced.
 pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(TraceError::UnsupportedArch(std::env::consts::ARCH));
     }
-    let started = now_ns();
-    let filter = filter::program(config.stdin_is_tty && config.stdin_data.is_none());
+    let tty_stdin = config.stdin_is_tty && config.stdin_data.is_none();
+    let inherited = inherited::descriptors(tty_stdin);
+    let filter = filter::program(tty_stdin, &inherited.fds);
     let capture = stdio::Capture::default();
     let (out_read, out_write) = spawn::pipe()?;
     let (err_pipe, err_write): (Option<OwnedFd>, Option<OwnedFd>) = if config.merge_stdio {
@@ -138,7 +142,14 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
             .map(PathBuf::from)
             .chain(config.ignore.iter().cloned())
             .collect(),
+        config.allow_network,
+        inherited.identities,
     );
+    if inherited.too_many {
+        recorder.problem(
+            "the command inherited too many open descriptors from its caller to watch".to_owned(),
+        );
+    }
     let outcome = tracer::run(spawned.pid, &mut recorder)?;
     for pump in pumps {
         let _ = pump.join();
@@ -151,7 +162,7 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
             return Err(describe(failure, &program));
         }
     }
-    let (inputs, outputs, mut uncacheable) = recorder.finish(started);
+    let (inputs, outputs, mut uncacheable) = recorder.finish();
     uncacheable.extend(outcome.uncacheable);
     Ok(TraceReport {
         exit: outcome.exit,
@@ -177,6 +188,7 @@ fn describe(failure: ChildFailure, program: &str) -> TraceError {
         ChildFailure::Exec(e) => TraceError::Spawn {
             program: program.to_owned(),
             reason: text(e),
+            errno: Some(e),
         },
     }
 }

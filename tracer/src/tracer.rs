@@ -100,9 +100,8 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
                         // SAFETY: op == EXIT, so the `exit` member is the valid one.
                         let (rval, is_error) =
                             unsafe { (info.u.exit.sval, info.u.exit.is_error != 0) };
-                        if let Some(reason) = complete(recorder, p, !is_error, -rval) {
-                            note(reason, &mut uncacheable);
-                        }
+                        let errno = is_error.then(|| i32::try_from(-rval).unwrap_or(libc::EIO));
+                        complete(recorder, p, errno);
                     }
                     let _ = ptrace::cont(pid, None);
                 } else {
@@ -182,7 +181,7 @@ fn stop_at_entry(
     let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
     if decoded.needs_exit() {
         pending.insert(pid, decoded);
-    } else if let Some(reason) = complete_at_entry(recorder, decoded) {
-        note(reason, uncacheable);
+    } else {
+        complete_at_entry(recorder, decoded);
     }
 }

@@ -14,6 +14,7 @@ fn config(argv: &[&str]) -> TraceConfig {
         stdin_is_tty: false,
         pin: false,
         sink: None,
+        allow_network: false,
     }
 }
 

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use casher_record::{replay_stdio, run_key, to_variant, StdinIdentity};
-use casher_store::{AllowedRoots, Lookup, NoCode, Store};
-use casher_tracer::{trace, Exit, TraceConfig};
+use casher_record::{replay_stdio, run_key, to_variant, RunContext, StdinIdentity};
+use casher_store::{AllowedRoots, Lookup, Store};
+use casher_tracer::{trace, traced_by_another_process, Exit, TraceConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -36,8 +36,14 @@ pub struct RunArgs {
     force: bool,
 
     /// Say whether this would be a hit, and if not, why; run nothing.
+    /// Exits 0 for a hit, 1 for a miss, 2 when the cache is unavailable.
     #[arg(long)]
     explain: bool,
+
+    /// Cache runs that connect to sockets or the network (by default such
+    /// a run is not cached: what comes back is not a file casher can check).
+    #[arg(long)]
+    allow_network: bool,
 
     /// Run the command plainly: no tracing, no cache.
     #[arg(long)]
@@ -90,12 +96,24 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
+/// Runs the command untraced and uncached, exiting as a shell would.
 fn run_plainly(command: &[OsString]) -> Result<ExitCode> {
-    let status = std::process::Command::new(&command[0])
+    use std::os::unix::process::ExitStatusExt;
+    let status = match std::process::Command::new(&command[0])
         .args(&command[1..])
         .status()
-        .with_context(|| format!("cannot run {}", command[0].to_string_lossy()))?;
-    use std::os::unix::process::ExitStatusExt;
+    {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("casher: {}: {err}", command[0].to_string_lossy());
+            let code = if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Ok(exit(code));
+        }
+    };
     Ok(exit(
         status
             .code()
@@ -111,14 +129,22 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
     if args.no_cache {
         return run_plainly(&args.command);
     }
+    if !args.explain && traced_by_another_process() {
+        // Under an outer `casher run` (or strace, a debugger): a process has
+        // one tracer, so the outer one sees and records the whole tree.
+        eprintln!("casher: warning: casher is itself being traced (an outer `casher run`, strace or a debugger); running the command uncached");
+        return run_plainly(&args.command);
+    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let (stdin, stdin_data) = read_stdin()?;
-    let env: Vec<(String, Option<OsString>)> = args
-        .env
-        .iter()
-        .map(|n| (n.clone(), std::env::var_os(n)))
-        .collect();
-    let key = run_key(&args.command, &cwd, &env, (is_tty(1), is_tty(2)), &stdin);
+    let context = RunContext::current(&args.env);
+    let key = run_key(
+        &args.command,
+        &cwd,
+        &args.env,
+        (is_tty(1), is_tty(2)),
+        &stdin,
+    );
     let description = args
         .command
         .iter()
@@ -137,15 +163,15 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         let Some(store) = &store else {
             return Ok(ExitCode::from(2));
         };
-        let line = match store.peek(&key, &NoCode)? {
-            Lookup::Hit(_) => format!("hit {key}"),
-            Lookup::Miss(reason) => format!("miss {key}: {reason}"),
+        let (line, code) = match store.peek(&key, &context)? {
+            Lookup::Hit(_) => (format!("hit {key}"), ExitCode::SUCCESS),
+            Lookup::Miss(reason) => (format!("miss {key}: {reason}"), ExitCode::from(1)),
         };
         crate::output::print_lines(&[line])?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     if let (Some(store), false) = (&store, args.force) {
-        match store.lookup(&key, &NoCode) {
+        match store.lookup(&key, &context) {
             Ok(Lookup::Hit(hit)) => match replay(store, &hit.variant, &cwd) {
                 Ok(()) => {
                     if verbose {
@@ -180,13 +206,27 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         stdin_is_tty: stdin == StdinIdentity::Tty,
         pin: std::env::var_os("CASHER_NO_PIN").is_none(),
         sink: None,
+        allow_network: args.allow_network,
     };
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let traced_at = std::time::Instant::now();
-    let report = trace(&config)?;
+    let report = match trace(&config) {
+        Ok(report) => report,
+        Err(err) if err.refused() => {
+            eprintln!("casher: warning: {err}\ncasher: running the command uncached");
+            return run_plainly(&args.command);
+        }
+        Err(err) => {
+            if let Some(code) = err.shell_code() {
+                eprintln!("casher: {err}");
+                return Ok(exit(code));
+            }
+            return Err(err.into());
+        }
+    };
     tracing::debug!(
         "traced in {:?}: {} inputs, {} outputs",
         traced_at.elapsed(),
@@ -205,7 +245,11 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
     } else if cacheable {
         match to_variant(&store, &key, &description, &report, created, None) {
-            Ok(variant) => {
+            Ok(mut variant) => {
+                // Context first: a changed PATH is the reason a lookup gives.
+                let mut inputs = context.inputs();
+                inputs.append(&mut variant.inputs);
+                variant.inputs = inputs;
                 if let Err(err) = store.record(&variant) {
                     eprintln!("casher: warning: not cached: {err}");
                 }

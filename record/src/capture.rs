@@ -68,6 +68,7 @@ pub fn to_variant(
             _ => true,
         });
     }
+    crate::observation::relate_output_mtimes(&mut inputs, &outputs);
     let stdio = stdio(store, report)?;
     Ok(Variant {
         key: key.to_owned(),

@@ -39,6 +39,7 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
         mode: None,
         size: None,
         mtime_ns: None,
+        mtime_window: None,
         owner: None,
     };
     if reveals >= Reveals::KindMode && facts.kind != Kind::Symlink {
@@ -60,6 +61,34 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
         }
     }
     meta
+}
+
+/// A path the run looked at and then rewrote (an output) keeps its mtime
+/// as a window among the exact mtimes of the run's other inputs, instead
+/// of the exact value, which the run's own write (or a hit's restore)
+/// replaces every time: `gcc -o main.o` stats `main.o` first, and must
+/// still hit; `make` compares a target with its prerequisites, and that
+/// order is what is kept.
+pub fn relate_output_mtimes(inputs: &mut [Input], outputs: &[casher_store::Output]) {
+    let written: std::collections::HashSet<&casher_store::StoredPath> =
+        outputs.iter().map(casher_store::Output::path).collect();
+    let mut anchors: Vec<i64> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Meta { path, meta, .. } if !written.contains(path) => meta.mtime_ns,
+            _ => None,
+        })
+        .collect();
+    anchors.sort_unstable();
+    anchors.dedup();
+    for input in inputs {
+        if let Input::Meta { path, meta, .. } = input {
+            if let (true, Some(mtime)) = (written.contains(&*path), meta.mtime_ns) {
+                meta.mtime_ns = None;
+                meta.mtime_window = Some(casher_store::MtimeWindow::of(mtime, &anchors));
+            }
+        }
+    }
 }
 
 /// Environment variables that choose which program runs and how it

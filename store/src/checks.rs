@@ -90,6 +90,12 @@ fn compare_meta(recorded: &Meta, now: &std::fs::Metadata) -> Option<String> {
             return Some("modification time".to_owned());
         }
     }
+    if let Some(window) = recorded.mtime_window {
+        let m = now.mtime().saturating_mul(1_000_000_000) + now.mtime_nsec();
+        if !window.holds(m) {
+            return Some("modification time relative to the other inputs".to_owned());
+        }
+    }
     if let Some((uid, gid)) = recorded.owner {
         if (now.uid(), now.gid()) != (uid, gid) {
             return Some(format!("owner {uid}:{gid} -> {}:{}", now.uid(), now.gid()));
@@ -294,6 +300,7 @@ mod tests {
                 mode: Some(meta.mode() & 0o7777),
                 size: None,
                 mtime_ns: None,
+                mtime_window: None,
                 owner: None,
             },
         };

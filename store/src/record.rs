@@ -125,8 +125,45 @@ pub struct Meta {
     pub mode: Option<u32>,
     pub size: Option<u64>,
     pub mtime_ns: Option<i64>,
+    /// Where the mtime must lie relative to the other mtimes the run saw
+    /// (for a path the run itself rewrote: see [`MtimeWindow`]).
+    pub mtime_window: Option<MtimeWindow>,
     /// (uid, gid).
     pub owner: Option<(u32, u32)>,
+}
+
+/// The mtime of a path the run looked at and then rewrote, kept as its
+/// order among the mtimes of the run's other inputs: what `make` compares.
+/// (An exact mtime would never hold again: the run's own write, or a hit's
+/// restore, gives the path a new one.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtimeWindow {
+    /// The newest other mtime not newer than this one.
+    pub after: Option<i64>,
+    /// It was equal to `after`: it must still be.
+    pub equal: bool,
+    /// The oldest other mtime newer than this one.
+    pub before: Option<i64>,
+}
+
+impl MtimeWindow {
+    /// The window of `mtime` among `others` (sorted ascending).
+    pub fn of(mtime: i64, others: &[i64]) -> Self {
+        let split = others.partition_point(|&m| m <= mtime);
+        let after = split.checked_sub(1).map(|i| others[i]);
+        Self {
+            after,
+            equal: after == Some(mtime),
+            before: others.get(split).copied(),
+        }
+    }
+
+    pub fn holds(&self, mtime: i64) -> bool {
+        if self.equal {
+            return Some(mtime) == self.after;
+        }
+        self.after.map_or(true, |a| a < mtime) && self.before.map_or(true, |b| mtime < b)
+    }
 }
 
 /// An effect of the run on the filesystem.
@@ -298,6 +335,18 @@ mod tests {
             exit_code: 0,
             value: None,
         }
+    }
+
+    #[test]
+    fn mtime_windows_keep_the_order() {
+        let others = [10, 20, 30];
+        let w = MtimeWindow::of(25, &others);
+        assert!(w.holds(21) && w.holds(29) && !w.holds(20) && !w.holds(30));
+        let eq = MtimeWindow::of(20, &others);
+        assert!(eq.holds(20) && !eq.holds(21));
+        let newest = MtimeWindow::of(99, &others);
+        assert!(newest.holds(31) && newest.holds(1_000) && !newest.holds(30));
+        assert!(MtimeWindow::of(5, &[]).holds(0));
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub enum Pending {
     },
     Read {
         path: PathBuf,
+        flags: u64,
     },
     Probe {
         path: PathBuf,
@@ -81,6 +82,8 @@ const O_CREAT: u64 = 0o100;
 const O_EXCL: u64 = 0o200;
 const O_TRUNC: u64 = 0o1000;
 const O_NOFOLLOW: u64 = 0o400000;
+const O_DIRECTORY: u64 = 0o200000;
+const O_PATH: u64 = 0o10000000;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const RESOLVE_CACHED: u64 = 0x20;
 const RENAME_NOREPLACE: u64 = 1;
@@ -120,7 +123,7 @@ fn open(rec: &mut Recorder, path: Option<PathBuf>, flags: u64) -> Pending {
     let access = flags & O_ACCMODE;
     let write = access == O_WRONLY || access == O_RDWR || flags & (O_CREAT | O_TRUNC) != 0;
     if !write {
-        return Pending::Read { path };
+        return Pending::Read { path, flags };
     }
     let path = if flags & O_NOFOLLOW == 0 {
         through_symlink(rec, path)
@@ -334,15 +337,22 @@ fn look(rec: &mut Recorder, path: &std::path::Path, follow: bool) -> Option<std:
 /// Records a call that does not change anything, at its entry.
 pub fn complete_at_entry(rec: &mut Recorder, pending: Pending) {
     match pending {
-        Pending::Read { path } => {
+        Pending::Read { path, flags } => {
             rec.check_inherited(&path);
-            let Some(meta) = look(rec, &path, true) else {
+            let Some(meta) = look(rec, &path, flags & O_NOFOLLOW == 0) else {
                 return;
             };
             let facts = StatFacts::of(&meta);
+            // `O_PATH` reads nothing; `O_DIRECTORY` on a non-directory fails:
+            // either way only the type was seen.
+            if flags & O_PATH != 0 || (flags & O_DIRECTORY != 0 && facts.kind != Kind::Dir) {
+                rec.facts(&path, flags & O_NOFOLLOW == 0, facts, Reveals::Kind);
+                return;
+            }
             match facts.kind {
                 Kind::File => rec.read(&path, &meta),
                 Kind::Dir => rec.facts(&path, true, facts, Reveals::KindMode),
+                Kind::Symlink => rec.facts(&path, false, facts, Reveals::Kind),
                 other => rec.special(&path, other),
             }
         }

@@ -553,3 +553,26 @@ def test_unsearchable_path_directory_does_not_make_every_run_miss(tmp_path: Path
     second = subprocess.run(run, cwd=work, env=env, capture_output=True, text=True)
     shutil.rmtree(home, ignore_errors=True)
     assert "casher: hit" in second.stderr, second.stderr
+
+
+# 11. Background children ----------------------------------------------------------
+
+
+def test_background_children_do_not_hold_the_run(pair: Pair, tmp_path: Path) -> None:
+    script = "echo started; (sleep 3; echo late > late.txt) >/dev/null 2>&1 & echo done"
+    with open(tmp_path / "out", "wb") as out, open(tmp_path / "err", "wb") as err:
+        start = time.monotonic()
+        proc = subprocess.run([str(pair.bin), "run", "--", "sh", "-c", script], cwd=pair.cached, stdout=out, stderr=err)
+        elapsed = time.monotonic() - start
+    assert proc.returncode == 0 and elapsed < 2.0, elapsed
+    assert (tmp_path / "out").read_text() == "started\ndone\n"
+    assert "left processes running" in (tmp_path / "err").read_text()
+    # The background process kept running (untouched by casher) and finished.
+    deadline = time.monotonic() + 10
+    while not (pair.cached / "late.txt").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert (pair.cached / "late.txt").read_text() == "late\n"
+    # Not cached: the next run runs again.
+    (pair.cached / "late.txt").unlink()
+    again = subprocess.run([str(pair.bin), "run", "-v", "--", "sh", "-c", script], cwd=pair.cached, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert "casher: hit" not in again.stderr

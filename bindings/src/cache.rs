@@ -271,6 +271,7 @@ impl Cache {
             pin: std::env::var_os("CASHER_NO_PIN").is_none(),
             sink: Some(sink),
             allow_network: false,
+            on_main_exit: None,
         };
         let created_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

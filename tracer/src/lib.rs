@@ -62,6 +62,20 @@ pub struct TraceConfig {
     /// Cache runs that connect to sockets or the network (the user vouches
     /// that what comes back does not change).
     pub allow_network: bool,
+    /// Called once if the command's main process exits while processes it
+    /// started still run (a daemon, `sleep 5 &`): a shell would return now.
+    /// Tracing goes on until they exit; such a run is never cacheable.
+    pub on_main_exit: Option<MainExit>,
+}
+
+/// See [`TraceConfig::on_main_exit`].
+#[derive(Clone)]
+pub struct MainExit(pub std::sync::Arc<dyn Fn(Exit) + Send + Sync>);
+
+impl std::fmt::Debug for MainExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MainExit")
+    }
 }
 
 /// Everything a traced run left behind.
@@ -150,7 +164,7 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
             "the command inherited too many open descriptors from its caller to watch".to_owned(),
         );
     }
-    let outcome = tracer::run(spawned.pid, &mut recorder)?;
+    let outcome = tracer::run(spawned.pid, &mut recorder, config.on_main_exit.as_ref())?;
     for pump in pumps {
         let _ = pump.join();
     }

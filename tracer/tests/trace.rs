@@ -15,6 +15,7 @@ fn config(argv: &[&str]) -> TraceConfig {
         pin: false,
         sink: None,
         allow_network: false,
+        on_main_exit: None,
     }
 }
 

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use casher_record::{replay_stdio, run_key, to_variant, RunContext, StdinIdentity};
 use casher_store::{AllowedRoots, Lookup, Store};
-use casher_tracer::{trace, traced_by_another_process, Exit, TraceConfig};
+use casher_tracer::{trace, traced_by_another_process, Exit, MainExit, TraceConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -98,6 +98,11 @@ fn exit(code: i32) -> ExitCode {
 
 /// Runs the command untraced and uncached, exiting as a shell would.
 fn run_plainly(command: &[OsString]) -> Result<ExitCode> {
+    plain_status(command).map(exit)
+}
+
+/// The status of a plain run of the command (127: not found).
+fn plain_status(command: &[OsString]) -> Result<i32> {
     use std::os::unix::process::ExitStatusExt;
     let status = match std::process::Command::new(&command[0])
         .args(&command[1..])
@@ -111,14 +116,12 @@ fn run_plainly(command: &[OsString]) -> Result<ExitCode> {
             } else {
                 126
             };
-            return Ok(exit(code));
+            return Ok(code);
         }
     };
-    Ok(exit(
-        status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-    ))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 fn short(key: &str) -> &str {
@@ -207,22 +210,48 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         pin: std::env::var_os("CASHER_NO_PIN").is_none(),
         sink: None,
         allow_network: args.allow_network,
+        on_main_exit: None,
     };
+    // From here on a forked child traces and records, and this process
+    // exits with the command's status as soon as the command's main
+    // process exits, even if it left processes running (as a shell would).
+    let detach = Detach::fork()?;
+    let mut config = config;
+    let hook = detach.clone();
+    config.on_main_exit = Some(MainExit(std::sync::Arc::new(move |exit: Exit| {
+        eprintln!("casher: not cached: the command left processes running in the background");
+        hook.release(exit.shell_code());
+    })));
+    let code = traced_miss(args, &config, &store, &key, &description, &context, verbose)?;
+    detach.release(code);
+    Ok(exit(code))
+}
+
+/// The miss path, in the forked child: trace, record, report.
+fn traced_miss(
+    args: &RunArgs,
+    config: &TraceConfig,
+    store: &Store,
+    key: &str,
+    description: &str,
+    context: &RunContext,
+    verbose: bool,
+) -> Result<i32> {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let traced_at = std::time::Instant::now();
-    let report = match trace(&config) {
+    let report = match trace(config) {
         Ok(report) => report,
         Err(err) if err.refused() => {
             eprintln!("casher: warning: {err}\ncasher: running the command uncached");
-            return run_plainly(&args.command);
+            return plain_status(&args.command);
         }
         Err(err) => {
             if let Some(code) = err.shell_code() {
                 eprintln!("casher: {err}");
-                return Ok(exit(code));
+                return Ok(code);
             }
             return Err(err.into());
         }
@@ -240,11 +269,8 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         Exit::Code(_) => args.cache_failures,
         Exit::Signal(_) => false,
     };
-    if !report.uncacheable.is_empty() {
-        // Always said: the user expects a cache and will not get one.
-        eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
-    } else if cacheable {
-        match to_variant(&store, &key, &description, &report, created, None) {
+    if report.uncacheable.is_empty() && cacheable {
+        match to_variant(store, key, description, &report, created, None) {
             Ok(mut variant) => {
                 // Context first: a changed PATH is the reason a lookup gives.
                 let mut inputs = context.inputs();
@@ -256,12 +282,108 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
             }
             Err(err) => eprintln!("casher: warning: not cached: {err}"),
         }
+    } else if !report.uncacheable.is_empty() && !Detach::released() {
+        // Always said: the user expects a cache and will not get one.
+        eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
     }
     tracing::debug!("recorded in {:?}", recorded_at.elapsed());
     if report.uncacheable.is_empty() && !cacheable && verbose {
         eprintln!("casher: not cached: the command exited with status {code} (use --cache-failures to cache it)");
     }
-    Ok(exit(code))
+    Ok(code)
+}
+
+/// The parent side waits for the command's status; the child traces.
+#[derive(Clone)]
+struct Detach {
+    /// Write end of the status pipe (in the child).
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Detach {
+    /// Forks. Returns in the child; the parent waits for a status on the
+    /// pipe (or for the child to die) and exits with it.
+    fn fork() -> Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
+        }
+        // SAFETY: fresh descriptors from pipe2.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: casher is single-threaded here (nothing has started a
+        // thread before tracing), so the child may run normal code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot fork");
+        }
+        if pid == 0 {
+            drop(read);
+            // If casher is killed meanwhile, so is the tracer (and, through
+            // PTRACE_O_EXITKILL, the command): as before.
+            // SAFETY: plain prctl.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            return Ok(Self {
+                fd: std::sync::Arc::new(write),
+            });
+        }
+        drop(write);
+        // Like a shell waiting for its foreground job.
+        // SAFETY: installing SIG_IGN has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        }
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            // SAFETY: reads into our buffer.
+            let n = unsafe {
+                libc::read(read.as_raw_fd(), buf[got..].as_mut_ptr().cast(), 4 - got)
+            };
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                break;
+            }
+        }
+        let code = if got == 4 {
+            i32::from_le_bytes(buf)
+        } else {
+            // The child died without a word: report how.
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            }
+        };
+        std::process::exit(code.clamp(0, 255));
+    }
+
+    /// Tells the waiting parent the status (once); after this nothing more
+    /// is printed about the run.
+    fn release(&self, code: i32) {
+        use std::os::fd::AsRawFd;
+        if RELEASED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: plain prctl; the write is from our own buffer.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+            let bytes = code.to_le_bytes();
+            libc::write(self.fd.as_raw_fd(), bytes.as_ptr().cast(), 4);
+        }
+    }
+
+    fn released() -> bool {
+        RELEASED.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Restores outputs (all paths checked first), then replays output.

@@ -99,6 +99,11 @@ fn path_arg(tid: i32, dirfd: i64, addr: u64) -> Option<PathBuf> {
 /// link is an input (re-pointing it changes what a plain run writes) and
 /// the target is what changes.
 fn through_symlink(rec: &mut Recorder, path: PathBuf) -> PathBuf {
+    // `/dev/stdout` and friends: resolving them here would name *our*
+    // descriptors, not the command's.
+    if rec.ignored(&path) {
+        return path;
+    }
     let Ok(meta) = std::fs::symlink_metadata(&path) else {
         return path;
     };

@@ -2,6 +2,7 @@
 //! snapshot, outputs stored as objects, output chunks kept in order.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -112,9 +113,15 @@ fn to_input(
         // Project source: checked by its normalized AST (a reformat stays
         // a hit), whether it was read or only stat'ed (Python stats a
         // module's source to validate its bytecode cache).
-        if let ObservedInput::File { path, before: None } | ObservedInput::Stat { path, .. } = input
-        {
-            if let Some(hash) = code(path) {
+        // (`before` is also set for a source edited just before the call:
+        // only a file the run itself rewrote is not code.)
+        if let ObservedInput::File { path, .. } | ObservedInput::Stat { path, .. } = input {
+            let written = path
+                .parent()
+                .zip(path.file_name())
+                .and_then(|(dir, name)| own.get(dir).map(|names| names.contains(name.as_bytes())))
+                .unwrap_or(false);
+            if let Some(hash) = code(path).filter(|_| !written) {
                 return Ok(Some(Input::Code {
                     name: path.display().to_string(),
                     path: Some(StoredPath::new(path)),

@@ -162,7 +162,7 @@ impl MtimeWindow {
         if self.equal {
             return Some(mtime) == self.after;
         }
-        self.after.map_or(true, |a| a < mtime) && self.before.map_or(true, |b| mtime < b)
+        self.after.is_none_or(|a| a < mtime) && self.before.is_none_or(|b| mtime < b)
     }
 }
 

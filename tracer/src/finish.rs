@@ -52,8 +52,8 @@ pub(crate) fn finish(
         // Observations of a path the run did not change must still hold
         // now: otherwise something outside the run changed it meanwhile.
         let follow_now = changed.is_none().then(|| std::fs::metadata(&path));
-        let nofollow_now = (changed.is_none() && s.stats()[0].is_some())
-            .then(|| std::fs::symlink_metadata(&path));
+        let nofollow_now =
+            (changed.is_none() && s.stats()[0].is_some()).then(|| std::fs::symlink_metadata(&path));
         if let Some(content) = s.content() {
             if changed.is_some() {
                 match s.before().hash.or(content.hash()) {

@@ -78,9 +78,7 @@ pub fn run(
         if alive.is_empty() {
             return;
         }
-        list.push(
-            "the command left processes running in the background when it exited".to_owned(),
-        );
+        list.push("the command left processes running in the background when it exited".to_owned());
         if let Some(hook) = on_main_exit {
             (hook.0)(exit);
         }

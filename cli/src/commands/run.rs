@@ -341,12 +341,12 @@ impl Detach {
         let mut got = 0;
         while got < 4 {
             // SAFETY: reads into our buffer.
-            let n = unsafe {
-                libc::read(read.as_raw_fd(), buf[got..].as_mut_ptr().cast(), 4 - got)
-            };
+            let n =
+                unsafe { libc::read(read.as_raw_fd(), buf[got..].as_mut_ptr().cast(), 4 - got) };
             if n > 0 {
                 got += n as usize;
-            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+            {
                 break;
             }
         }

@@ -132,10 +132,10 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         out_read,
         Stream::Stdout,
         config.forward,
-        config.sink.clone(),
+        forward_sink(config, 1),
     )];
     if let Some(err) = err_pipe {
-        pumps.push(capture.pump(err, Stream::Stderr, config.forward, config.sink.clone()));
+        pumps.push(capture.pump(err, Stream::Stderr, config.forward, forward_sink(config, 2)));
     }
     let feeder = stdin_write.zip(config.stdin_data.clone()).map(|(w, data)| {
         std::thread::spawn(move || {
@@ -185,6 +185,32 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         stdio: capture.take(),
         uncacheable,
     })
+}
+
+/// Where a pump forwards output. When the caller may let go of the run
+/// at the main process's exit (`on_main_exit`), each pump forwards through
+/// its own duplicate of our stdout/stderr, closed when the pump ends: the
+/// caller may then close its own, and whoever reads our output sees its end
+/// as soon as the command's processes have all closed theirs.
+fn forward_sink(config: &TraceConfig, fd: i32) -> Option<OutputSink> {
+    if config.sink.is_some() || !config.forward || config.on_main_exit.is_none() {
+        return config.sink.clone();
+    }
+    // SAFETY: duplicates a descriptor we hold; the new one is ours.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return None;
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: `dup` is a fresh descriptor owned by nothing else.
+    let file = std::sync::Mutex::new(unsafe { std::fs::File::from_raw_fd(dup) });
+    Some(OutputSink(std::sync::Arc::new(move |_, data: &[u8]| {
+        use std::io::Write;
+        if let Ok(mut f) = file.lock() {
+            // A closed reader must not stop the capture.
+            let _ = f.write_all(data);
+        }
+    })))
 }
 
 fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {

@@ -220,6 +220,18 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
     let hook = detach.clone();
     config.on_main_exit = Some(MainExit(std::sync::Arc::new(move |exit: Exit| {
         eprintln!("casher: not cached: the command left processes running in the background");
+        // Our own stdout/stderr go: only what the background processes
+        // still hold keeps the caller's pipes open (the tracer forwards
+        // through its own duplicates).
+        // SAFETY: plain open/dup2 on descriptors of this process.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if null >= 0 {
+                libc::dup2(null, 1);
+                libc::dup2(null, 2);
+                libc::close(null);
+            }
+        }
         hook.release(exit.shell_code());
     })));
     let code = traced_miss(args, &config, &store, &key, &description, &context, verbose)?;

@@ -87,6 +87,7 @@ fn observed_path(input: &ObservedInput) -> &Path {
     match input {
         ObservedInput::File { path, .. }
         | ObservedInput::Absent { path }
+        | ObservedInput::NoEntry { path }
         | ObservedInput::Dir { path }
         | ObservedInput::Stat { path, .. }
         | ObservedInput::Link { path, .. }
@@ -157,6 +158,9 @@ fn to_input(
             }
         }
         ObservedInput::Absent { path } => Input::Absent {
+            path: StoredPath::new(path),
+        },
+        ObservedInput::NoEntry { path } => Input::NoEntry {
             path: StoredPath::new(path),
         },
         ObservedInput::Dir { path } => Input::Dir {

@@ -166,6 +166,17 @@ pub(crate) fn check_input(
             ),
             Ok(_) => changed(path, ChangeKind::Appeared),
         },
+        Input::NoEntry { path } => match memo.get(path, false) {
+            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) => changed(
+                path,
+                ChangeKind::Resolution {
+                    before: "absent".to_owned(),
+                    now: errno_text(*errno),
+                },
+            ),
+            Ok(_) => changed(path, ChangeKind::Appeared),
+        },
         Input::Fails { path, errno } => match memo.get(path, true) {
             Err(now) if now == errno => InputCheck::Same,
             Err(now) => changed(

@@ -45,8 +45,12 @@ pub enum Input {
         hash: ObjectId,
         stamp: Stamp,
     },
-    /// A path that was looked for and did not exist.
+    /// A path that was looked for and did not exist (following symlinks:
+    /// a dangling symlink is absent too).
     Absent { path: StoredPath },
+    /// No directory entry at all at this path, not even a dangling symlink
+    /// (what `lstat`, `mkdir` and `O_EXCL` see).
+    NoEntry { path: StoredPath },
     /// A directory that was listed: the hash of its sorted entry names.
     Dir { path: StoredPath, hash: ObjectId },
     /// Code: a module (or definition) and its normalized hash, checked by the

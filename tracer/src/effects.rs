@@ -30,8 +30,12 @@ pub enum ObservedInput {
         path: PathBuf,
         before: Option<[u8; 32]>,
     },
-    /// A path looked for and not found.
+    /// A path looked for (following symlinks) and not found: nothing
+    /// there, or a dangling symlink.
     Absent { path: PathBuf },
+    /// No directory entry at all at this path (an `lstat` failed, or the
+    /// run created it): not even a dangling symlink.
+    NoEntry { path: PathBuf },
     /// A directory whose entries were listed.
     Dir { path: PathBuf },
     /// What a `stat`-like call (following symlinks or not) returned, of
@@ -87,6 +91,7 @@ pub(crate) struct PathState {
     stat: [Option<(StatFacts, Reveals)>; 2],
     link: Option<Option<PathBuf>>,
     absent: bool,
+    no_entry: bool,
     fails: Option<i32>,
     listed: bool,
     replaceable: bool,
@@ -102,6 +107,7 @@ impl PathState {
             || self.stat.iter().any(Option::is_some)
             || self.link.is_some()
             || self.absent
+            || self.no_entry
             || self.fails.is_some()
     }
 }
@@ -220,15 +226,20 @@ impl Recorder {
         }
     }
 
-    /// Looked up and not found.
-    pub fn absent(&mut self, path: &Path) {
+    /// Looked up and not found; `follow`: by a lookup that follows a
+    /// final symlink (so a dangling one looks the same).
+    pub fn absent(&mut self, path: &Path, follow: bool) {
         if path == Path::new(crate::BEGIN_MARKER) {
             self.states.clear();
             self.order.clear();
             return;
         }
         if let Some(s) = self.unchanged(path) {
-            s.absent = true;
+            if follow {
+                s.absent = true;
+            } else {
+                s.no_entry = true;
+            }
         }
     }
 
@@ -369,6 +380,9 @@ impl PathState {
     }
     pub(crate) fn was_absent(&self) -> bool {
         self.absent
+    }
+    pub(crate) fn had_no_entry(&self) -> bool {
+        self.no_entry
     }
     pub(crate) fn failed(&self) -> Option<i32> {
         self.fails

@@ -125,6 +125,14 @@ pub(crate) fn finish(
             }
             inputs.push(ObservedInput::Absent { path: path.clone() });
         }
+        if s.had_no_entry() {
+            if changed.is_none() && std::fs::symlink_metadata(&path).is_ok() {
+                problem(format!(
+                    "{shown} appeared while the command ran (created outside the traced processes)"
+                ));
+            }
+            inputs.push(ObservedInput::NoEntry { path: path.clone() });
+        }
         if let Some(errno) = s.failed() {
             inputs.push(ObservedInput::Fails {
                 path: path.clone(),
@@ -171,8 +179,8 @@ pub(crate) fn finish(
             // Created and removed by the run (a temp file): no output, but it
             // was absent before (a file there would have been removed).
             Err(_) => {
-                if !s.was_absent() {
-                    inputs.push(ObservedInput::Absent { path });
+                if !s.had_no_entry() {
+                    inputs.push(ObservedInput::NoEntry { path });
                 }
             }
         }

@@ -330,7 +330,7 @@ fn look(rec: &mut Recorder, path: &std::path::Path, follow: bool) -> Option<std:
         Err(e) => {
             let errno = e.raw_os_error().unwrap_or(libc::EIO);
             if is_absent(errno) {
-                rec.absent(path);
+                rec.absent(path, follow);
             } else {
                 rec.fails(path, errno);
             }
@@ -421,7 +421,7 @@ pub fn complete_at_entry(rec: &mut Recorder, pending: Pending) {
 /// What a failed change reveals about the state it found.
 fn failed_change(rec: &mut Recorder, path: &std::path::Path, before: Option<Before>, errno: i32) {
     if is_absent(errno) {
-        rec.absent(path);
+        rec.absent(path, false);
     } else if errno == libc::EEXIST || errno == libc::EISDIR || errno == libc::ENOTEMPTY {
         if let Some(facts) = before.and_then(|b| b.facts) {
             rec.facts(path, false, facts, Reveals::Kind);
@@ -444,7 +444,7 @@ pub fn complete(rec: &mut Recorder, pending: Pending, errno: Option<i32>) {
                 if flags & O_TRUNC != 0 {
                     rec.replaced(&path);
                 } else if !before.existed {
-                    rec.absent(&path);
+                    rec.absent(&path, false);
                 }
                 rec.mutated(&path, before, flags & O_TRUNC == 0);
             }
@@ -467,7 +467,7 @@ pub fn complete(rec: &mut Recorder, pending: Pending, errno: Option<i32>) {
                 match errno {
                     None => {
                         match role {
-                            Role::Create => rec.absent(&path),
+                            Role::Create => rec.absent(&path, false),
                             Role::Remove => {
                                 if let Some(facts) = before.facts {
                                     rec.facts(&path, false, facts, Reveals::Kind);

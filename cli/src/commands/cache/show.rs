@@ -20,7 +20,7 @@ fn input_json(input: &Input) -> serde_json::Value {
         Input::File { path, hash, .. } => {
             serde_json::json!({"path": path.display(), "kind": "file", "hash": hash.hex()})
         }
-        Input::Absent { path } => {
+        Input::Absent { path } | Input::NoEntry { path } => {
             serde_json::json!({"path": path.display(), "kind": "absent", "hash": null})
         }
         Input::Dir { path, hash } => {

@@ -272,6 +272,8 @@ impl Cache {
             stdin_is_tty: false,
             pin: std::env::var_os("CASHER_NO_PIN").is_none(),
             sink: Some(sink),
+            allow_network: false,
+            on_main_exit: None,
         };
         let created_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

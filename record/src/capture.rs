@@ -2,12 +2,13 @@
 //! snapshot, outputs stored as objects, output chunks kept in order.
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use casher_store::{
-    dir_listing_hash, output_names, Bytes, HashCache, Input, ObjectId, Output, Stamp, StdioChunk,
-    Store, StoredPath, Stream, Variant,
+    dir_listing_hash, output_names, stamp_trusted, Bytes, HashCache, Input, ObjectId, Output,
+    Stamp, StdioChunk, Store, StoredPath, Stream, Variant, UNKNOWN_STAMP,
 };
 use casher_tracer::{ObservedInput, ObservedOutput, TraceReport};
 use rayon::prelude::*;
@@ -36,8 +37,9 @@ fn is_bytecode_cache(path: &Path) -> bool {
 
 /// Hashes every input and stores every output of `report` as a variant of
 /// `key`. Inputs are read once here; files the run changed after reading
-/// carry the content hash from before the change and a blank stamp, so a
-/// lookup always re-hashes them.
+/// (or modified too recently for their stamp to be trusted) carry the
+/// content hash taken during the run and an unknown stamp, so a lookup
+/// re-hashes them.
 pub fn to_variant(
     store: &Store,
     key: &str,
@@ -54,15 +56,20 @@ pub fn to_variant(
     let inputs = report
         .inputs
         .par_iter()
-        .filter(|input| match (code, input) {
-            (Some(_), ObservedInput::File { path, .. } | ObservedInput::Absent { path }) => {
-                !is_bytecode_cache(path)
-            }
-            _ => true,
-        })
+        .filter(|input| code.is_none() || !is_bytecode_cache(observed_path(input)))
         .map(|input| to_input(input, &own, &hashes, code))
-        .collect::<Result<Vec<Input>>>()?;
+        .collect::<Result<Vec<Option<Input>>>>()?;
     hashes.save();
+    let mut inputs: Vec<Input> = inputs.into_iter().flatten().collect();
+    if code.is_some() {
+        // A file seen both as code and otherwise is one code input.
+        let mut seen = HashSet::new();
+        inputs.retain(|i| match i {
+            Input::Code { path: Some(p), .. } => seen.insert(p.clone()),
+            _ => true,
+        });
+    }
+    crate::observation::relate_output_mtimes(&mut inputs, &outputs);
     let stdio = stdio(store, report)?;
     Ok(Variant {
         key: key.to_owned(),
@@ -76,45 +83,84 @@ pub fn to_variant(
     })
 }
 
+fn observed_path(input: &ObservedInput) -> &Path {
+    match input {
+        ObservedInput::File { path, .. }
+        | ObservedInput::Absent { path }
+        | ObservedInput::NoEntry { path }
+        | ObservedInput::Dir { path }
+        | ObservedInput::Stat { path, .. }
+        | ObservedInput::Link { path, .. }
+        | ObservedInput::Fails { path, .. }
+        | ObservedInput::Replaceable { path, .. } => path,
+    }
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// One input as stored, or `None` when it is left out (`@cached`: a stat
+/// of a project source file, which the code identity covers).
 fn to_input(
     input: &ObservedInput,
     own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
     hashes: &HashCache,
     code: Option<&CodeHasher<'_>>,
-) -> Result<Input> {
-    if let (Some(code), ObservedInput::File { path, before: None }) = (code, input) {
-        if let Some(hash) = code(path) {
-            return Ok(Input::Code {
-                name: path.display().to_string(),
-                path: Some(StoredPath::new(path)),
-                hash,
-            });
+) -> Result<Option<Input>> {
+    if let Some(code) = code {
+        // Project source: checked by its normalized AST (a reformat stays
+        // a hit), whether it was read or only stat'ed (Python stats a
+        // module's source to validate its bytecode cache).
+        // (`before` is also set for a source edited just before the call:
+        // only a file the run itself rewrote is not code.)
+        if let ObservedInput::File { path, .. } | ObservedInput::Stat { path, .. } = input {
+            let written = path
+                .parent()
+                .zip(path.file_name())
+                .and_then(|(dir, name)| own.get(dir).map(|names| names.contains(name.as_bytes())))
+                .unwrap_or(false);
+            if let Some(hash) = code(path).filter(|_| !written) {
+                return Ok(Some(Input::Code {
+                    name: path.display().to_string(),
+                    path: Some(StoredPath::new(path)),
+                    hash,
+                }));
+            }
         }
     }
-    Ok(match input {
+    Ok(Some(match input {
         ObservedInput::File {
             path,
             before: Some(hash),
         } => Input::File {
             path: StoredPath::new(path),
             hash: ObjectId(*hash),
-            stamp: Stamp {
-                size: u64::MAX,
-                mtime_ns: 0,
-                ctime_ns: 0,
-                ino: 0,
-            },
+            stamp: UNKNOWN_STAMP,
         },
         ObservedInput::File { path, before: None } => {
+            let hashed_at = now_ns();
             let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
             let hash = hashes.hash(path, &meta).map_err(|e| unreadable(path, e))?;
+            let stamp = Stamp::of(&meta);
             Input::File {
                 path: StoredPath::new(path),
                 hash,
-                stamp: Stamp::of(&meta),
+                // The racy-clean rule: a stamp too close to the moment the
+                // content was hashed cannot vouch for it later.
+                stamp: if stamp_trusted(&stamp, hashed_at) {
+                    stamp
+                } else {
+                    UNKNOWN_STAMP
+                },
             }
         }
         ObservedInput::Absent { path } => Input::Absent {
+            path: StoredPath::new(path),
+        },
+        ObservedInput::NoEntry { path } => Input::NoEntry {
             path: StoredPath::new(path),
         },
         ObservedInput::Dir { path } => Input::Dir {
@@ -122,7 +168,29 @@ fn to_input(
             hash: dir_listing_hash(path, own.get(path).unwrap_or(&HashSet::new()))
                 .map_err(|e| unreadable(path, e))?,
         },
-    })
+        ObservedInput::Stat {
+            path,
+            follow,
+            facts,
+            reveals,
+        } => Input::Meta {
+            path: StoredPath::new(path),
+            follow: *follow,
+            meta: crate::observation::observed_meta(facts, *reveals),
+        },
+        ObservedInput::Link { path, target } => Input::Link {
+            path: StoredPath::new(path),
+            target: target.as_deref().map(StoredPath::new),
+        },
+        ObservedInput::Fails { path, errno } => Input::Fails {
+            path: StoredPath::new(path),
+            errno: *errno,
+        },
+        ObservedInput::Replaceable { path, mode } => Input::Replaceable {
+            path: StoredPath::new(path),
+            mode: *mode,
+        },
+    }))
 }
 
 fn outputs(store: &Store, report: &TraceReport, skip_bytecode: bool) -> Result<Vec<Output>> {

@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Bumped whenever what goes into a key, or how, changes.
-pub const KEY_FORMAT_VERSION: u32 = 1;
+pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// Accumulates named fields; the order of calls is part of the key.
 pub struct KeyBuilder {
@@ -65,12 +65,15 @@ impl StdinIdentity {
     }
 }
 
-/// The key of `casher run`: argv, working directory, selected environment
-/// variables, whether stdout/stderr are terminals, and stdin.
+/// The key of `casher run`: argv, working directory, the names of the
+/// `--env` variables, whether stdout/stderr are terminals, and stdin. The
+/// *values* of the environment (the default set and `--env`) and the umask
+/// are checked per variant (`RunContext`), so a changed `PATH` is a miss
+/// that says so, and switching back and forth keeps both results.
 pub fn run_key(
     argv: &[impl AsRef<OsStr>],
     cwd: &Path,
-    env: &[(String, Option<std::ffi::OsString>)],
+    env_names: &[String],
     tty: (bool, bool),
     stdin: &StdinIdentity,
 ) -> String {
@@ -80,11 +83,11 @@ pub fn run_key(
         key.field("arg", arg.as_ref().as_bytes());
     }
     key.field("cwd", cwd.as_os_str().as_bytes());
-    let mut env: Vec<_> = env.iter().collect();
-    env.sort_by(|a, b| a.0.cmp(&b.0));
-    env.dedup_by(|a, b| a.0 == b.0);
-    for (name, value) in env {
-        key.env(name, value.as_deref());
+    let mut names: Vec<&String> = env_names.iter().collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        key.field("env.selected", name.as_bytes());
     }
     key.field("tty.stdout", &[u8::from(tty.0)]);
     key.field("tty.stderr", &[u8::from(tty.1)]);
@@ -153,17 +156,16 @@ mod tests {
                 &StdinIdentity::Tty
             )
         );
-        let with_env = |v: Option<&str>| {
+        let with_env = |names: &[&str]| {
             run_key(
                 &["make", "all"],
                 Path::new("/p"),
-                &[("MODE".to_owned(), v.map(Into::into))],
+                &names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
                 (false, false),
                 &StdinIdentity::Empty,
             )
         };
-        assert_ne!(k, with_env(None));
-        assert_ne!(with_env(Some("a")), with_env(Some("b")));
-        assert_ne!(with_env(None), with_env(Some("")));
+        assert_ne!(k, with_env(&["MODE"]));
+        assert_eq!(with_env(&["A", "B"]), with_env(&["B", "A", "A"]));
     }
 }

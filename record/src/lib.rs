@@ -6,9 +6,11 @@
 mod capture;
 mod error;
 mod key;
+mod observation;
 mod replay;
 
 pub use capture::{to_variant, CodeHasher, INLINE_LIMIT};
 pub use error::{RecordError, Result};
 pub use key::{run_key, KeyBuilder, StdinIdentity, KEY_FORMAT_VERSION};
+pub use observation::{observed_meta, value_digest, RunContext, DEFAULT_ENV, LOCALE_GROUP};
 pub use replay::replay_stdio;

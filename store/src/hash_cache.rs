@@ -14,9 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::{hash_file, write_atomic, Stamp};
 use crate::id::ObjectId;
+use crate::lookup::stamp_trusted;
 use crate::record::StoredPath;
 
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 const MAX_ENTRIES: usize = 200_000;
 
 #[derive(Serialize, Deserialize, Default)]
@@ -56,11 +57,17 @@ impl HashCache {
                 return Ok(h);
             }
         }
+        let hashed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as i128);
         let (hash, _) = hash_file(path)?;
         let id = ObjectId::from(hash);
         // A file changed during hashing would have a new ctime: only a
-        // stamp observed both before and after is remembered.
-        if std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == stamp) {
+        // stamp observed both before and after is remembered, and only one
+        // old enough that a same-tick write cannot hide behind it.
+        if stamp_trusted(&stamp, hashed_at)
+            && std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == stamp)
+        {
             if let Ok(mut entries) = self.entries.lock() {
                 entries.insert(key, (stamp, id));
             }

@@ -13,6 +13,7 @@
 
 mod auth;
 mod backend;
+mod checks;
 mod counters;
 mod error;
 mod fsutil;
@@ -36,10 +37,14 @@ pub use fsutil::{hash_file, Stamp};
 pub use hash_cache::HashCache;
 pub use id::ObjectId;
 pub use location::{cache_dir, ensure_cache_dir, CacheDirSource};
-pub use lookup::{dir_listing_hash, output_names, Change, ChangeKind, CodeOracle, Miss, NoCode};
+pub use lookup::{
+    dir_listing_hash, output_names, stamp_trusted, Change, ChangeKind, CodeOracle, Miss, NoCode,
+    RACY_NS, UNKNOWN_STAMP,
+};
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
-    Bytes, Input, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,
+    Bytes, FileKind, Input, Meta, MtimeWindow, Output, StdioChunk, StoredPath, Stream, Variant,
+    RECORD_FORMAT_VERSION,
 };
 pub use restore::{restore, AllowedRoots, RestoreReport};
 pub use store::{Lookup, Store, StoreConfig};

@@ -1,21 +1,52 @@
-//! Does a recorded variant still hold? Cheapest check first: existence and
-//! size, then the (size, mtime, ctime, inode) stamp, and only when the stamp
-//! differs, the content hash.
+//! Does a recorded variant still hold? Each input is checked for exactly
+//! what the run observed (see `checks.rs`); this module holds the entry
+//! point, the racy-clean rule and the reasons a lookup gives for a miss.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{hash_file, Stamp};
+use crate::checks::{check_input, InputCheck, StatMemo};
+use crate::fsutil::Stamp;
 use crate::id::ObjectId;
-use crate::record::{Input, StoredPath, Variant};
+use crate::record::{Input, Variant};
+
+/// A stat stamp whose mtime or ctime is not older than this before the
+/// moment the content was hashed is never trusted: a later write within the
+/// same timestamp tick (1 s on ext4 with 128-byte inodes, FAT's 2 s, or the
+/// few ms a coarse kernel clock lags behind a precise one) would leave the
+/// stamp unchanged with different content. Such inputs are re-hashed on
+/// lookup until their stamp is old enough to be trusted.
+pub const RACY_NS: i128 = 2_000_000_000;
+
+/// The racy-clean rule: may `stamp`, observed with content hashed at
+/// `hashed_at_ns` (ns since the epoch), stand for that content later?
+pub fn stamp_trusted(stamp: &Stamp, hashed_at_ns: i128) -> bool {
+    let newest = i128::from(stamp.mtime_ns.max(stamp.ctime_ns));
+    newest + RACY_NS < hashed_at_ns
+}
+
+/// The stamp recorded for content whose stamp is not trusted: it never
+/// equals a real one, so the lookup always hashes.
+pub const UNKNOWN_STAMP: Stamp = Stamp {
+    size: u64::MAX,
+    mtime_ns: 0,
+    ctime_ns: 0,
+    ino: 0,
+};
 
 /// Answers "what is this code's hash now?" for `Input::Code`. The store does
 /// not know how code is hashed; its callers (the CLI, the Python package)
 /// pass the analyzer's answer in through this.
 pub trait CodeOracle {
     fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String>;
+
+    /// The digest of a context value (`Input::Context`: an environment
+    /// variable, the umask) now. `None`: unknown, which fails the input.
+    fn context(&self, _name: &str) -> Option<ObjectId> {
+        None
+    }
 }
 
 /// For callers that record no code inputs: every code input is a change.
@@ -45,13 +76,33 @@ pub struct Change {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeKind {
-    Modified { before: String, now: String },
+    Modified {
+        before: String,
+        now: String,
+    },
     Deleted,
     Appeared,
     Listing,
-    Code { before: String, now: Option<String> },
+    Code {
+        before: String,
+        now: Option<String>,
+    },
     Unreadable(String),
     OutputMissing,
+    /// What `stat` shows changed (`what`: e.g. "mode 644 -> 755").
+    Metadata(String),
+    /// A symlink now points elsewhere (or is no longer/now a symlink).
+    LinkTarget {
+        before: String,
+        now: String,
+    },
+    /// Resolving the path now fails differently (or succeeds).
+    Resolution {
+        before: String,
+        now: String,
+    },
+    /// A context value (environment variable, umask) differs.
+    Context,
 }
 
 impl fmt::Display for Miss {
@@ -101,6 +152,14 @@ impl fmt::Display for Change {
             ChangeKind::OutputMissing => {
                 write!(f, "a stored output of {s} is missing from the store")
             }
+            ChangeKind::Metadata(what) => write!(f, "{s} changed ({what})"),
+            ChangeKind::LinkTarget { before, now } => {
+                write!(f, "symlink {s} changed (target {before} -> {now})")
+            }
+            ChangeKind::Resolution { before, now } => {
+                write!(f, "looking up {s} now gives {now} (it gave {before})")
+            }
+            ChangeKind::Context => write!(f, "{s} differs"),
         }
     }
 }
@@ -119,22 +178,34 @@ pub(crate) enum Check {
     Fails(Change),
 }
 
-/// Hash of a directory listing: its sorted entry names, length-prefixed,
-/// leaving out `own`: the names the run itself writes or deletes there.
-/// Those are restored on a hit, so whether they exist beforehand must not
-/// decide the lookup (or deleting an output would make every later
-/// lookup a miss).
+/// Hash of a directory listing: its sorted entry names with their types
+/// (`find -type f` reads them from the listing), length-prefixed, leaving
+/// out `own`: the names the run itself writes or deletes there. Those are
+/// restored on a hit, so whether they exist beforehand must not decide the
+/// lookup (or deleting an output would make every later lookup a miss).
 pub fn dir_listing_hash(path: &Path, own: &HashSet<Vec<u8>>) -> std::io::Result<ObjectId> {
-    let mut names: Vec<Vec<u8>> = std::fs::read_dir(path)?
-        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
-        .filter(|name| name.as_ref().map_or(true, |n| !own.contains(n)))
-        .collect::<std::io::Result<_>>()?;
+    let mut names: Vec<(Vec<u8>, u8)> = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let name = entry.file_name().as_bytes().to_vec();
+        if own.contains(&name) {
+            continue;
+        }
+        // The type comes from the listing itself (d_type) on the common
+        // filesystems: no extra stat.
+        let kind = entry
+            .file_type()
+            .map(|t| crate::record::FileKind::of(t) as u8)
+            .unwrap_or(u8::MAX);
+        names.push((name, kind));
+    }
     names.sort_unstable();
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"casher.dir-listing.v1");
-    for name in names {
+    hasher.update(b"casher.dir-listing.v2");
+    for (name, kind) in names {
         hasher.update(&(name.len() as u64).to_le_bytes());
         hasher.update(&name);
+        hasher.update(&[kind]);
     }
     Ok(hasher.finalize().into())
 }
@@ -165,8 +236,10 @@ pub(crate) fn check_variant(variant: &Variant, oracle: &dyn CodeOracle) -> Check
     } else {
         HashMap::new()
     };
+    // One stat per path and link mode, shared by every input about it.
+    let mut memo = StatMemo::default();
     for (i, input) in variant.inputs.iter().enumerate() {
-        match check_input(input, oracle, &own) {
+        match check_input(input, oracle, &own, &mut memo) {
             InputCheck::Same => {}
             InputCheck::SameContentNewStamp(stamp) => {
                 let inputs = refreshed.get_or_insert_with(|| variant.inputs.clone());
@@ -178,102 +251,4 @@ pub(crate) fn check_variant(variant: &Variant, oracle: &dyn CodeOracle) -> Check
         }
     }
     Check::Holds { refreshed }
-}
-
-enum InputCheck {
-    Same,
-    SameContentNewStamp(Stamp),
-    Changed(Change),
-}
-
-fn changed(path: &StoredPath, kind: ChangeKind) -> InputCheck {
-    InputCheck::Changed(Change {
-        subject: path.display(),
-        kind,
-    })
-}
-
-fn check_input(
-    input: &Input,
-    oracle: &dyn CodeOracle,
-    own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
-) -> InputCheck {
-    match input {
-        Input::File { path, hash, stamp } => {
-            let p = path.path();
-            let meta = match std::fs::metadata(&p) {
-                Ok(meta) => meta,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return changed(path, ChangeKind::Deleted)
-                }
-                Err(e) => return changed(path, ChangeKind::Unreadable(e.to_string())),
-            };
-            let now = Stamp::of(&meta);
-            if now == *stamp {
-                return InputCheck::Same;
-            }
-            if meta.is_dir() {
-                return changed(
-                    path,
-                    ChangeKind::Unreadable("is now a directory".to_owned()),
-                );
-            }
-            if now.size != stamp.size {
-                let now_hash = hash_file(&p)
-                    .map(|(h, _)| ObjectId::from(h).hex())
-                    .unwrap_or_default();
-                return changed(
-                    path,
-                    ChangeKind::Modified {
-                        before: hash.hex(),
-                        now: now_hash,
-                    },
-                );
-            }
-            match hash_file(&p) {
-                Ok((h, _)) if ObjectId::from(h) == *hash => InputCheck::SameContentNewStamp(now),
-                Ok((h, _)) => changed(
-                    path,
-                    ChangeKind::Modified {
-                        before: hash.hex(),
-                        now: ObjectId::from(h).hex(),
-                    },
-                ),
-                Err(e) => changed(path, ChangeKind::Unreadable(e.to_string())),
-            }
-        }
-        // "Absent" means resolving the path finds nothing (a dangling
-        // symlink included), as the run's stat/open saw it.
-        Input::Absent { path } => match std::fs::metadata(path.path()) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => InputCheck::Same,
-            Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => InputCheck::Same,
-            _ => changed(path, ChangeKind::Appeared),
-        },
-        Input::Dir { path, hash } => match dir_listing_hash(
-            &path.path(),
-            own.get(&path.path()).unwrap_or(&HashSet::new()),
-        ) {
-            Ok(now) if now == *hash => InputCheck::Same,
-            Ok(_) => changed(path, ChangeKind::Listing),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                changed(path, ChangeKind::Deleted)
-            }
-            Err(e) => changed(path, ChangeKind::Unreadable(e.to_string())),
-        },
-        Input::Code { name, path, hash } => {
-            let p = path.as_ref().map(StoredPath::path);
-            let now = oracle.code_hash(name, p.as_deref());
-            if now.as_deref() == Some(hash.as_str()) {
-                InputCheck::Same
-            } else {
-                InputCheck::Changed(Change {
-                    subject: name.clone(),
-                    kind: ChangeKind::Code {
-                        before: hash.clone(),
-                        now,
-                    },
-                })
-            }
-        }
-    }
 }

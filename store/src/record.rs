@@ -16,8 +16,9 @@ use crate::id::ObjectId;
 
 /// Version of the variant record format. An unknown or older version is a
 /// miss, never an error.
-/// 3: the trailing checksum became a keyed MAC.
-pub const RECORD_FORMAT_VERSION: u32 = 3;
+/// 3: typed observations (metadata, links, listings, pre-write states).
+/// 4: the trailing checksum became a keyed MAC.
+pub const RECORD_FORMAT_VERSION: u32 = 4;
 const MAGIC: &[u8; 8] = b"CASHVAR\0";
 
 /// A path stored as raw bytes, so non-UTF-8 names survive.
@@ -48,8 +49,12 @@ pub enum Input {
         hash: ObjectId,
         stamp: Stamp,
     },
-    /// A path that was looked for and did not exist.
+    /// A path that was looked for and did not exist (following symlinks:
+    /// a dangling symlink is absent too).
     Absent { path: StoredPath },
+    /// No directory entry at all at this path, not even a dangling symlink
+    /// (what `lstat`, `mkdir` and `O_EXCL` see).
+    NoEntry { path: StoredPath },
     /// A directory that was listed: the hash of its sorted entry names.
     Dir { path: StoredPath, hash: ObjectId },
     /// Code: a module (or definition) and its normalized hash, checked by the
@@ -59,6 +64,114 @@ pub enum Input {
         path: Option<StoredPath>,
         hash: String,
     },
+    /// What a `stat`-like call revealed about a path (following symlinks
+    /// or not): only the fields that are `Some` were observed and must hold.
+    Meta {
+        path: StoredPath,
+        follow: bool,
+        meta: Meta,
+    },
+    /// What `readlink` (or following a symlink the run wrote through)
+    /// revealed: the link's target, or `None` for "exists, not a symlink".
+    Link {
+        path: StoredPath,
+        target: Option<StoredPath>,
+    },
+    /// Resolving the path failed with this errno (other than "absent"),
+    /// e.g. `EACCES` for a directory the user cannot search.
+    Fails { path: StoredPath, errno: i32 },
+    /// A path the run replaced without looking at it first (`O_TRUNC`):
+    /// the result is the same whether it was absent or a regular file with
+    /// this permission mode (which a truncating open keeps), so either holds.
+    Replaceable { path: StoredPath, mode: u32 },
+    /// Part of the invocation's context that is not a file (an environment
+    /// variable, the umask): a name and the digest of its value, checked
+    /// by the caller's [`crate::CodeOracle::context`].
+    Context { name: String, digest: ObjectId },
+}
+
+/// The type of a file, as `stat` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+}
+
+impl FileKind {
+    pub fn of(file_type: std::fs::FileType) -> Self {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_symlink() {
+            FileKind::Symlink
+        } else if file_type.is_dir() {
+            FileKind::Dir
+        } else if file_type.is_fifo() {
+            FileKind::Fifo
+        } else if file_type.is_socket() {
+            FileKind::Socket
+        } else if file_type.is_char_device() {
+            FileKind::CharDevice
+        } else if file_type.is_block_device() {
+            FileKind::BlockDevice
+        } else {
+            FileKind::File
+        }
+    }
+}
+
+/// The observed part of a `stat` result. The kind is always known; the
+/// other fields are `Some` only where the run could see them (the rule of
+/// which is in `casher-record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Meta {
+    pub kind: FileKind,
+    /// Permission bits (`0o7777`).
+    pub mode: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime_ns: Option<i64>,
+    /// Where the mtime must lie relative to the other mtimes the run saw
+    /// (for a path the run itself rewrote: see [`MtimeWindow`]).
+    pub mtime_window: Option<MtimeWindow>,
+    /// (uid, gid).
+    pub owner: Option<(u32, u32)>,
+}
+
+/// The mtime of a path the run looked at and then rewrote, kept as its
+/// order among the mtimes of the run's other inputs: what `make` compares.
+/// (An exact mtime would never hold again: the run's own write, or a hit's
+/// restore, gives the path a new one.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MtimeWindow {
+    /// The newest other mtime not newer than this one.
+    pub after: Option<i64>,
+    /// It was equal to `after`: it must still be.
+    pub equal: bool,
+    /// The oldest other mtime newer than this one.
+    pub before: Option<i64>,
+}
+
+impl MtimeWindow {
+    /// The window of `mtime` among `others` (sorted ascending).
+    pub fn of(mtime: i64, others: &[i64]) -> Self {
+        let split = others.partition_point(|&m| m <= mtime);
+        let after = split.checked_sub(1).map(|i| others[i]);
+        Self {
+            after,
+            equal: after == Some(mtime),
+            before: others.get(split).copied(),
+        }
+    }
+
+    pub fn holds(&self, mtime: i64) -> bool {
+        if self.equal {
+            return Some(mtime) == self.after;
+        }
+        self.after.is_none_or(|a| a < mtime) && self.before.is_none_or(|b| mtime < b)
+    }
 }
 
 /// An effect of the run on the filesystem.
@@ -254,6 +367,18 @@ mod tests {
             exit_code: 0,
             value: None,
         }
+    }
+
+    #[test]
+    fn mtime_windows_keep_the_order() {
+        let others = [10, 20, 30];
+        let w = MtimeWindow::of(25, &others);
+        assert!(w.holds(21) && w.holds(29) && !w.holds(20) && !w.holds(30));
+        let eq = MtimeWindow::of(20, &others);
+        assert!(eq.holds(20) && !eq.holds(21));
+        let newest = MtimeWindow::of(99, &others);
+        assert!(newest.holds(31) && newest.holds(1_000) && !newest.holds(30));
+        assert!(MtimeWindow::of(5, &[]).holds(0));
     }
 
     #[test]

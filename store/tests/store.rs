@@ -149,6 +149,11 @@ fn touched_but_identical_input_hits_and_refreshes_the_snapshot() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&input, "same").unwrap(); // new mtime, same content
+                                             // The racy-clean rule: a stamp is only trusted (and written back) once
+                                             // it is older than the filesystem's timestamp granularity.
+    std::thread::sleep(Duration::from_nanos(
+        casher_store::RACY_NS as u64 + 100_000_000,
+    ));
     let v = hit(&e.store, &k).expect("content unchanged: a hit");
     let Input::File { stamp, .. } = &v.inputs[0] else {
         panic!()

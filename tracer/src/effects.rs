@@ -1,36 +1,62 @@
-//! From a stream of observed file accesses to the run's net effect: which
-//! paths it depended on (inputs) and what it changed (outputs).
+//! From a stream of observed file accesses to what the run depended on and
+//! what it changed.
 //!
-//! - A path read, probed or listed before the run itself changed it is an
-//!   input. A path the run created and then read is not: it is its own output.
-//! - A path the run changed is an output with its final state: a temp file
-//!   renamed over a target yields only the target; a file created and deleted
-//!   yields nothing; a file that existed and was deleted is a deletion.
-//! - A file read and later overwritten is an input with its content from
-//!   before the first change (hashed at that moment).
+//! Every observation is kept with its *value at the time* (what `stat`
+//! returned, the link target, the content stamp), and only while the run
+//! had not yet changed that path itself: what a run sees of its own writes
+//! is not an input, but what it saw *before* its first write is, and is
+//! reported as such (a counter file read then rewritten, a config created
+//! only if missing).
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use crate::observe::{self, content_stamp, ContentStamp, Kind, Reveals, StatFacts};
 
 /// A path a traced program can probe to say "what I depended on starts
 /// here": everything recorded before (an interpreter's own start-up) is
 /// dropped. It is under `/dev/null`, so it never exists.
 pub const BEGIN_MARKER: &str = "/dev/null/.casher-begin";
 
-/// An input of the run, as observed.
+/// An input of the run: something it observed about a path before it
+/// changed that path (if it ever did).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObservedInput {
-    /// A file whose content mattered. `before` is its content hash from
-    /// before the run changed it (only for files the run read, then changed).
+    /// A file whose content was read. `before` is its content hash when it
+    /// was taken while the run was going (the run later changed the file,
+    /// or the file was modified too recently for its stat stamp to be
+    /// trusted); `None`: hash the file as it is now.
     File {
         path: PathBuf,
         before: Option<[u8; 32]>,
     },
-    /// A path looked for and not found.
+    /// A path looked for (following symlinks) and not found: nothing
+    /// there, or a dangling symlink.
     Absent { path: PathBuf },
+    /// No directory entry at all at this path (an `lstat` failed, or the
+    /// run created it): not even a dangling symlink.
+    NoEntry { path: PathBuf },
     /// A directory whose entries were listed.
     Dir { path: PathBuf },
+    /// What a `stat`-like call (following symlinks or not) returned, of
+    /// which `reveals` says how much the call showed.
+    Stat {
+        path: PathBuf,
+        follow: bool,
+        facts: StatFacts,
+        reveals: Reveals,
+    },
+    /// A symlink's target as `readlink` (or an open through it) saw it;
+    /// `None`: the path exists and is not a symlink.
+    Link {
+        path: PathBuf,
+        target: Option<PathBuf>,
+    },
+    /// Looking the path up failed with this errno (not "absent").
+    Fails { path: PathBuf, errno: i32 },
+    /// Truncated or created without being looked at first: the outcome is
+    /// the same whether it was absent or a regular file of this mode.
+    Replaceable { path: PathBuf, mode: u32 },
 }
 
 /// An output of the run: the final state of a path it changed.
@@ -45,45 +71,111 @@ pub enum ObservedOutput {
 /// The state of a path just before the run first changed it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Before {
-    existed: bool,
+    pub(crate) existed: bool,
+    pub(crate) hash: Option<[u8; 32]>,
+    /// `lstat` of the path then.
+    pub(crate) facts: Option<StatFacts>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Content {
+    stamp: ContentStamp,
+    /// Hashed at the first read (the file was recently modified).
     hash: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Default)]
-struct PathState {
-    read: bool,
-    probed_exists: bool,
-    probed_absent: bool,
+pub(crate) struct PathState {
+    content: Option<Content>,
+    /// `[lstat, stat]` results, with how much of them was revealed.
+    stat: [Option<(StatFacts, Reveals)>; 2],
+    link: Option<Option<PathBuf>>,
+    absent: bool,
+    no_entry: bool,
+    fails: Option<i32>,
     listed: bool,
-    mutated: bool,
+    replaceable: bool,
+    /// Order of the first and of the last change.
+    first_change: Option<u64>,
+    last_change: u64,
     before: Option<Before>,
+}
+
+impl PathState {
+    fn observed_before(&self) -> bool {
+        self.content.is_some()
+            || self.stat.iter().any(Option::is_some)
+            || self.link.is_some()
+            || self.absent
+            || self.no_entry
+            || self.fails.is_some()
+    }
 }
 
 #[derive(Default)]
 pub struct Recorder {
     ignore: Vec<PathBuf>,
+    allow_network: bool,
+    /// (device, inode) of descriptors inherited from casher's caller that
+    /// the command may reach through `/dev/fd/N` or `/proc/self/fd/N`.
+    inherited: Vec<(u64, u64)>,
     states: HashMap<PathBuf, PathState>,
     order: Vec<PathBuf>,
-}
-
-fn hash_file(path: &Path) -> Option<[u8; 32]> {
-    let mut hasher = blake3::Hasher::new();
-    // `read`, never a memory map: another process truncating the file
-    // meanwhile would kill us with SIGBUS (issue 13).
-    hasher.update_reader(std::fs::File::open(path).ok()?).ok()?;
-    Some(*hasher.finalize().as_bytes())
+    changes: u64,
+    problems: Vec<String>,
 }
 
 impl Recorder {
-    pub fn new(ignore: Vec<PathBuf>) -> Self {
+    pub fn new(ignore: Vec<PathBuf>, allow_network: bool, inherited: Vec<(u64, u64)>) -> Self {
         Self {
             ignore,
+            allow_network,
+            inherited,
             ..Self::default()
         }
     }
 
+    /// An open of `path` (a `/dev/fd/N`-like alias that stayed a kernel
+    /// view: a pipe, a socket, a terminal): is it a descriptor inherited
+    /// from the caller?
+    pub fn check_inherited(&mut self, path: &Path) {
+        if self.inherited.is_empty() || !(path.starts_with("/proc") || path.starts_with("/dev")) {
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if self.inherited.contains(&(meta.dev(), meta.ino())) {
+                self.problem(format!(
+                    "the command read {} (a descriptor inherited from its caller), whose data casher cannot record",
+                    path.display()
+                ));
+            }
+        }
+    }
+
+    /// A socket call reached `peer`.
+    pub fn socket(&mut self, peer: &crate::net::Peer, verb: &str) {
+        if !self.allow_network {
+            self.problem(peer.describe(verb));
+        }
+    }
+
+    /// Kernel and device views are not files (but `/dev/shm` is).
     pub fn ignored(&self, path: &Path) -> bool {
+        if path.starts_with("/dev/shm") {
+            return self
+                .ignore
+                .iter()
+                .any(|p| p.starts_with("/dev/shm") && path.starts_with(p));
+        }
         self.ignore.iter().any(|prefix| path.starts_with(prefix))
+    }
+
+    /// Says (once) why the run cannot be cached.
+    pub fn problem(&mut self, reason: String) {
+        if !self.problems.contains(&reason) {
+            self.problems.push(reason);
+        }
     }
 
     fn state(&mut self, path: &Path) -> Option<&mut PathState> {
@@ -96,31 +188,72 @@ impl Recorder {
         Some(self.states.entry(path.to_path_buf()).or_default())
     }
 
-    /// Content was read (open for reading, exec).
-    pub fn read(&mut self, path: &Path) {
-        if let Some(s) = self.state(path) {
-            if !s.mutated {
-                s.read = true;
-            }
+    /// State of a path the run has not changed yet (observations of a
+    /// path after the run's own first change are not inputs).
+    fn unchanged(&mut self, path: &Path) -> Option<&mut PathState> {
+        self.state(path).filter(|s| s.first_change.is_none())
+    }
+
+    /// Content read (open for reading, exec); `meta` is its `stat` now.
+    pub fn read(&mut self, path: &Path, meta: &std::fs::Metadata) {
+        let Some(s) = self.unchanged(path) else {
+            return;
+        };
+        if s.content.is_none() {
+            let stamp = content_stamp(meta);
+            let hash = if observe::recent(&stamp, observe::now_ns()) {
+                observe::hash_file(path)
+            } else {
+                None
+            };
+            s.content = Some(Content { stamp, hash });
         }
     }
 
-    /// A stat/access-like probe and its answer.
-    pub fn probe(&mut self, path: &Path, exists: bool) {
-        if path == Path::new(BEGIN_MARKER) {
+    /// A `stat`-like call returned `meta`.
+    pub fn stat(&mut self, path: &Path, follow: bool, meta: &std::fs::Metadata, reveals: Reveals) {
+        self.facts(path, follow, StatFacts::of(meta), reveals);
+    }
+
+    pub fn facts(&mut self, path: &Path, follow: bool, facts: StatFacts, reveals: Reveals) {
+        let Some(s) = self.unchanged(path) else {
+            return;
+        };
+        let slot = &mut s.stat[usize::from(follow)];
+        match slot {
+            Some((_, r)) => *r = (*r).max(reveals),
+            None => *slot = Some((facts, reveals)),
+        }
+    }
+
+    /// Looked up and not found; `follow`: by a lookup that follows a
+    /// final symlink (so a dangling one looks the same).
+    pub fn absent(&mut self, path: &Path, follow: bool) {
+        if path == Path::new(crate::BEGIN_MARKER) {
             self.states.clear();
             self.order.clear();
             return;
         }
-        if let Some(s) = self.state(path) {
-            if s.mutated {
-                return;
+        if let Some(s) = self.unchanged(path) {
+            if follow {
+                s.absent = true;
+            } else {
+                s.no_entry = true;
             }
-            if exists {
-                s.probed_exists = true;
-            } else if !s.probed_exists && !s.read {
-                s.probed_absent = true;
-            }
+        }
+    }
+
+    /// Looking the path up failed with `errno` (permission, loop, ...).
+    pub fn fails(&mut self, path: &Path, errno: i32) {
+        if let Some(s) = self.unchanged(path) {
+            s.fails.get_or_insert(errno);
+        }
+    }
+
+    /// `readlink` (or an open following a symlink) saw `target`.
+    pub fn link(&mut self, path: &Path, target: Option<PathBuf>) {
+        if let Some(s) = self.unchanged(path) {
+            s.link.get_or_insert(target);
         }
     }
 
@@ -130,157 +263,140 @@ impl Recorder {
         }
     }
 
-    /// Called before a system call that may change `path` runs: remembers
-    /// what was there (and its content, if the run read it before).
-    pub fn snapshot(&self, path: &Path) -> Option<Before> {
+    /// Opened a FIFO, socket or device the run did not create: what comes
+    /// through it is not a file we can record.
+    pub fn special(&mut self, path: &Path, kind: Kind) {
         if self.ignored(path) {
-            return None;
+            return;
         }
-        if let Some(s) = self.states.get(path) {
-            if let Some(before) = s.before {
-                return Some(before);
-            }
+        let created = self
+            .states
+            .get(path)
+            .is_some_and(|s| s.first_change.is_some());
+        if !created {
+            let what = match kind {
+                Kind::Fifo => "a FIFO",
+                Kind::Socket => "a socket",
+                _ => "a device",
+            };
+            self.problem(format!(
+                "the command opened {what} ({}), whose data casher cannot record",
+                path.display()
+            ));
         }
-        let meta = std::fs::symlink_metadata(path).ok();
-        let read_before = self.states.get(path).is_some_and(|s| s.read);
-        Some(Before {
-            existed: meta.is_some(),
-            hash: match meta {
-                Some(m) if m.is_file() && read_before => hash_file(path),
-                _ => None,
-            },
-        })
     }
 
-    /// For an open that both reads and changes (`O_RDWR`/`O_APPEND` without
-    /// `O_TRUNC`): the old content is an input.
-    pub fn snapshot_read(&self, path: &Path) -> Option<Before> {
-        let meta = std::fs::symlink_metadata(path).ok();
+    /// Called before a system call that may change `path` runs: what was
+    /// there, with its content when the run read it before or `read_too`
+    /// (the call itself uses the old content).
+    pub fn snapshot(&self, path: &Path, read_too: bool) -> Option<Before> {
         if self.ignored(path) {
             return None;
         }
-        if let Some(before) = self.states.get(path).and_then(|s| s.before) {
+        let state = self.states.get(path);
+        if let Some(before) = state.and_then(|s| s.before) {
             return Some(before);
         }
+        let meta = std::fs::symlink_metadata(path).ok();
+        let read_before = state.is_some_and(|s| s.content.is_some());
         Some(Before {
             existed: meta.is_some(),
-            hash: match meta {
-                Some(m) if m.is_file() => hash_file(path),
+            hash: match &meta {
+                Some(m) if m.is_file() && (read_before || read_too) => observe::hash_file(path),
                 _ => None,
             },
+            facts: meta.as_ref().map(StatFacts::of),
         })
     }
 
-    /// The change happened (the system call succeeded).
+    /// The change happened (the system call succeeded). With `also_read`,
+    /// the old content (and mode) of an existing file was an input.
     pub fn mutated(&mut self, path: &Path, before: Before, also_read: bool) {
-        if let Some(s) = self.state(path) {
-            if !s.mutated {
-                s.before = Some(before);
-                if also_read && before.existed {
-                    s.read = true;
+        if self.ignored(path) {
+            return;
+        }
+        self.changes += 1;
+        let seq = self.changes;
+        if also_read && before.existed {
+            if let Some(facts) = before.facts {
+                if facts.kind == Kind::File {
+                    self.facts(path, false, facts, Reveals::KindMode);
+                    if let Some(s) = self.unchanged(path) {
+                        if s.content.is_none() {
+                            s.content = Some(Content {
+                                stamp: (0, 0, 0, 0),
+                                hash: before.hash,
+                            });
+                        }
+                    }
                 }
             }
-            s.mutated = true;
+        }
+        let Some(s) = self.state(path) else {
+            return;
+        };
+        if s.first_change.is_none() {
+            s.before = Some(before);
+            s.first_change = Some(seq);
+        }
+        s.last_change = seq;
+    }
+
+    /// Truncated or created without looking first (`O_TRUNC`, `creat`).
+    pub fn replaced(&mut self, path: &Path) {
+        if let Some(s) = self.state(path) {
+            if s.first_change.is_none() && !s.observed_before() {
+                s.replaceable = true;
+            }
         }
     }
 
     /// The net effect, computed from the filesystem as the run left it.
-    /// Returns inputs, outputs and reasons the run cannot be cached.
-    pub fn finish(
-        self,
-        started_ns: i128,
-    ) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
-        let mut inputs = Vec::new();
-        let mut outputs = Vec::new();
-        let mut problems = Vec::new();
-        let changed_during_run = |meta: &std::fs::Metadata| {
-            let mtime = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-            let ctime = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
-            mtime >= started_ns || ctime >= started_ns
-        };
-        for path in self.order {
-            let Some(s) = self.states.get(&path) else {
-                continue;
-            };
-            if s.mutated {
-                let before = s.before.unwrap_or_default();
-                if s.read {
-                    inputs.push(ObservedInput::File {
-                        path: path.clone(),
-                        before: before.hash,
-                    });
-                }
-                match std::fs::symlink_metadata(&path) {
-                    Ok(meta) if meta.file_type().is_symlink() => {
-                        if let Ok(target) = std::fs::read_link(&path) {
-                            outputs.push(ObservedOutput::Symlink { path, target });
-                        }
-                    }
-                    Ok(meta) if meta.is_dir() => {
-                        if !before.existed {
-                            outputs.push(ObservedOutput::Dir { path });
-                        }
-                    }
-                    Ok(_) => outputs.push(ObservedOutput::File { path }),
-                    Err(_) if before.existed => outputs.push(ObservedOutput::Deleted { path }),
-                    Err(_) => {}
-                }
-                continue;
-            }
-            let meta = std::fs::metadata(&path);
-            if s.listed {
-                match &meta {
-                    Ok(m) if m.is_dir() => inputs.push(ObservedInput::Dir { path: path.clone() }),
-                    _ => problems.push(format!(
-                        "{} was removed while the command ran",
-                        path.display()
-                    )),
-                }
-            }
-            if s.read || s.probed_exists {
-                match &meta {
-                    Ok(m) if m.is_file() => {
-                        if changed_during_run(m) {
-                            problems
-                                .push(format!("{} changed while the command ran", path.display()));
-                        }
-                        inputs.push(ObservedInput::File { path, before: None });
-                    }
-                    Ok(_) => {}
-                    Err(_) => problems.push(format!(
-                        "{} was removed while the command ran",
-                        path.display()
-                    )),
-                }
-                continue;
-            }
-            if s.probed_absent {
-                if std::fs::metadata(&path).is_ok() {
-                    problems.push(format!(
-                        "{} appeared while the command ran (created outside the traced processes)",
-                        path.display()
-                    ));
-                } else {
-                    inputs.push(ObservedInput::Absent { path });
-                }
-            }
-        }
-        // Parents before children for creation, children before parents for deletion.
-        outputs.sort_by_key(output_order);
-        (inputs, outputs, problems)
+    /// Returns inputs, outputs (in the order the run produced them) and
+    /// reasons the run cannot be cached.
+    pub fn finish(self) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
+        crate::finish::finish(self.states, self.order, self.problems)
     }
 }
 
-fn output_order(o: &ObservedOutput) -> (u8, std::cmp::Reverse<usize>, PathBuf) {
-    match o {
-        ObservedOutput::Dir { path } => (0, std::cmp::Reverse(0), path.clone()),
-        ObservedOutput::File { path } | ObservedOutput::Symlink { path, .. } => {
-            (1, std::cmp::Reverse(0), path.clone())
-        }
-        ObservedOutput::Deleted { path } => (
-            2,
-            std::cmp::Reverse(path.components().count()),
-            path.clone(),
-        ),
+impl Content {
+    pub(crate) fn stamp(&self) -> ContentStamp {
+        self.stamp
+    }
+    pub(crate) fn hash(&self) -> Option<[u8; 32]> {
+        self.hash
+    }
+}
+
+impl PathState {
+    pub(crate) fn content(&self) -> Option<Content> {
+        self.content
+    }
+    pub(crate) fn stats(&self) -> [Option<(StatFacts, Reveals)>; 2] {
+        self.stat
+    }
+    pub(crate) fn link_target(&self) -> Option<&Option<PathBuf>> {
+        self.link.as_ref()
+    }
+    pub(crate) fn was_absent(&self) -> bool {
+        self.absent
+    }
+    pub(crate) fn had_no_entry(&self) -> bool {
+        self.no_entry
+    }
+    pub(crate) fn failed(&self) -> Option<i32> {
+        self.fails
+    }
+    pub(crate) fn was_listed(&self) -> bool {
+        self.listed
+    }
+    pub(crate) fn was_replaceable(&self) -> bool {
+        self.replaceable
+    }
+    pub(crate) fn changes(&self) -> Option<(u64, u64)> {
+        self.first_change.map(|first| (first, self.last_change))
+    }
+    pub(crate) fn before(&self) -> Before {
+        self.before.unwrap_or_default()
     }
 }

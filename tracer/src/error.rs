@@ -18,11 +18,44 @@ pub enum TraceError {
 
     /// The command could not be started (not found, not executable).
     #[error("cannot run {program}: {reason}")]
-    Spawn { program: String, reason: String },
+    Spawn {
+        program: String,
+        reason: String,
+        /// The `execve` errno, when that is what failed.
+        errno: Option<i32>,
+    },
 
     /// An operating-system call of the tracer itself failed.
     #[error("tracing failed: {0}")]
     Os(String),
+}
+
+impl TraceError {
+    /// The status a shell gives a command it could not start: 127 when it
+    /// was not found, 126 when it could not be executed.
+    pub fn shell_code(&self) -> Option<i32> {
+        match self {
+            TraceError::Spawn {
+                errno: Some(errno), ..
+            } => Some(if *errno == libc::ENOENT || *errno == libc::ENOTDIR {
+                127
+            } else {
+                126
+            }),
+            _ => None,
+        }
+    }
+
+    /// Tracing is impossible here (not a problem of the command): the
+    /// command can still run plainly.
+    pub fn refused(&self) -> bool {
+        matches!(
+            self,
+            TraceError::PtraceRefused(_)
+                | TraceError::SeccompRefused(_)
+                | TraceError::UnsupportedArch(_)
+        )
+    }
 }
 
 pub type Result<T, E = TraceError> = std::result::Result<T, E>;

@@ -58,7 +58,55 @@ pub const TRACED: &[i64] = &[
     libc::SYS_symlinkat,
     libc::SYS_truncate,
     libc::SYS_chdir,
+    libc::SYS_mknod,
+    libc::SYS_mknodat,
+    libc::SYS_chmod,
+    libc::SYS_fchmod,
+    libc::SYS_fchmodat,
+    libc::SYS_chown,
+    libc::SYS_fchown,
+    libc::SYS_lchown,
+    libc::SYS_fchownat,
+    libc::SYS_utime,
+    libc::SYS_utimes,
+    libc::SYS_utimensat,
+    libc::SYS_futimesat,
+    libc::SYS_open_by_handle_at,
+    libc::SYS_connect,
+    libc::SYS_bind,
 ];
+
+/// System calls that use a descriptor (argument index given), traced only
+/// for descriptors the command inherited from casher's caller: their data
+/// cannot be recorded, so using one makes the run uncacheable.
+pub const FD_CALLS: &[(i64, u32)] = &[
+    (libc::SYS_read, 0),
+    (libc::SYS_pread64, 0),
+    (libc::SYS_readv, 0),
+    (libc::SYS_preadv, 0),
+    (libc::SYS_preadv2, 0),
+    (libc::SYS_write, 0),
+    (libc::SYS_pwrite64, 0),
+    (libc::SYS_writev, 0),
+    (libc::SYS_pwritev, 0),
+    (libc::SYS_pwritev2, 0),
+    (libc::SYS_lseek, 0),
+    (libc::SYS_dup, 0),
+    (libc::SYS_dup2, 0),
+    (libc::SYS_dup3, 0),
+    (libc::SYS_fchdir, 0),
+    (libc::SYS_ftruncate, 0),
+    (libc::SYS_mmap, 4),
+    (libc::SYS_sendfile, 1),
+    (libc::SYS_splice, 0),
+    (libc::SYS_copy_file_range, 0),
+    (libc::SYS_recvfrom, 0),
+    (libc::SYS_recvmsg, 0),
+];
+
+/// More inherited descriptors than this cannot be watched (jump offsets in
+/// BPF are 8 bits): a run that inherits more is not cached.
+pub const MAX_WATCHED_FDS: usize = 32;
 
 fn stmt(code: u16, k: u32) -> libc::sock_filter {
     libc::sock_filter {
@@ -74,8 +122,9 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
 }
 
 /// Builds the program. With `trace_stdin_reads`, `read(0, ...)` stops too
-/// (used when stdin is a terminal: reading it makes a run uncacheable).
-pub fn program(trace_stdin_reads: bool) -> Vec<libc::sock_filter> {
+/// (used when stdin is a terminal: reading it makes a run uncacheable);
+/// every call of [`FD_CALLS`] on one of `inherited` stops too.
+pub fn program(trace_stdin_reads: bool, inherited: &[i32]) -> Vec<libc::sock_filter> {
     let mut p = vec![
         stmt(BPF_LD_W_ABS, OFF_ARCH),
         // Another ABI: trace everything, so the tracer sees it.
@@ -103,10 +152,23 @@ pub fn program(trace_stdin_reads: bool) -> Vec<libc::sock_filter> {
     // programs fall back to ordinary system calls.
     p.push(jump(BPF_JEQ_K, libc::SYS_io_uring_setup as u32, 0, 1));
     p.push(stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32));
-    if trace_stdin_reads {
-        p.push(jump(BPF_JEQ_K, libc::SYS_read as u32, 0, 3));
-        p.push(stmt(BPF_LD_W_ABS, OFF_ARG0));
-        p.push(jump(BPF_JEQ_K, 0, 0, 1));
+    for &(nr, arg) in FD_CALLS {
+        let mut fds: Vec<u32> = inherited.iter().map(|&fd| fd as u32).collect();
+        if trace_stdin_reads && nr == libc::SYS_read {
+            fds.push(0);
+        }
+        fds.truncate(MAX_WATCHED_FDS);
+        if fds.is_empty() {
+            continue;
+        }
+        // if nr == X { load arg; if arg == fd1 || ... { TRACE } ALLOW }
+        let n = fds.len() as u8;
+        p.push(jump(BPF_JEQ_K, nr as u32, 0, n + 3));
+        p.push(stmt(BPF_LD_W_ABS, OFF_ARG0 + 8 * arg));
+        for (i, fd) in fds.iter().enumerate() {
+            p.push(jump(BPF_JEQ_K, *fd, n - i as u8, 0));
+        }
+        p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));
         p.push(stmt(BPF_RET_K, SECCOMP_RET_TRACE));
     }
     p.push(stmt(BPF_RET_K, SECCOMP_RET_ALLOW));

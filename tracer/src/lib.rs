@@ -10,7 +10,11 @@ mod effects;
 mod error;
 mod exec;
 mod filter;
+mod finish;
+mod inherited;
 mod memory;
+mod net;
+mod observe;
 mod paths;
 mod spawn;
 mod stdio;
@@ -23,13 +27,16 @@ use std::path::PathBuf;
 
 pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
+pub use inherited::traced_by_another_process;
+pub use observe::{hash_file, Kind, Reveals, StatFacts, RECENT_NS};
 pub use stdio::{Chunk, OutputSink, Spilled, Stream};
 pub use tracer::Exit;
 
 use crate::spawn::{ChildFailure, ChildStdio};
 
-/// Prefixes that are never inputs or outputs: kernel and device views.
-pub const DEFAULT_IGNORED: &[&str] = &["/proc", "/dev", "/sys", "/run"];
+/// Prefixes that are never inputs or outputs: kernel and device views
+/// (`/dev/shm`, which holds ordinary files, is not ignored).
+pub const DEFAULT_IGNORED: &[&str] = &["/proc", "/dev", "/sys"];
 
 /// What to run and how.
 #[derive(Debug, Clone)]
@@ -52,6 +59,23 @@ pub struct TraceConfig {
     pub pin: bool,
     /// Forward output here instead of to our own stdout/stderr.
     pub sink: Option<OutputSink>,
+    /// Cache runs that connect to sockets or the network (the user vouches
+    /// that what comes back does not change).
+    pub allow_network: bool,
+    /// Called once if the command's main process exits while processes it
+    /// started still run (a daemon, `sleep 5 &`): a shell would return now.
+    /// Tracing goes on until they exit; such a run is never cacheable.
+    pub on_main_exit: Option<MainExit>,
+}
+
+/// See [`TraceConfig::on_main_exit`].
+#[derive(Clone)]
+pub struct MainExit(pub std::sync::Arc<dyn Fn(Exit) + Send + Sync>);
+
+impl std::fmt::Debug for MainExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MainExit")
+    }
 }
 
 /// Everything a traced run left behind.
@@ -65,20 +89,14 @@ pub struct TraceReport {
     pub uncacheable: Vec<String>,
 }
 
-fn now_ns() -> i128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i128)
-        .unwrap_or(0)
-}
-
 /// Runs `config.argv` traced.
 pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(TraceError::UnsupportedArch(std::env::consts::ARCH));
     }
-    let started = now_ns();
-    let filter = filter::program(config.stdin_is_tty && config.stdin_data.is_none());
+    let tty_stdin = config.stdin_is_tty && config.stdin_data.is_none();
+    let inherited = inherited::descriptors(tty_stdin);
+    let filter = filter::program(tty_stdin, &inherited.fds);
     let capture = stdio::Capture::default();
     let (out_read, out_write) = spawn::pipe()?;
     let (err_pipe, err_write): (Option<OwnedFd>, Option<OwnedFd>) = if config.merge_stdio {
@@ -114,10 +132,10 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         out_read,
         Stream::Stdout,
         config.forward,
-        config.sink.clone(),
+        forward_sink(config, 1),
     )];
     if let Some(err) = err_pipe {
-        pumps.push(capture.pump(err, Stream::Stderr, config.forward, config.sink.clone()));
+        pumps.push(capture.pump(err, Stream::Stderr, config.forward, forward_sink(config, 2)));
     }
     let feeder = stdin_write.zip(config.stdin_data.clone()).map(|(w, data)| {
         std::thread::spawn(move || {
@@ -138,8 +156,15 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
             .map(PathBuf::from)
             .chain(config.ignore.iter().cloned())
             .collect(),
+        config.allow_network,
+        inherited.identities,
     );
-    let outcome = tracer::run(spawned.pid, &mut recorder)?;
+    if inherited.too_many {
+        recorder.problem(
+            "the command inherited too many open descriptors from its caller to watch".to_owned(),
+        );
+    }
+    let outcome = tracer::run(spawned.pid, &mut recorder, config.on_main_exit.as_ref())?;
     for pump in pumps {
         let _ = pump.join();
     }
@@ -151,7 +176,7 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
             return Err(describe(failure, &program));
         }
     }
-    let (inputs, outputs, mut uncacheable) = recorder.finish(started);
+    let (inputs, outputs, mut uncacheable) = recorder.finish();
     uncacheable.extend(outcome.uncacheable);
     Ok(TraceReport {
         exit: outcome.exit,
@@ -160,6 +185,32 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         stdio: capture.take(),
         uncacheable,
     })
+}
+
+/// Where a pump forwards output. When the caller may let go of the run
+/// at the main process's exit (`on_main_exit`), each pump forwards through
+/// its own duplicate of our stdout/stderr, closed when the pump ends: the
+/// caller may then close its own, and whoever reads our output sees its end
+/// as soon as the command's processes have all closed theirs.
+fn forward_sink(config: &TraceConfig, fd: i32) -> Option<OutputSink> {
+    if config.sink.is_some() || !config.forward || config.on_main_exit.is_none() {
+        return config.sink.clone();
+    }
+    // SAFETY: duplicates a descriptor we hold; the new one is ours.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+    if dup < 0 {
+        return None;
+    }
+    use std::os::fd::FromRawFd;
+    // SAFETY: `dup` is a fresh descriptor owned by nothing else.
+    let file = std::sync::Mutex::new(unsafe { std::fs::File::from_raw_fd(dup) });
+    Some(OutputSink(std::sync::Arc::new(move |_, data: &[u8]| {
+        use std::io::Write;
+        if let Ok(mut f) = file.lock() {
+            // A closed reader must not stop the capture.
+            let _ = f.write_all(data);
+        }
+    })))
 }
 
 fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {
@@ -177,6 +228,7 @@ fn describe(failure: ChildFailure, program: &str) -> TraceError {
         ChildFailure::Exec(e) => TraceError::Spawn {
             program: program.to_owned(),
             reason: text(e),
+            errno: Some(e),
         },
     }
 }

@@ -55,3 +55,10 @@ pub fn read_u64(pid: i32, addr: u64) -> Option<u64> {
     let mut buf = [0u8; 8];
     (read_at(pid, addr, &mut buf) == 8).then(|| u64::from_le_bytes(buf))
 }
+
+/// `len` bytes at `addr` (a small struct such as a `sockaddr`); `None`
+/// when fewer could be read.
+pub fn read_bytes(pid: i32, addr: u64, len: usize) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; len];
+    (read_at(pid, addr, &mut buf) == len).then_some(buf)
+}

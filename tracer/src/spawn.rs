@@ -60,11 +60,13 @@ pub fn spawn(
                 .map(|a| a.to_string_lossy().into_owned())
                 .unwrap_or_default(),
             reason: "an argument contains a NUL byte".to_owned(),
+            errno: None,
         })?;
     let Some(program) = c_argv.first() else {
         return Err(TraceError::Spawn {
             program: String::new(),
             reason: "no command given".to_owned(),
+            errno: None,
         });
     };
     let mut c_ptrs: Vec<*const libc::c_char> = c_argv.iter().map(|a| a.as_ptr()).collect();

@@ -1,24 +1,58 @@
 //! What each traced system call means for the filesystem, decoded at its
-//! entry stop; the effect is recorded at its exit stop, once its result is
-//! known.
+//! entry stop. Calls that only look are recorded right there (what they
+//! will find is read by the tracer while the thread is stopped); calls that
+//! change something, or whose result matters (`connect`), wait for their
+//! exit stop.
 
 use std::path::PathBuf;
 
 use crate::effects::{Before, Recorder};
 use crate::memory::{read_cstring, read_u64};
-use crate::paths::{fd_path, resolve};
+use crate::net::{peer, Peer};
+use crate::observe::{Kind, Reveals, StatFacts};
+use crate::paths::{absolute, fd_path, resolve};
+
+/// What a path-changing call does to a path, which decides what about its
+/// earlier state the call's success reveals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Succeeds only if the path was absent (`mkdir`, `symlink`, `link`).
+    Create,
+    /// Succeeds only if it existed (`unlink`, `rmdir`, rename's source).
+    Remove,
+    /// Replaced whatever was there (rename's target).
+    Replace,
+    /// Changed in place: the old content and mode carry over (`chmod`,
+    /// `truncate`, `utimensat`, `chown`).
+    Change,
+}
+
+/// How a probe looks at its path.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    Stat {
+        follow: bool,
+    },
+    /// `access`, `chdir`: type and permissions.
+    Access,
+    Readlink,
+}
 
 /// An entry decoded, waiting for its result.
 #[derive(Debug)]
 pub enum Pending {
-    Open {
+    OpenWrite {
         path: PathBuf,
-        write: bool,
-        read_too: bool,
+        flags: u64,
         before: Option<Before>,
+    },
+    Read {
+        path: PathBuf,
+        flags: u64,
     },
     Probe {
         path: PathBuf,
+        how: Probe,
     },
     List {
         path: PathBuf,
@@ -26,10 +60,16 @@ pub enum Pending {
     Exec {
         path: PathBuf,
     },
-    /// Changes to `paths` (rename: both old and new).
     Mutate {
-        paths: Vec<(PathBuf, Option<Before>)>,
+        paths: Vec<(PathBuf, Option<Before>, Role)>,
     },
+    /// A socket call; `verb` says what it did.
+    Socket {
+        peer: Peer,
+        verb: &'static str,
+    },
+    /// Never cacheable, whatever the result.
+    Refuse(String),
     /// `read(0, ...)` on a terminal stdin.
     StdinRead,
     Nothing,
@@ -39,76 +79,142 @@ const O_ACCMODE: u64 = 0o3;
 const O_WRONLY: u64 = 0o1;
 const O_RDWR: u64 = 0o2;
 const O_CREAT: u64 = 0o100;
+const O_EXCL: u64 = 0o200;
 const O_TRUNC: u64 = 0o1000;
-const O_APPEND: u64 = 0o2000;
-const AT_REMOVEDIR: u64 = 0x200;
+const O_NOFOLLOW: u64 = 0o400000;
+const O_DIRECTORY: u64 = 0o200000;
+const O_PATH: u64 = 0o10000000;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const RESOLVE_CACHED: u64 = 0x20;
+const RENAME_NOREPLACE: u64 = 1;
+
+const CWD: i64 = libc::AT_FDCWD as i64;
 
 fn path_arg(tid: i32, dirfd: i64, addr: u64) -> Option<PathBuf> {
     let raw = read_cstring(tid, addr)?;
     resolve(tid, dirfd, &raw)
 }
 
-fn open(rec: &Recorder, path: Option<PathBuf>, flags: u64) -> Pending {
+/// A call that follows a final symlink acts on the link's target: the
+/// link is an input (re-pointing it changes what a plain run writes) and
+/// the target is what changes.
+fn through_symlink(rec: &mut Recorder, path: PathBuf) -> PathBuf {
+    // `/dev/stdout` and friends: resolving them here would name *our*
+    // descriptors, not the command's.
+    if rec.ignored(&path) {
+        return path;
+    }
+    let Ok(meta) = std::fs::symlink_metadata(&path) else {
+        return path;
+    };
+    if !meta.file_type().is_symlink() {
+        return path;
+    }
+    let Ok(target) = std::fs::read_link(&path) else {
+        return path;
+    };
+    rec.link(&path, Some(target.clone()));
+    if let Ok(real) = std::fs::canonicalize(&path) {
+        return real;
+    }
+    // Dangling: `O_CREAT` creates the target.
+    absolute(path.parent(), target.as_os_str()).unwrap_or(path)
+}
+
+fn open(rec: &mut Recorder, path: Option<PathBuf>, flags: u64) -> Pending {
     let Some(path) = path else {
         return Pending::Nothing;
     };
     let access = flags & O_ACCMODE;
     let write = access == O_WRONLY || access == O_RDWR || flags & (O_CREAT | O_TRUNC) != 0;
-    // Reading the old content: O_RDWR without O_TRUNC, or appending.
-    let read_too = write && flags & O_TRUNC == 0 && (access == O_RDWR || flags & O_APPEND != 0);
-    let before = match (write, read_too) {
-        (true, true) => rec.snapshot_read(&path),
-        (true, false) => rec.snapshot(&path),
-        _ => None,
+    if !write {
+        return Pending::Read { path, flags };
+    }
+    let path = if flags & O_NOFOLLOW == 0 {
+        through_symlink(rec, path)
+    } else {
+        path
     };
-    Pending::Open {
+    let before = rec.snapshot(&path, flags & O_TRUNC == 0);
+    Pending::OpenWrite {
         path,
-        write,
-        read_too,
+        flags,
         before,
     }
 }
 
-fn mutate(rec: &Recorder, paths: Vec<Option<PathBuf>>) -> Pending {
+fn mutate(rec: &mut Recorder, paths: Vec<(Option<PathBuf>, Role)>) -> Pending {
     Pending::Mutate {
         paths: paths
             .into_iter()
-            .flatten()
-            .map(|p| {
-                let before = rec.snapshot(&p);
-                (p, before)
+            .filter_map(|(p, role)| p.map(|p| (p, role)))
+            .map(|(p, role)| {
+                let p = if role == Role::Change {
+                    through_symlink(rec, p)
+                } else {
+                    p
+                };
+                let before = rec.snapshot(&p, role == Role::Change);
+                (p, before, role)
             })
             .collect(),
     }
 }
 
-const CWD: i64 = libc::AT_FDCWD as i64;
+fn probe(path: Option<PathBuf>, how: Probe) -> Pending {
+    path.map_or(Pending::Nothing, |path| Pending::Probe { path, how })
+}
+
+fn socket(tid: i32, addr: u64, len: u64, verb: &'static str) -> Pending {
+    match peer(tid, addr, len) {
+        Some(peer) => Pending::Socket { peer, verb },
+        None => Pending::Nothing,
+    }
+}
 
 /// Decodes a system-call entry of thread `tid`.
-pub fn decode(rec: &Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
+pub fn decode(rec: &mut Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
     let fd = |i: usize| a[i] as i32 as i64;
+    let nofollow = |flags: u64| flags & AT_SYMLINK_NOFOLLOW != 0;
     match nr {
         libc::SYS_open => open(rec, path_arg(tid, CWD, a[0]), a[1]),
         libc::SYS_openat => open(rec, path_arg(tid, fd(0), a[1]), a[2]),
         libc::SYS_openat2 => {
             let flags = read_u64(tid, a[2]).unwrap_or(0);
+            let resolve_flags = read_u64(tid, a[2] + 16).unwrap_or(0);
+            if resolve_flags & !RESOLVE_CACHED != 0 {
+                return Pending::Refuse(
+                    "the command opened a file with openat2 RESOLVE_* restrictions, which casher does not model"
+                        .to_owned(),
+                );
+            }
             open(rec, path_arg(tid, fd(0), a[1]), flags)
         }
         libc::SYS_creat => open(rec, path_arg(tid, CWD, a[0]), O_CREAT | O_WRONLY | O_TRUNC),
-        libc::SYS_stat
-        | libc::SYS_lstat
-        | libc::SYS_access
-        | libc::SYS_readlink
-        | libc::SYS_chdir => {
-            path_arg(tid, CWD, a[0]).map_or(Pending::Nothing, |path| Pending::Probe { path })
+        libc::SYS_open_by_handle_at => Pending::Refuse(
+            "the command opened a file by handle (open_by_handle_at), which casher cannot trace"
+                .to_owned(),
+        ),
+        libc::SYS_stat => probe(path_arg(tid, CWD, a[0]), Probe::Stat { follow: true }),
+        libc::SYS_lstat => probe(path_arg(tid, CWD, a[0]), Probe::Stat { follow: false }),
+        libc::SYS_newfstatat => probe(
+            path_arg(tid, fd(0), a[1]),
+            Probe::Stat {
+                follow: !nofollow(a[3]),
+            },
+        ),
+        libc::SYS_statx => probe(
+            path_arg(tid, fd(0), a[1]),
+            Probe::Stat {
+                follow: !nofollow(a[2]),
+            },
+        ),
+        libc::SYS_access | libc::SYS_chdir => probe(path_arg(tid, CWD, a[0]), Probe::Access),
+        libc::SYS_faccessat | libc::SYS_faccessat2 => {
+            probe(path_arg(tid, fd(0), a[1]), Probe::Access)
         }
-        libc::SYS_newfstatat
-        | libc::SYS_statx
-        | libc::SYS_faccessat
-        | libc::SYS_faccessat2
-        | libc::SYS_readlinkat => {
-            path_arg(tid, fd(0), a[1]).map_or(Pending::Nothing, |path| Pending::Probe { path })
-        }
+        libc::SYS_readlink => probe(path_arg(tid, CWD, a[0]), Probe::Readlink),
+        libc::SYS_readlinkat => probe(path_arg(tid, fd(0), a[1]), Probe::Readlink),
         libc::SYS_getdents | libc::SYS_getdents64 => {
             fd_path(tid, fd(0)).map_or(Pending::Nothing, |path| Pending::List { path })
         }
@@ -120,132 +226,270 @@ pub fn decode(rec: &Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
         }
         libc::SYS_rename => mutate(
             rec,
-            vec![path_arg(tid, CWD, a[0]), path_arg(tid, CWD, a[1])],
+            vec![
+                (path_arg(tid, CWD, a[0]), Role::Remove),
+                (path_arg(tid, CWD, a[1]), Role::Replace),
+            ],
         ),
-        libc::SYS_renameat | libc::SYS_renameat2 => mutate(
-            rec,
-            vec![path_arg(tid, fd(0), a[1]), path_arg(tid, fd(2), a[3])],
-        ),
-        libc::SYS_unlink | libc::SYS_rmdir | libc::SYS_mkdir | libc::SYS_truncate => {
-            mutate(rec, vec![path_arg(tid, CWD, a[0])])
+        libc::SYS_renameat | libc::SYS_renameat2 => {
+            let flags = if nr == libc::SYS_renameat2 { a[4] } else { 0 };
+            let target = if flags & RENAME_NOREPLACE != 0 {
+                Role::Create
+            } else if flags != 0 {
+                // RENAME_EXCHANGE: both must exist.
+                Role::Remove
+            } else {
+                Role::Replace
+            };
+            mutate(
+                rec,
+                vec![
+                    (path_arg(tid, fd(0), a[1]), Role::Remove),
+                    (path_arg(tid, fd(2), a[3]), target),
+                ],
+            )
         }
-        libc::SYS_unlinkat => {
-            let _ = a[2] & AT_REMOVEDIR;
-            mutate(rec, vec![path_arg(tid, fd(0), a[1])])
+        libc::SYS_unlink | libc::SYS_rmdir => {
+            mutate(rec, vec![(path_arg(tid, CWD, a[0]), Role::Remove)])
         }
-        libc::SYS_mkdirat => mutate(rec, vec![path_arg(tid, fd(0), a[1])]),
-        libc::SYS_link => mutate(rec, vec![path_arg(tid, CWD, a[1])]),
-        libc::SYS_linkat => mutate(rec, vec![path_arg(tid, fd(2), a[3])]),
-        libc::SYS_symlink => mutate(rec, vec![path_arg(tid, CWD, a[1])]),
-        libc::SYS_symlinkat => mutate(rec, vec![path_arg(tid, fd(1), a[2])]),
+        libc::SYS_unlinkat => mutate(rec, vec![(path_arg(tid, fd(0), a[1]), Role::Remove)]),
+        libc::SYS_mkdir | libc::SYS_mknod => {
+            mutate(rec, vec![(path_arg(tid, CWD, a[0]), Role::Create)])
+        }
+        libc::SYS_mkdirat | libc::SYS_mknodat => {
+            mutate(rec, vec![(path_arg(tid, fd(0), a[1]), Role::Create)])
+        }
+        libc::SYS_link => mutate(rec, vec![(path_arg(tid, CWD, a[1]), Role::Create)]),
+        libc::SYS_linkat => mutate(rec, vec![(path_arg(tid, fd(2), a[3]), Role::Create)]),
+        libc::SYS_symlink => mutate(rec, vec![(path_arg(tid, CWD, a[1]), Role::Create)]),
+        libc::SYS_symlinkat => mutate(rec, vec![(path_arg(tid, fd(1), a[2]), Role::Create)]),
+        libc::SYS_truncate
+        | libc::SYS_chmod
+        | libc::SYS_chown
+        | libc::SYS_utime
+        | libc::SYS_utimes => mutate(rec, vec![(path_arg(tid, CWD, a[0]), Role::Change)]),
+        libc::SYS_lchown => {
+            let path = path_arg(tid, CWD, a[0]);
+            let before = path.as_ref().and_then(|p| rec.snapshot(p, true));
+            Pending::Mutate {
+                paths: path.map(|p| (p, before, Role::Change)).into_iter().collect(),
+            }
+        }
+        libc::SYS_fchmodat | libc::SYS_fchownat | libc::SYS_futimesat => {
+            mutate(rec, vec![(path_arg(tid, fd(0), a[1]), Role::Change)])
+        }
+        libc::SYS_utimensat => {
+            // A NULL path is `futimens(fd)`.
+            let path = if a[1] == 0 {
+                fd_path(tid, fd(0))
+            } else {
+                path_arg(tid, fd(0), a[1])
+            };
+            mutate(rec, vec![(path, Role::Change)])
+        }
+        libc::SYS_fchmod | libc::SYS_fchown => {
+            mutate(rec, vec![(fd_path(tid, fd(0)), Role::Change)])
+        }
+        libc::SYS_connect => socket(tid, a[1], a[2], "connected to"),
+        libc::SYS_bind => socket(tid, a[1], a[2], "listened on"),
+        libc::SYS_sendto => socket(tid, a[4], a[5], "sent data to"),
         libc::SYS_read if a[0] == 0 => Pending::StdinRead,
+        _ if crate::filter::FD_CALLS.iter().any(|(n, _)| *n == nr) => Pending::Refuse(format!(
+            "the command used a file descriptor it inherited from its caller (system call {nr}), whose data casher cannot record"
+        )),
         _ => Pending::Nothing,
     }
 }
 
 impl Pending {
-    /// Only calls that change the filesystem wait for their result: for
-    /// everything else, what the call will find is read here, at entry,
-    /// which halves the stops (a later change by an untraced process is
-    /// caught by the end-of-run check that inputs are older than the run).
+    /// Only calls that change the filesystem, or whose success matters,
+    /// wait for their result: for everything else, what the call will find
+    /// is read at entry, which halves the stops (a later change by an
+    /// untraced process is caught by the end-of-run checks).
     pub fn needs_exit(&self) -> bool {
         matches!(
             self,
-            Pending::Open { write: true, .. } | Pending::Mutate { .. }
+            Pending::OpenWrite { .. } | Pending::Mutate { .. } | Pending::Socket { .. }
         )
     }
 }
 
-/// Records a call that does not change anything, at its entry.
-pub fn complete_at_entry(rec: &mut Recorder, pending: Pending) -> Option<&'static str> {
-    let exists = |path: &std::path::Path| std::fs::metadata(path).is_ok();
-    let result = |ok: bool| {
-        if ok {
-            (true, 0)
-        } else {
-            (false, i64::from(libc::ENOENT))
-        }
+fn is_absent(errno: i32) -> bool {
+    errno == libc::ENOENT || errno == libc::ENOTDIR
+}
+
+/// Records what a lookup of `path` finds now (at a call's entry).
+fn look(rec: &mut Recorder, path: &std::path::Path, follow: bool) -> Option<std::fs::Metadata> {
+    let result = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
     };
-    match &pending {
-        Pending::Open { path, .. } | Pending::Probe { path } | Pending::Exec { path } => {
-            let (ok, errno) = result(exists(path));
-            complete(rec, pending, ok, errno)
+    match result {
+        Ok(meta) => Some(meta),
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(libc::EIO);
+            if is_absent(errno) {
+                rec.absent(path, follow);
+            } else {
+                rec.fails(path, errno);
+            }
+            None
         }
-        Pending::List { .. } | Pending::StdinRead => complete(rec, pending, true, 0),
-        Pending::Mutate { .. } | Pending::Nothing => None,
     }
 }
 
-/// Records the effect of a completed call. `ok` is false when it failed
-/// with `errno` (`ENOENT`/`ENOTDIR` are "not there", an input too).
-pub fn complete(
-    rec: &mut Recorder,
-    pending: Pending,
-    ok: bool,
-    errno: i64,
-) -> Option<&'static str> {
-    let missing = !ok && (errno == i64::from(libc::ENOENT) || errno == i64::from(libc::ENOTDIR));
+/// Records a call that does not change anything, at its entry.
+pub fn complete_at_entry(rec: &mut Recorder, pending: Pending) {
     match pending {
-        Pending::Open {
-            path,
-            write,
-            read_too,
-            before,
-        } => {
-            if ok && write {
-                if let Some(before) = before {
-                    rec.mutated(&path, before, read_too);
+        Pending::Read { path, flags } => {
+            rec.check_inherited(&path);
+            let Some(meta) = look(rec, &path, flags & O_NOFOLLOW == 0) else {
+                return;
+            };
+            let facts = StatFacts::of(&meta);
+            // `O_PATH` reads nothing; `O_DIRECTORY` on a non-directory fails:
+            // either way only the type was seen.
+            if flags & O_PATH != 0 || (flags & O_DIRECTORY != 0 && facts.kind != Kind::Dir) {
+                rec.facts(&path, flags & O_NOFOLLOW == 0, facts, Reveals::Kind);
+                return;
+            }
+            match facts.kind {
+                Kind::File => rec.read(&path, &meta),
+                Kind::Dir => rec.facts(&path, true, facts, Reveals::KindMode),
+                Kind::Symlink => rec.facts(&path, false, facts, Reveals::Kind),
+                other => rec.special(&path, other),
+            }
+        }
+        Pending::Probe { path, how } => match how {
+            Probe::Stat { follow } => {
+                if let Some(meta) = look(rec, &path, follow) {
+                    rec.stat(&path, follow, &meta, Reveals::All);
                 }
-            } else if ok {
-                rec.read(&path);
-            } else if missing {
-                rec.probe(&path, false);
             }
-        }
-        Pending::Probe { path } => {
-            if ok {
-                rec.probe(&path, true);
-            } else if missing {
-                rec.probe(&path, false);
+            Probe::Access => {
+                if let Some(meta) = look(rec, &path, true) {
+                    rec.stat(&path, true, &meta, Reveals::KindMode);
+                }
             }
-        }
-        Pending::List { path } => {
-            if ok {
-                rec.listed(&path);
+            Probe::Readlink => {
+                if let Some(meta) = look(rec, &path, false) {
+                    let target = meta
+                        .file_type()
+                        .is_symlink()
+                        .then(|| std::fs::read_link(&path).ok())
+                        .flatten();
+                    rec.link(&path, target);
+                }
             }
-        }
+        },
+        Pending::List { path } => rec.listed(&path),
         Pending::Exec { path } => {
-            if ok {
-                // The kernel also reads the `#!` interpreter and the ELF
-                // loader, with no open() we could see.
-                let script_interpreter = crate::exec::shebang(&path);
-                let binary = script_interpreter.clone().unwrap_or_else(|| path.clone());
-                rec.read(&path);
-                if let Some(interpreter) = &script_interpreter {
-                    rec.read(interpreter);
-                }
-                if let Some(loader) = crate::exec::elf_interpreter(&binary) {
-                    rec.read(&loader);
-                }
-            } else if missing {
-                rec.probe(&path, false);
+            let Some(meta) = look(rec, &path, true) else {
+                return;
+            };
+            // Whether exec works depends on the mode too.
+            rec.stat(&path, true, &meta, Reveals::KindMode);
+            if !meta.is_file() {
+                return;
             }
-        }
-        Pending::Mutate { paths } => {
-            if ok {
-                for (path, before) in paths {
-                    if let Some(before) = before {
-                        rec.mutated(&path, before, false);
+            rec.read(&path, &meta);
+            // The kernel also reads the `#!` interpreter and the ELF
+            // loader, with no open() we could see.
+            let script_interpreter = crate::exec::shebang(&path);
+            let binary = script_interpreter.clone().unwrap_or_else(|| path.clone());
+            for extra in script_interpreter
+                .into_iter()
+                .chain(crate::exec::elf_interpreter(&binary))
+            {
+                if let Some(meta) = look(rec, &extra, true) {
+                    if meta.is_file() {
+                        rec.read(&extra, &meta);
                     }
                 }
             }
         }
-        Pending::StdinRead => {
-            if ok {
-                return Some("the command read from the terminal (stdin)");
+        Pending::Refuse(reason) => rec.problem(reason),
+        Pending::StdinRead => rec.problem("the command read from the terminal (stdin)".to_owned()),
+        Pending::OpenWrite { .. }
+        | Pending::Mutate { .. }
+        | Pending::Socket { .. }
+        | Pending::Nothing => {}
+    }
+}
+
+/// What a failed change reveals about the state it found.
+fn failed_change(rec: &mut Recorder, path: &std::path::Path, before: Option<Before>, errno: i32) {
+    if is_absent(errno) {
+        rec.absent(path, false);
+    } else if errno == libc::EEXIST || errno == libc::EISDIR || errno == libc::ENOTEMPTY {
+        if let Some(facts) = before.and_then(|b| b.facts) {
+            rec.facts(path, false, facts, Reveals::Kind);
+        }
+    } else {
+        rec.fails(path, errno);
+    }
+}
+
+/// Records the effect of a call that waited for its result: `errno` is
+/// `None` on success.
+pub fn complete(rec: &mut Recorder, pending: Pending, errno: Option<i32>) {
+    match pending {
+        Pending::OpenWrite {
+            path,
+            flags,
+            before,
+        } => match (errno, before) {
+            (None, Some(before)) => {
+                if flags & O_TRUNC != 0 {
+                    rec.replaced(&path);
+                } else if !before.existed {
+                    rec.absent(&path, false);
+                }
+                rec.mutated(&path, before, flags & O_TRUNC == 0);
+            }
+            (None, None) => {}
+            (Some(errno), before) => {
+                let errno = if flags & O_EXCL != 0 && errno == libc::EEXIST {
+                    libc::EEXIST
+                } else {
+                    errno
+                };
+                failed_change(rec, &path, before, errno);
+            }
+        },
+        Pending::Mutate { paths } => {
+            let single = paths.len() == 1;
+            for (path, before, role) in paths {
+                let Some(before) = before else {
+                    continue;
+                };
+                match errno {
+                    None => {
+                        match role {
+                            Role::Create => rec.absent(&path, false),
+                            Role::Remove => {
+                                if let Some(facts) = before.facts {
+                                    rec.facts(&path, false, facts, Reveals::Kind);
+                                }
+                            }
+                            Role::Replace | Role::Change => {}
+                        }
+                        rec.mutated(&path, before, role == Role::Change);
+                    }
+                    Some(errno) if single => failed_change(rec, &path, Some(before), errno),
+                    Some(_) => rec.problem(format!(
+                        "a rename involving {} failed, which casher does not model",
+                        path.display()
+                    )),
+                }
             }
         }
-        Pending::Nothing => {}
+        Pending::Socket { peer, verb } => {
+            if errno.is_none() || errno == Some(libc::EINPROGRESS) {
+                rec.socket(&peer, verb);
+            }
+        }
+        other => complete_at_entry(rec, other),
     }
-    None
 }

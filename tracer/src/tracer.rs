@@ -2,7 +2,7 @@
 //! exec), decodes each filtered system call at entry and records its effect
 //! at exit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use nix::sys::ptrace::{self, Options};
 use nix::sys::signal::Signal;
@@ -63,10 +63,26 @@ pub fn attach(pid: i32) -> Result<Option<()>> {
     Ok(Some(()))
 }
 
-/// Runs until every traced process has exited.
-pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
+/// Runs until every traced process has exited. `on_main_exit` is told
+/// when the main process exits while others still run.
+pub fn run(
+    main: i32,
+    recorder: &mut Recorder,
+    on_main_exit: Option<&crate::MainExit>,
+) -> Result<LoopOutcome> {
     let main = Pid::from_raw(main);
     let mut pending: HashMap<Pid, Pending> = HashMap::new();
+    // Every tracee seen and not yet reaped.
+    let mut alive: HashSet<Pid> = HashSet::from([main]);
+    let main_exit = |exit: Exit, alive: &HashSet<Pid>, list: &mut Vec<String>| {
+        if alive.is_empty() {
+            return;
+        }
+        list.push("the command left processes running in the background when it exited".to_owned());
+        if let Some(hook) = on_main_exit {
+            (hook.0)(exit);
+        }
+    };
     let mut exit = None;
     let mut uncacheable: Vec<String> = Vec::new();
     let mut note = |reason: &str, list: &mut Vec<String>| {
@@ -82,6 +98,20 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
             Err(e) => return Err(TraceError::Os(format!("waitpid: {e}"))),
         };
         match status {
+            WaitStatus::PtraceEvent(pid, _, event)
+                if event == libc::PTRACE_EVENT_FORK
+                    || event == libc::PTRACE_EVENT_VFORK
+                    || event == libc::PTRACE_EVENT_CLONE =>
+            {
+                if let Ok(child) = ptrace::getevent(pid) {
+                    alive.insert(Pid::from_raw(child as i32));
+                }
+                let _ = if pending.contains_key(&pid) {
+                    ptrace::syscall(pid, None)
+                } else {
+                    ptrace::cont(pid, None)
+                };
+            }
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                 stop_at_entry(pid, recorder, &mut pending, &mut uncacheable, &mut note);
                 let _ = if pending.contains_key(&pid) {
@@ -100,9 +130,8 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
                         // SAFETY: op == EXIT, so the `exit` member is the valid one.
                         let (rval, is_error) =
                             unsafe { (info.u.exit.sval, info.u.exit.is_error != 0) };
-                        if let Some(reason) = complete(recorder, p, !is_error, -rval) {
-                            note(reason, &mut uncacheable);
-                        }
+                        let errno = is_error.then(|| i32::try_from(-rval).unwrap_or(libc::EIO));
+                        complete(recorder, p, errno);
                     }
                     let _ = ptrace::cont(pid, None);
                 } else {
@@ -120,6 +149,7 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
                 };
             }
             WaitStatus::Stopped(pid, signal) => {
+                alive.insert(pid);
                 // A new tracee's first stop carries SIGSTOP: swallow it.
                 // Anything else is a real signal for the tracee: deliver it.
                 let deliver = if signal == Signal::SIGSTOP && pid != main {
@@ -131,14 +161,18 @@ pub fn run(main: i32, recorder: &mut Recorder) -> Result<LoopOutcome> {
             }
             WaitStatus::Exited(pid, code) => {
                 pending.remove(&pid);
+                alive.remove(&pid);
                 if pid == main {
                     exit = Some(Exit::Code(code));
+                    main_exit(Exit::Code(code), &alive, &mut uncacheable);
                 }
             }
             WaitStatus::Signaled(pid, signal, _) => {
                 pending.remove(&pid);
+                alive.remove(&pid);
                 if pid == main {
                     exit = Some(Exit::Signal(signal as i32));
+                    main_exit(Exit::Signal(signal as i32), &alive, &mut uncacheable);
                 }
             }
             _ => {}
@@ -182,7 +216,7 @@ fn stop_at_entry(
     let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
     if decoded.needs_exit() {
         pending.insert(pid, decoded);
-    } else if let Some(reason) = complete_at_entry(recorder, decoded) {
-        note(reason, uncacheable);
+    } else {
+        complete_at_entry(recorder, decoded);
     }
 }

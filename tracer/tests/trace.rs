@@ -14,6 +14,8 @@ fn config(argv: &[&str]) -> TraceConfig {
         stdin_is_tty: false,
         pin: false,
         sink: None,
+        allow_network: false,
+        on_main_exit: None,
     }
 }
 

@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use casher_record::{replay_stdio, run_key, to_variant, StdinIdentity};
-use casher_store::{AllowedRoots, Lookup, NoCode, Store};
-use casher_tracer::{trace, Exit, TraceConfig};
+use casher_record::{replay_stdio, run_key, to_variant, RunContext, StdinIdentity};
+use casher_store::{AllowedRoots, Lookup, Store};
+use casher_tracer::{trace, traced_by_another_process, Exit, MainExit, TraceConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -36,8 +36,14 @@ pub struct RunArgs {
     force: bool,
 
     /// Say whether this would be a hit, and if not, why; run nothing.
+    /// Exits 0 for a hit, 1 for a miss, 2 when the cache is unavailable.
     #[arg(long)]
     explain: bool,
+
+    /// Cache runs that connect to sockets or the network (by default such
+    /// a run is not cached: what comes back is not a file casher can check).
+    #[arg(long)]
+    allow_network: bool,
 
     /// Run the command plainly: no tracing, no cache.
     #[arg(long)]
@@ -90,17 +96,32 @@ fn exit(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 
+/// Runs the command untraced and uncached, exiting as a shell would.
 fn run_plainly(command: &[OsString]) -> Result<ExitCode> {
-    let status = std::process::Command::new(&command[0])
+    plain_status(command).map(exit)
+}
+
+/// The status of a plain run of the command (127: not found).
+fn plain_status(command: &[OsString]) -> Result<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    let status = match std::process::Command::new(&command[0])
         .args(&command[1..])
         .status()
-        .with_context(|| format!("cannot run {}", command[0].to_string_lossy()))?;
-    use std::os::unix::process::ExitStatusExt;
-    Ok(exit(
-        status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
-    ))
+    {
+        Ok(status) => status,
+        Err(err) => {
+            eprintln!("casher: {}: {err}", command[0].to_string_lossy());
+            let code = if err.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            };
+            return Ok(code);
+        }
+    };
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 fn short(key: &str) -> &str {
@@ -111,14 +132,22 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
     if args.no_cache {
         return run_plainly(&args.command);
     }
+    if !args.explain && traced_by_another_process() {
+        // Under an outer `casher run` (or strace, a debugger): a process has
+        // one tracer, so the outer one sees and records the whole tree.
+        eprintln!("casher: warning: casher is itself being traced (an outer `casher run`, strace or a debugger); running the command uncached");
+        return run_plainly(&args.command);
+    }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let (stdin, stdin_data) = read_stdin()?;
-    let env: Vec<(String, Option<OsString>)> = args
-        .env
-        .iter()
-        .map(|n| (n.clone(), std::env::var_os(n)))
-        .collect();
-    let key = run_key(&args.command, &cwd, &env, (is_tty(1), is_tty(2)), &stdin);
+    let context = RunContext::current(&args.env);
+    let key = run_key(
+        &args.command,
+        &cwd,
+        &args.env,
+        (is_tty(1), is_tty(2)),
+        &stdin,
+    );
     let description = args
         .command
         .iter()
@@ -137,15 +166,15 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         let Some(store) = &store else {
             return Ok(ExitCode::from(2));
         };
-        let line = match store.peek(&key, &NoCode)? {
-            Lookup::Hit(_) => format!("hit {key}"),
-            Lookup::Miss(reason) => format!("miss {key}: {reason}"),
+        let (line, code) = match store.peek(&key, &context)? {
+            Lookup::Hit(_) => (format!("hit {key}"), ExitCode::SUCCESS),
+            Lookup::Miss(reason) => (format!("miss {key}: {reason}"), ExitCode::from(1)),
         };
         crate::output::print_lines(&[line])?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     if let (Some(store), false) = (&store, args.force) {
-        match store.lookup(&key, &NoCode) {
+        match store.lookup(&key, &context) {
             Ok(Lookup::Hit(hit)) => match replay(store, &hit.variant, &cwd) {
                 Ok(()) => {
                     if verbose {
@@ -180,13 +209,65 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         stdin_is_tty: stdin == StdinIdentity::Tty,
         pin: std::env::var_os("CASHER_NO_PIN").is_none(),
         sink: None,
+        allow_network: args.allow_network,
+        on_main_exit: None,
     };
+    // From here on a forked child traces and records, and this process
+    // exits with the command's status as soon as the command's main
+    // process exits, even if it left processes running (as a shell would).
+    let detach = Detach::fork()?;
+    let mut config = config;
+    let hook = detach.clone();
+    config.on_main_exit = Some(MainExit(std::sync::Arc::new(move |exit: Exit| {
+        eprintln!("casher: not cached: the command left processes running in the background");
+        // Our own stdout/stderr go: only what the background processes
+        // still hold keeps the caller's pipes open (the tracer forwards
+        // through its own duplicates).
+        // SAFETY: plain open/dup2 on descriptors of this process.
+        unsafe {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if null >= 0 {
+                libc::dup2(null, 1);
+                libc::dup2(null, 2);
+                libc::close(null);
+            }
+        }
+        hook.release(exit.shell_code());
+    })));
+    let code = traced_miss(args, &config, &store, &key, &description, &context, verbose)?;
+    detach.release(code);
+    Ok(exit(code))
+}
+
+/// The miss path, in the forked child: trace, record, report.
+fn traced_miss(
+    args: &RunArgs,
+    config: &TraceConfig,
+    store: &Store,
+    key: &str,
+    description: &str,
+    context: &RunContext,
+    verbose: bool,
+) -> Result<i32> {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     let traced_at = std::time::Instant::now();
-    let report = trace(&config)?;
+    let report = match trace(config) {
+        Ok(report) => report,
+        Err(err) if err.refused() => {
+            eprintln!("casher: warning: {err}\ncasher: running the command uncached");
+            return plain_status(&args.command);
+        }
+        Err(err) => {
+            if let Some(code) = err.shell_code() {
+                eprintln!("casher: {err}");
+                return Ok(code);
+            }
+            return Err(err.into());
+        }
+    };
     tracing::debug!(
         "traced in {:?}: {} inputs, {} outputs",
         traced_at.elapsed(),
@@ -200,24 +281,121 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         Exit::Code(_) => args.cache_failures,
         Exit::Signal(_) => false,
     };
-    if !report.uncacheable.is_empty() {
-        // Always said: the user expects a cache and will not get one.
-        eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
-    } else if cacheable {
-        match to_variant(&store, &key, &description, &report, created, None) {
-            Ok(variant) => {
+    if report.uncacheable.is_empty() && cacheable {
+        match to_variant(store, key, description, &report, created, None) {
+            Ok(mut variant) => {
+                // Context first: a changed PATH is the reason a lookup gives.
+                let mut inputs = context.inputs();
+                inputs.append(&mut variant.inputs);
+                variant.inputs = inputs;
                 if let Err(err) = store.record(&variant) {
                     eprintln!("casher: warning: not cached: {err}");
                 }
             }
             Err(err) => eprintln!("casher: warning: not cached: {err}"),
         }
+    } else if !report.uncacheable.is_empty() && !Detach::released() {
+        // Always said: the user expects a cache and will not get one.
+        eprintln!("casher: not cached: {}", report.uncacheable.join("; "));
     }
     tracing::debug!("recorded in {:?}", recorded_at.elapsed());
     if report.uncacheable.is_empty() && !cacheable && verbose {
         eprintln!("casher: not cached: the command exited with status {code} (use --cache-failures to cache it)");
     }
-    Ok(exit(code))
+    Ok(code)
+}
+
+/// The parent side waits for the command's status; the child traces.
+#[derive(Clone)]
+struct Detach {
+    /// Write end of the status pipe (in the child).
+    fd: std::sync::Arc<std::os::fd::OwnedFd>,
+}
+
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+impl Detach {
+    /// Forks. Returns in the child; the parent waits for a status on the
+    /// pipe (or for the child to die) and exits with it.
+    fn fork() -> Result<Self> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
+        }
+        // SAFETY: fresh descriptors from pipe2.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // SAFETY: casher is single-threaded here (nothing has started a
+        // thread before tracing), so the child may run normal code.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error()).context("cannot fork");
+        }
+        if pid == 0 {
+            drop(read);
+            // If casher is killed meanwhile, so is the tracer (and, through
+            // PTRACE_O_EXITKILL, the command): as before.
+            // SAFETY: plain prctl.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+            return Ok(Self {
+                fd: std::sync::Arc::new(write),
+            });
+        }
+        drop(write);
+        // Like a shell waiting for its foreground job.
+        // SAFETY: installing SIG_IGN has no preconditions.
+        unsafe {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+        }
+        let mut buf = [0u8; 4];
+        let mut got = 0;
+        while got < 4 {
+            // SAFETY: reads into our buffer.
+            let n =
+                unsafe { libc::read(read.as_raw_fd(), buf[got..].as_mut_ptr().cast(), 4 - got) };
+            if n > 0 {
+                got += n as usize;
+            } else if n == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+            {
+                break;
+            }
+        }
+        let code = if got == 4 {
+            i32::from_le_bytes(buf)
+        } else {
+            // The child died without a word: report how.
+            let mut status = 0;
+            // SAFETY: waits for our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            }
+        };
+        std::process::exit(code.clamp(0, 255));
+    }
+
+    /// Tells the waiting parent the status (once); after this nothing more
+    /// is printed about the run.
+    fn release(&self, code: i32) {
+        use std::os::fd::AsRawFd;
+        if RELEASED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: plain prctl; the write is from our own buffer.
+        unsafe {
+            libc::prctl(libc::PR_SET_PDEATHSIG, 0);
+            let bytes = code.to_le_bytes();
+            libc::write(self.fd.as_raw_fd(), bytes.as_ptr().cast(), 4);
+        }
+    }
+
+    fn released() -> bool {
+        RELEASED.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// Restores outputs (all paths checked first), then replays output.

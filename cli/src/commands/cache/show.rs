@@ -20,7 +20,7 @@ fn input_json(input: &Input) -> serde_json::Value {
         Input::File { path, hash, .. } => {
             serde_json::json!({"path": path.display(), "kind": "file", "hash": hash.hex()})
         }
-        Input::Absent { path } => {
+        Input::Absent { path } | Input::NoEntry { path } => {
             serde_json::json!({"path": path.display(), "kind": "absent", "hash": null})
         }
         Input::Dir { path, hash } => {
@@ -29,6 +29,23 @@ fn input_json(input: &Input) -> serde_json::Value {
         Input::Code { name, path, hash } => serde_json::json!({
             "path": path.as_ref().map_or_else(|| name.clone(), |p| p.display()),
             "name": name, "kind": "code", "hash": hash,
+        }),
+        Input::Meta { path, follow, meta } => serde_json::json!({
+            "path": path.display(), "kind": "stat", "hash": null, "follow": follow,
+            "meta": format!("{meta:?}"),
+        }),
+        Input::Link { path, target } => serde_json::json!({
+            "path": path.display(), "kind": "link", "hash": null,
+            "target": target.as_ref().map(|t| t.display()),
+        }),
+        Input::Fails { path, errno } => serde_json::json!({
+            "path": path.display(), "kind": "fails", "hash": null, "errno": errno,
+        }),
+        Input::Replaceable { path, mode } => serde_json::json!({
+            "path": path.display(), "kind": "replaceable", "hash": null, "mode": mode,
+        }),
+        Input::Context { name, digest } => serde_json::json!({
+            "path": name, "name": name, "kind": "context", "hash": digest.hex(),
         }),
     }
 }

@@ -1,0 +1,254 @@
+//! What an observation means: which parts of a `stat` a program could act
+//! on (and so must hold on lookup), and the run's context that is not a
+//! file (environment, umask), checked per variant.
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+use casher_store::{CodeOracle, FileKind, Input, Meta, ObjectId};
+use casher_tracer::{Kind, Reveals, StatFacts};
+
+fn kind(kind: Kind) -> FileKind {
+    match kind {
+        Kind::File => FileKind::File,
+        Kind::Dir => FileKind::Dir,
+        Kind::Symlink => FileKind::Symlink,
+        Kind::Fifo => FileKind::Fifo,
+        Kind::Socket => FileKind::Socket,
+        Kind::CharDevice => FileKind::CharDevice,
+        Kind::BlockDevice => FileKind::BlockDevice,
+    }
+}
+
+/// The fields of a `stat` result that must hold on lookup:
+/// - a call that revealed only existence (`unlink` succeeded): the type;
+/// - `access`, `chdir`, `exec`: type and permissions;
+/// - a full `stat` of a file: type, permissions, size, mtime, owner (what
+///   `ls -l`, `make`, `tar` and Python's bytecode check use);
+/// - of a directory: type, permissions, owner. Not its size or mtime: they
+///   change whenever an entry is added or removed, which a hit's own
+///   restore does, so checking them would make every later lookup a miss
+///   (entries themselves are checked where the directory was listed);
+/// - of a symlink (`lstat`): type, size (the target's length), mtime.
+///
+/// Never the inode number, link count, atime or ctime (see
+/// docs/limitations.md).
+pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
+    let mut meta = Meta {
+        kind: kind(facts.kind),
+        mode: None,
+        size: None,
+        mtime_ns: None,
+        mtime_window: None,
+        owner: None,
+    };
+    if reveals >= Reveals::KindMode && facts.kind != Kind::Symlink {
+        meta.mode = Some(facts.mode);
+    }
+    if reveals == Reveals::All {
+        match facts.kind {
+            Kind::Dir => meta.owner = Some((facts.uid, facts.gid)),
+            Kind::Symlink => {
+                meta.size = Some(facts.size);
+                meta.mtime_ns = Some(facts.mtime_ns);
+            }
+            Kind::File => {
+                meta.size = Some(facts.size);
+                meta.mtime_ns = Some(facts.mtime_ns);
+                meta.owner = Some((facts.uid, facts.gid));
+            }
+            _ => meta.owner = Some((facts.uid, facts.gid)),
+        }
+    }
+    meta
+}
+
+/// A path the run looked at and then rewrote (an output) keeps its mtime
+/// as a window among the exact mtimes of the run's other inputs, instead
+/// of the exact value, which the run's own write (or a hit's restore)
+/// replaces every time: `gcc -o main.o` stats `main.o` first, and must
+/// still hit; `make` compares a target with its prerequisites, and that
+/// order is what is kept.
+pub fn relate_output_mtimes(inputs: &mut [Input], outputs: &[casher_store::Output]) {
+    let written: std::collections::HashSet<&casher_store::StoredPath> =
+        outputs.iter().map(casher_store::Output::path).collect();
+    let mut anchors: Vec<i64> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::Meta { path, meta, .. } if !written.contains(path) => meta.mtime_ns,
+            _ => None,
+        })
+        .collect();
+    anchors.sort_unstable();
+    anchors.dedup();
+    for input in inputs {
+        if let Input::Meta { path, meta, .. } = input {
+            if let (true, Some(mtime)) = (written.contains(&*path), meta.mtime_ns) {
+                meta.mtime_ns = None;
+                meta.mtime_window = Some(casher_store::MtimeWindow::of(mtime, &anchors));
+            }
+        }
+    }
+}
+
+// The tracer hashes files read within `RECENT_NS` of their last change as
+// they are opened; that must cover every stamp the store will not trust.
+const _: () = assert!(casher_tracer::RECENT_NS >= casher_store::RACY_NS);
+
+/// Environment variables that choose which program runs and how it
+/// behaves broadly: part of every `casher run` lookup by default.
+pub const DEFAULT_ENV: &[&str] = &[
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "LD_PRELOAD",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "PWD",
+];
+
+/// The name of the context entry covering every `LC_*` variable at once
+/// (one that appears later must change it too).
+pub const LOCALE_GROUP: &str = "env:LC_*";
+
+/// The digest of a context value (`None`: unset). Values are never stored.
+pub fn value_digest(value: Option<&[u8]>) -> ObjectId {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"casher.context-value.v1");
+    match value {
+        Some(v) => {
+            hasher.update(&[1]);
+            hasher.update(&(v.len() as u64).to_le_bytes());
+            hasher.update(v);
+        }
+        None => {
+            hasher.update(&[0]);
+        }
+    }
+    hasher.finalize().into()
+}
+
+fn umask() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+    u32::from_str_radix(value.trim(), 8).ok()
+}
+
+/// The context of a `casher run` invocation: each selected environment
+/// variable, the `LC_*` group and the umask, as (name, digest).
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    entries: Vec<(String, ObjectId)>,
+}
+
+impl RunContext {
+    /// From this process's environment, with `extra` (`--env`) names.
+    pub fn current(extra: &[String]) -> Self {
+        let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        Self::from_env(&vars, extra, umask())
+    }
+
+    fn from_env(vars: &[(OsString, OsString)], extra: &[String], umask: Option<u32>) -> Self {
+        let bytes = |v: &OsStr| v.as_bytes().to_vec();
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| k.as_os_str() == name)
+                .map(|(_, v)| bytes(v))
+        };
+        let mut names: Vec<&str> = DEFAULT_ENV.to_vec();
+        names.extend(extra.iter().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        let mut entries: Vec<(String, ObjectId)> = names
+            .into_iter()
+            .map(|name| (format!("env:{name}"), value_digest(get(name).as_deref())))
+            .collect();
+        let mut locale: Vec<(Vec<u8>, Vec<u8>)> = vars
+            .iter()
+            .filter(|(k, _)| k.as_bytes().starts_with(b"LC_"))
+            .map(|(k, v)| (bytes(k), bytes(v)))
+            .collect();
+        locale.sort();
+        let mut joined = Vec::new();
+        for (k, v) in locale {
+            for part in [k, v] {
+                joined.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                joined.extend_from_slice(&part);
+            }
+        }
+        entries.push((LOCALE_GROUP.to_owned(), value_digest(Some(&joined))));
+        let umask = umask.map(|u| u.to_le_bytes().to_vec());
+        entries.push(("umask".to_owned(), value_digest(umask.as_deref())));
+        Self { entries }
+    }
+
+    /// The entries as variant inputs.
+    pub fn inputs(&self) -> Vec<Input> {
+        self.entries
+            .iter()
+            .map(|(name, digest)| Input::Context {
+                name: name.clone(),
+                digest: *digest,
+            })
+            .collect()
+    }
+}
+
+impl CodeOracle for RunContext {
+    fn code_hash(&self, _name: &str, _path: Option<&std::path::Path>) -> Option<String> {
+        None
+    }
+
+    fn context(&self, name: &str) -> Option<ObjectId> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, digest)| *digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(vars: &[(&str, &str)], extra: &[&str], umask: u32) -> RunContext {
+        let vars: Vec<(OsString, OsString)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        RunContext::from_env(&vars, &extra, Some(umask))
+    }
+
+    #[test]
+    fn every_selected_value_changes_its_entry() {
+        let base = context(&[("PATH", "/bin"), ("HOME", "/h")], &[], 0o22);
+        let digest = |c: &RunContext, n: &str| c.context(n).unwrap();
+        let path2 = context(&[("PATH", "/usr/bin:/bin")], &[], 0o22);
+        assert_ne!(digest(&base, "env:PATH"), digest(&path2, "env:PATH"));
+        // HOME is not selected by default; --env selects it.
+        assert!(base.context("env:HOME").is_none());
+        let with_home = context(&[("HOME", "/h")], &["HOME"], 0o22);
+        assert!(with_home.context("env:HOME").is_some());
+        // A new LC_* variable changes the locale group.
+        let lc = context(&[("PATH", "/bin"), ("LC_ALL", "C")], &[], 0o22);
+        assert_ne!(digest(&base, LOCALE_GROUP), digest(&lc, LOCALE_GROUP));
+        let umask = context(&[("PATH", "/bin")], &[], 0o77);
+        assert_ne!(digest(&base, "umask"), digest(&umask, "umask"));
+        // Unset and empty differ.
+        let empty = context(&[("PATH", "/bin"), ("TZ", "")], &[], 0o22);
+        assert_ne!(digest(&base, "env:TZ"), digest(&empty, "env:TZ"));
+    }
+
+    #[test]
+    fn directories_never_check_size_or_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let facts = StatFacts::of(&std::fs::metadata(dir.path()).unwrap());
+        let meta = observed_meta(&facts, Reveals::All);
+        assert_eq!(meta.kind, FileKind::Dir);
+        assert!(meta.size.is_none() && meta.mtime_ns.is_none());
+        assert!(meta.mode.is_some());
+    }
+}

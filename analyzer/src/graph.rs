@@ -489,7 +489,7 @@ impl<'a> Graph<'a> {
                 Ok(stamp) => {
                     let hash = match self.index.get(&path, &stamp) {
                         Some(Cached::Bytes(h)) => Some(h),
-                        _ => std::fs::read(&path).ok().map(|b| {
+                        _ => crate::fsutil::read_regular(&path).ok().map(|b| {
                             let h = *blake3::hash(&b).as_bytes();
                             self.index.put(&path, stamp, Cached::Bytes(h));
                             h

@@ -19,6 +19,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::DefinitionId;
 use crate::parse::ParsedFile;
 use crate::report::ModuleKind;
 use crate::resolve::resolve_relative;
@@ -34,10 +35,15 @@ pub struct ModuleView<'a> {
     pub is_package: bool,
 }
 
+/// One reached top-level statement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Definition {
+    /// What a code input names: structural, never positional.
+    pub id: DefinitionId,
+    /// `module.name` for humans (see [`DefinitionId::display_name`]).
     pub name: String,
     pub path: Option<PathBuf>,
+    /// Where it is now: for messages and the reach check, never identity.
     pub line: u32,
     pub end_line: u32,
     pub hash: String,
@@ -126,6 +132,14 @@ impl<'m, 'a> Walker<'m, 'a> {
                 for (i, stmt) in parsed.statements.iter().enumerate() {
                     if matches!(stmt.kind, StmtKind::Effect | StmtKind::Import) {
                         self.enqueue(module, i, "runs when the module is imported".to_owned());
+                    } else if self.acts_on_import(module, parsed, stmt) {
+                        self.enqueue(
+                            module,
+                            i,
+                            "acts when the module is imported (decorator, base class, \
+                             __init_subclass__ or registry call)"
+                                .to_owned(),
+                        );
                     }
                 }
                 if parsed
@@ -152,6 +166,91 @@ impl<'m, 'a> Walker<'m, 'a> {
                 self.external.insert(format!("{module}={identity}"));
             }
         }
+    }
+
+    /// A definition or assignment that runs project or third-party code at
+    /// import (see [`crate::effects`]): it can register itself somewhere a
+    /// function finds it without naming it.
+    fn acts_on_import(&self, module: &str, parsed: &ParsedFile, stmt: &TopStatement) -> bool {
+        match stmt.kind {
+            StmtKind::Definition => stmt
+                .effects
+                .any(|name| self.runs_foreign(module, parsed, name)),
+            StmtKind::Assignment => stmt
+                .effects
+                .method_calls_on
+                .iter()
+                .any(|name| self.is_local_object(module, parsed, name)),
+            _ => false,
+        }
+    }
+
+    /// The module an import binding refers to: `abs.name` when that is a
+    /// submodule, else the module `name` is taken from.
+    fn import_target(&self, module: &str, bound: &Bound) -> Option<(String, bool)> {
+        match bound {
+            Bound::Module { module: m, level } => {
+                self.absolute(module, m, *level).map(|abs| (abs, true))
+            }
+            Bound::From {
+                module: m,
+                level,
+                name,
+            } => self.absolute(module, m, *level).map(|abs| {
+                let sub = if abs.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{abs}.{name}")
+                };
+                if self.modules.contains_key(&sub) {
+                    (sub, true)
+                } else {
+                    (abs, false)
+                }
+            }),
+            Bound::Star { .. } => None,
+        }
+    }
+
+    /// Whether evaluating `name` (a decorator, base or metaclass) in
+    /// `module` may run project or third-party code: builtins and the
+    /// standard library do not count; anything unknown does.
+    fn runs_foreign(&self, module: &str, parsed: &ParsedFile, name: Option<&str>) -> bool {
+        let Some(name) = name else { return true };
+        if let Some(bound) = Self::binding_of(parsed, name) {
+            return match self
+                .import_target(module, bound)
+                .and_then(|(target, _)| self.view(&target))
+            {
+                Some(view) => !matches!(view.kind, ModuleKind::Stdlib | ModuleKind::Builtin),
+                None => true,
+            };
+        }
+        if parsed
+            .statements
+            .iter()
+            .any(|s| s.binds.iter().any(|b| b == name))
+        {
+            return true;
+        }
+        !self.builtins.contains(name)
+    }
+
+    /// Whether `name` is a project object (not a module) in `module`:
+    /// calling its methods at import may fill a registry.
+    fn is_local_object(&self, module: &str, parsed: &ParsedFile, name: &str) -> bool {
+        if let Some(bound) = Self::binding_of(parsed, name) {
+            return match self.import_target(module, bound) {
+                Some((target, false)) => self
+                    .view(&target)
+                    .is_some_and(|v| v.kind == ModuleKind::Local),
+                _ => false,
+            };
+        }
+        parsed
+            .statements
+            .iter()
+            .any(|s| s.kind != StmtKind::Inert && s.binds.iter().any(|b| b == name))
     }
 
     fn enqueue(&mut self, module: &str, index: usize, reason: String) {
@@ -428,14 +527,19 @@ impl<'m, 'a> Walker<'m, 'a> {
                 continue;
             };
             let stmt = parsed.statements[index].clone();
-            let referrer = stmt
-                .binds
-                .first()
-                .cloned()
-                .unwrap_or_else(|| format!("{module}:{}", stmt.line));
-            let referrer = format!("{module}.{referrer}");
+            let referrer = identity(&module, &stmt).display_name();
             self.statement(&module, &stmt, &referrer);
         }
+    }
+}
+
+/// The structural identity of statement `stmt` of `module`.
+fn identity(module: &str, stmt: &TopStatement) -> DefinitionId {
+    DefinitionId {
+        module: module.to_owned(),
+        kind: stmt.id_kind,
+        name: stmt.id_name.clone(),
+        ordinal: stmt.ordinal,
     }
 }
 
@@ -481,40 +585,40 @@ pub fn reach(
         }
         w.run();
     }
-    let mut hasher = blake3::Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    field(b"casher.function-digest.v1");
-    field(python.as_bytes());
-    field(function.as_bytes());
     let mut definitions = Vec::new();
     let mut files = BTreeSet::new();
     for ((module, index), reason) in &w.reached {
         let Some(view) = w.view(module) else { continue };
         let Some(parsed) = view.parsed else { continue };
         let stmt = &parsed.statements[*index];
-        let label = stmt
-            .binds
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("<line {}>", stmt.line));
-        // Keyed by module and what it binds, not by position.
-        field(module.as_bytes());
-        field(stmt.binds.join(",").as_bytes());
-        field(&stmt.hash);
         if let Some(path) = &view.path {
             files.insert(path.clone());
         }
+        let id = identity(module, stmt);
         definitions.push(Definition {
-            name: format!("{module}.{label}"),
+            name: id.display_name(),
+            id,
             path: view.path.clone(),
             line: stmt.line,
             end_line: stmt.end_line,
             hash: hex(&stmt.hash),
             reason: reason.clone(),
         });
+    }
+    // Keyed and ordered by structural identity, not by position: moving
+    // or adding unrelated code changes nothing.
+    definitions.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut hasher = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(b"casher.function-digest.v2");
+    field(python.as_bytes());
+    field(function.as_bytes());
+    for d in &definitions {
+        field(d.id.to_string().as_bytes());
+        field(d.hash.as_bytes());
     }
     for ext in &w.external {
         field(ext.as_bytes());
@@ -526,7 +630,6 @@ pub fn reach(
             }
         }
     }
-    definitions.sort_by(|a, b| a.name.cmp(&b.name).then(a.line.cmp(&b.line)));
     Reach {
         definitions,
         fallbacks: w

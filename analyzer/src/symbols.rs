@@ -11,6 +11,7 @@ use ruff_python_ast::visitor::{walk_expr, walk_stmt, Visitor};
 use ruff_python_ast::{Expr, ExprContext, Stmt};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{DefinitionKind, DefinitionName};
 use crate::normalize::Encoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,9 +76,16 @@ pub enum Bound {
 pub struct TopStatement {
     /// Normalized hash of the statement alone.
     pub hash: [u8; 32],
+    /// For messages only: never part of an identity.
     pub line: u32,
     pub end_line: u32,
     pub kind: StmtKind,
+    /// Structural identity within the module (see [`crate::identity`]).
+    pub id_kind: DefinitionKind,
+    pub id_name: DefinitionName,
+    pub ordinal: u32,
+    /// What runs foreign code when the statement executes at import.
+    pub effects: crate::effects::EffectFacts,
     /// Module-level names this statement binds (including `global` writes
     /// from inside functions).
     pub binds: Vec<String>,
@@ -355,10 +363,12 @@ pub fn collect(
     body: &[Stmt],
     line_of: impl Fn(ruff_text_size::TextSize) -> u32,
 ) -> Vec<TopStatement> {
+    let mut seen: std::collections::HashMap<DefinitionName, u32> = Default::default();
     body.iter()
         .map(|stmt| {
             let mut encoder = Encoder::new("casher.statement");
             encoder.statement(stmt);
+            let hash = *encoder.finish().as_bytes();
             let mut c = Collector::default();
             c.visit_stmt(stmt);
             if let Stmt::FunctionDef(f) = stmt {
@@ -375,12 +385,23 @@ pub fn collect(
                 _ => c.stores.clone(),
             };
             binds.extend(c.globals.iter().cloned());
+            let binds = dedup(binds);
+            let (id_kind, id_name) = identity_of(stmt, kind, &binds, &hash);
+            let ordinal = {
+                let slot = seen.entry(id_name.clone()).or_insert(0);
+                *slot += 1;
+                *slot - 1
+            };
             TopStatement {
-                hash: *encoder.finish().as_bytes(),
+                hash,
                 line: line_of(ruff_text_size::Ranged::range(stmt).start()),
                 end_line: line_of(ruff_text_size::Ranged::range(stmt).end()),
                 kind,
-                binds: dedup(binds),
+                id_kind,
+                id_name,
+                ordinal,
+                effects: crate::effects::EffectFacts::of(stmt),
+                binds,
                 // Also imports inside functions: a name they bind is
                 // followed like a module-level one.
                 imports: if kind == StmtKind::Inert {
@@ -401,4 +422,38 @@ pub fn collect(
             }
         })
         .collect()
+}
+
+/// Kind and name of a statement's identity: a `def`/`class` by its own
+/// name (not the `global`s it writes), another binding statement by the
+/// names it binds, anything else by its normalized content.
+fn identity_of(
+    stmt: &Stmt,
+    kind: StmtKind,
+    binds: &[String],
+    hash: &[u8; 32],
+) -> (DefinitionKind, DefinitionName) {
+    let content = || DefinitionName::Content(blake3::Hash::from_bytes(*hash).to_hex().to_string());
+    match stmt {
+        Stmt::FunctionDef(f) => (
+            DefinitionKind::Function,
+            DefinitionName::Binds(f.name.id.to_string()),
+        ),
+        Stmt::ClassDef(c) => (
+            DefinitionKind::Class,
+            DefinitionName::Binds(c.name.id.to_string()),
+        ),
+        _ => {
+            let id_kind = match kind {
+                StmtKind::Assignment => DefinitionKind::Assignment,
+                StmtKind::Import => DefinitionKind::Import,
+                _ => DefinitionKind::Statement,
+            };
+            if binds.is_empty() {
+                (id_kind, content())
+            } else {
+                (id_kind, DefinitionName::Binds(binds.join(",")))
+            }
+        }
+    }
 }

@@ -35,56 +35,135 @@ const STACK_PER_LEVEL: usize = 8 << 10;
 /// Beyond this the file is refused rather than given a bigger stack.
 const MAX_STACK: usize = 4 << 30;
 
-/// An upper bound of how deep the parser may recurse on `source`: nesting
-/// cannot span logical lines except through indentation, so the most
-/// tokens in one logical line plus the number of indents bounds it.
-/// Returns the bound and the (1-based) line where the longest line starts;
-/// brackets nested deeper than CPython allows are an error.
+/// An upper bound of how deep the parser may recurse on `source`, and the
+/// (1-based) line where that depth is reached; brackets nested deeper than
+/// CPython allows are an error.
+///
+/// Nesting never spans statements except through indentation, and never
+/// spans a comma at one bracket level (the elements of a list, a call's
+/// arguments and a tuple's items are siblings) except in a lambda's
+/// parameters (`lambda a, b: lambda ...` nests). So the bound is the most
+/// tokens seen along the current segment of every open bracket level, plus
+/// the indents: small for a long data table, large only for a long chain.
 fn nesting_bound(path: &Path, source: &str) -> Result<(usize, usize)> {
+    /// One bracket level: tokens since its last separating comma, and the
+    /// lambdas whose parameter list (up to their `:`) is open.
+    #[derive(Default)]
+    struct Level {
+        tokens: usize,
+        lambdas: usize,
+    }
     let mut lexer = lexer::lex(source, Mode::Module);
-    let (mut longest, mut longest_line) = (0usize, 1usize);
-    let (mut current, mut line, mut start_line, mut indents) = (0usize, 1usize, 1usize, 0usize);
-    let mut brackets = 0usize;
+    let mut levels = vec![Level::default()];
+    let (mut running, mut longest, mut longest_line) = (0usize, 0usize, 1usize);
+    let (mut line, mut start_line, mut indents) = (1usize, 1usize, 0usize);
     loop {
         let kind = lexer.next_token();
+        let top = levels.len() - 1;
         match kind {
-            TokenKind::Lpar | TokenKind::Lsqb | TokenKind::Lbrace => {
-                brackets += 1;
-                if brackets > MAX_BRACKETS {
-                    return Err(AnalyzerError::TooDeep {
-                        path: path.to_path_buf(),
-                        line: start_line,
-                        message: format!(
-                            "more than {MAX_BRACKETS} nested brackets (CPython's limit)"
-                        ),
-                    });
+            TokenKind::EndOfFile => break,
+            TokenKind::Newline | TokenKind::Semi => {
+                if kind == TokenKind::Newline {
+                    line += 1;
                 }
+                levels = vec![Level::default()];
+                running = 0;
+                start_line = line;
+                continue;
             }
-            TokenKind::Rpar | TokenKind::Rsqb | TokenKind::Rbrace => {
-                brackets = brackets.saturating_sub(1);
+            TokenKind::NonLogicalNewline => {
+                line += 1;
+                continue;
+            }
+            TokenKind::Indent => {
+                indents += 1;
+                continue;
+            }
+            TokenKind::Comment | TokenKind::Dedent => continue,
+            TokenKind::Comma if levels[top].lambdas == 0 => {
+                running -= levels[top].tokens;
+                levels[top].tokens = 0;
+                continue;
+            }
+            TokenKind::Lambda => levels[top].lambdas += 1,
+            TokenKind::Colon if levels[top].lambdas > 0 => levels[top].lambdas -= 1,
+            TokenKind::Rpar | TokenKind::Rsqb | TokenKind::Rbrace if top > 0 => {
+                if let Some(closed) = levels.pop() {
+                    running -= closed.tokens;
+                }
             }
             _ => {}
         }
-        match kind {
-            TokenKind::EndOfFile => break,
-            TokenKind::Newline => {
-                line += 1;
-                current = 0;
-                start_line = line;
+        let top = levels.len() - 1;
+        levels[top].tokens += 1;
+        running += 1;
+        if matches!(kind, TokenKind::Lpar | TokenKind::Lsqb | TokenKind::Lbrace) {
+            levels.push(Level::default());
+            if levels.len() - 1 > MAX_BRACKETS {
+                return Err(AnalyzerError::TooDeep {
+                    path: path.to_path_buf(),
+                    line: deep_bracket_line(source).unwrap_or(start_line),
+                    message: format!("more than {MAX_BRACKETS} nested brackets (CPython's limit)"),
+                });
             }
-            TokenKind::NonLogicalNewline => line += 1,
-            TokenKind::Indent => indents += 1,
-            TokenKind::Comment | TokenKind::Dedent => {}
-            _ => {
-                current += 1;
-                if current > longest {
-                    longest = current;
-                    longest_line = start_line;
-                }
-            }
+        }
+        if running > longest {
+            longest = running;
+            longest_line = start_line;
         }
     }
     Ok((longest + indents, longest_line))
+}
+
+/// The line of the first bracket nested deeper than [`MAX_BRACKETS`], by a
+/// plain scan that skips comments and string literals (the lexer does not
+/// expose positions): only for the error message.
+fn deep_bracket_line(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let (mut i, mut line, mut depth) = (0usize, 1usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\n' => line += 1,
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            quote @ (b'"' | b'\'') => {
+                let triple = bytes[i..].starts_with(&[quote; 3]);
+                let close: &[u8] = if triple {
+                    &bytes[i..i + 3]
+                } else {
+                    &bytes[i..i + 1]
+                };
+                i += close.len();
+                while i < bytes.len() && !bytes[i..].starts_with(close) {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    } else if bytes[i] == b'\n' {
+                        line += 1;
+                        if !triple {
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+                i += close.len();
+                continue;
+            }
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_BRACKETS {
+                    return Some(line);
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Runs `work` (a parse and everything done on its tree) on a thread with
@@ -102,7 +181,7 @@ pub(crate) fn with_stack_for<T: Send>(
         .ok_or_else(|| AnalyzerError::TooDeep {
             path: path.to_path_buf(),
             line,
-            message: format!("a statement of {bound} tokens is too large to analyze safely"),
+            message: format!("an expression of {bound} tokens is too large to analyze safely"),
         })?;
     std::thread::scope(|scope| {
         let handle = std::thread::Builder::new()
@@ -174,5 +253,45 @@ impl<'a> Visitor<'a> for Depth {
             visitor::walk_pattern(self, pattern);
             self.level -= 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nesting_bound;
+    use std::path::Path;
+
+    fn bound(source: &str) -> usize {
+        nesting_bound(Path::new("t.py"), source).unwrap().0
+    }
+
+    #[test]
+    fn flat_data_is_shallow_and_chains_are_deep() {
+        let table = format!("T = [{}]\n", vec!["(1, -2, 'x')"; 20_000].join(", "));
+        assert!(bound(&table) < 20, "{}", bound(&table));
+        assert!(bound(&format!("x = {}\n", vec!["1"; 5_000].join("+"))) >= 9_999);
+        let lambdas = "lambda a, b=lambda c: 0, d: ".repeat(1_000);
+        assert!(bound(&format!("x = {lambdas}1\n")) >= 1_000 * 6);
+        assert!(bound(&format!("x = {}1\n", "-".repeat(3_000))) >= 3_000);
+        assert!(bound("x = [a for a in b]\ny = 1; z = 2\n") < 12);
+    }
+
+    #[test]
+    fn more_brackets_than_cpython_allows_is_an_error() {
+        assert!(nesting_bound(
+            Path::new("t.py"),
+            &format!("x = {}1{}\n", "[".repeat(200), "]".repeat(200))
+        )
+        .is_ok());
+        let err = nesting_bound(
+            Path::new("t.py"),
+            &format!("\n\nx = {}1{}\n", "(".repeat(201), ")".repeat(201)),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("t.py:3: more than 200 nested brackets"),
+            "{err}"
+        );
     }
 }

@@ -184,3 +184,82 @@ def test_real_libraries_hit_exactly_when_nothing_they_reach_changed(
     helper.write_text(text.replace(HELPER_BEFORE, HELPER_AFTER))
     check(root, REACHING_THE_HELPER)
     check(root, set())
+
+
+SMALL = {
+    "pkg/__init__.py": "from .a import *\nfrom .b import *\nimport os\nif os.sep:\n    fit = fit.__wrapped__\n",
+    "pkg/a.py": "import functools\n__all__ = ['fit']\n@functools.lru_cache\ndef fit(x):\n    return x + 1\n",
+    "pkg/b.py": "__all__ = ['other']\ndef other():\n    return 2\n",
+    "lib.py": textwrap.dedent(
+        """
+        import logging
+        logger = logging.getLogger(__name__)
+        logger.setLevel(logging.INFO)
+        _REGISTRY = []
+        _REGISTRY.append(1)
+        tmp = 3
+        del tmp
+        SCALE = 2
+        SCALE = SCALE * 3
+
+        def helper(x):
+            return x * SCALE + len(_REGISTRY)
+
+        def unused():
+            return 0
+        """
+    ),
+    "wrappers.py": textwrap.dedent(
+        """
+        from casher import cached
+        from lib import helper
+        from pkg import fit, other
+
+        @cached
+        def scaled(x):
+            return helper(x)
+
+        @cached
+        def fitted(x):
+            return fit(x) + other()
+        """
+    ),
+    "plain.py": "from lib import helper\nfrom pkg import fit, other\n\ndef scaled(x):\n    return helper(x)\n\ndef fitted(x):\n    return fit(x) + other()\n",
+    "run.py": textwrap.dedent(
+        """
+        import json, sys
+        mod = __import__(sys.argv[1])
+        out = {}
+        for name in ("scaled", "fitted"):
+            fn = getattr(mod, name)
+            entry = {"value": repr(fn(5))}
+            if sys.argv[1] == "wrappers":
+                info = fn.cache_info()
+                entry["hit"] = (info.hits if hasattr(info, "hits") else info["hits"]) == 1
+            out[name] = entry
+        print("RESULT " + json.dumps(out))
+        """
+    ),
+}
+
+
+def test_names_bound_twice_and_statements_binding_nothing(tmp_path: Path, cache_dir: Path) -> None:
+    """`SCALE = 2` then `SCALE = SCALE * 3`, two star imports in a package
+    `__init__`, `fit = fit.__wrapped__` in an `if`: the function hits on
+    the next run. `del x`, `logger.setLevel(...)`, `_REGISTRY.append(...)`
+    are named by content: a comment line or a line added to an unused
+    function changes nothing; editing one of them is a miss."""
+    for name, text in SMALL.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    check(tmp_path, {"scaled", "fitted"})
+    check(tmp_path, set())
+    lib = tmp_path / "lib.py"
+    lib.write_text("# a comment\n" + lib.read_text().replace("    return 0", "    y = 1\n    return y - 1"))
+    check(tmp_path, set())
+    lib.write_text(lib.read_text().replace("SCALE = SCALE * 3", "SCALE = SCALE * 4"))
+    check(tmp_path, {"scaled"})
+    lib.write_text(lib.read_text().replace("_REGISTRY.append(1)", "_REGISTRY.append(2)\n_REGISTRY.append(3)"))
+    check(tmp_path, {"scaled"})
+    (tmp_path / "pkg" / "b.py").write_text("__all__ = ['other']\ndef other():\n    return 3\n")
+    check(tmp_path, {"fitted"})

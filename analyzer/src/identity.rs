@@ -77,12 +77,14 @@ impl DefinitionName {
 
 /// The structural identity of a top-level statement.
 ///
-/// Its canonical text form (see [`fmt::Display`] / [`FromStr`]) is
+/// Serialized (JSON, indexes) as its canonical text form (see
+/// [`fmt::Display`] / [`FromStr`]):
 /// `KIND MODULE.NAME#ORDINAL`, with `NAME` = `=HEX` for a statement named
 /// by its content: e.g. `function pkg.util.clean#0`,
 /// `assignment pkg.SCALE#1`, `statement pkg.mod.=3fa9…#0`. It contains no
 /// `:`, so it can be embedded in `:`-separated input names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct DefinitionId {
     pub module: String,
     pub kind: DefinitionKind,
@@ -122,6 +124,20 @@ impl fmt::Display for DefinitionId {
             self.module,
             self.ordinal
         )
+    }
+}
+
+impl From<DefinitionId> for String {
+    fn from(id: DefinitionId) -> String {
+        id.to_string()
+    }
+}
+
+impl TryFrom<String> for DefinitionId {
+    type Error = IdentityParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
     }
 }
 

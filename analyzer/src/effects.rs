@@ -10,7 +10,16 @@
 //!
 //! This module records the syntactic facts; whether a name is builtin,
 //! stdlib or project code is decided by the reachability walk, which knows
-//! where imports resolve.
+//! where imports resolve (`reach/effects.rs`).
+//!
+//! A class statement counts when its header runs foreign code: a decorator,
+//! a metaclass or keyword, a base that is not builtin or stdlib and can act
+//! on subclassing (it defines `__init_subclass__` or has a metaclass,
+//! transitively, or it is third-party or unknown), or any project base once
+//! reached code looks classes up through `__subclasses__()`. A class with
+//! plain project bases otherwise only binds its name: counting every such
+//! class as an effect would make every function of a module reach every
+//! class of it.
 
 use ruff_python_ast::{Expr, Stmt};
 use serde::{Deserialize, Serialize};
@@ -18,17 +27,43 @@ use serde::{Deserialize, Serialize};
 /// What a top-level statement runs at import, beyond binding names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectFacts {
-    /// The root names of the decorators, class bases and class keywords
-    /// (`metaclass=`) evaluated when the statement runs: `register` for
-    /// `@register("x")`, `fmt` for `@fmt.register`. `None` for an
-    /// expression with no root name (`@(lambda f: f)`).
-    pub runs: Vec<Option<String>>,
+    /// The root names of the decorators evaluated when the statement runs
+    /// (a class's own and its methods'): `register` for `@register("x")`,
+    /// `fmt` for `@fmt.register`. `None` for an expression with no root
+    /// name (`@(lambda f: f)`).
+    pub decorators: Vec<Option<String>>,
+    /// A class's bases, as dotted chains (`["mod", "Base"]` for
+    /// `mod.Base`, `["Generic"]` for `Generic[T]`); `None` for an
+    /// expression that is not a name chain.
+    pub bases: Vec<Option<Vec<String>>>,
+    /// A class's keywords (`metaclass=M`, arguments for
+    /// `__init_subclass__`), by root name of their value.
+    pub keywords: Vec<Option<String>>,
     /// A class that defines `__init_subclass__` (its subclasses run it).
     pub init_subclass: bool,
-    /// Names whose methods an assignment calls (`H = _REGISTRY.setdefault(...)`):
-    /// candidates for a registry mutated at import.
-    pub method_calls_on: Vec<String>,
+    /// Objects an assignment mutates through a method call
+    /// (`h = _REGISTRY.setdefault(...)`): a registry filled at import.
+    pub mutates: Vec<String>,
 }
+
+/// Method names that change a container or registry in place.
+const MUTATING: &[&str] = &[
+    "append",
+    "appendleft",
+    "extend",
+    "extendleft",
+    "insert",
+    "add",
+    "update",
+    "setdefault",
+    "register",
+    "remove",
+    "discard",
+    "pop",
+    "popitem",
+    "clear",
+    "__setitem__",
+];
 
 impl EffectFacts {
     pub fn of(stmt: &Stmt) -> Self {
@@ -36,37 +71,48 @@ impl EffectFacts {
         match stmt {
             Stmt::FunctionDef(f) => {
                 facts
-                    .runs
+                    .decorators
                     .extend(f.decorator_list.iter().map(|d| root_name(&d.expression)));
             }
-            Stmt::ClassDef(c) => facts.class(c),
-            Stmt::Assign(a) => method_calls(&a.value, &mut facts.method_calls_on),
+            Stmt::ClassDef(c) => facts.class(c, true),
+            Stmt::Assign(a) => mutations(&a.value, &mut facts.mutates),
             Stmt::AnnAssign(a) => {
                 if let Some(value) = &a.value {
-                    method_calls(value, &mut facts.method_calls_on);
+                    mutations(value, &mut facts.mutates);
                 }
             }
-            Stmt::AugAssign(a) => method_calls(&a.value, &mut facts.method_calls_on),
+            Stmt::AugAssign(a) => mutations(&a.value, &mut facts.mutates),
             _ => {}
         }
-        facts.runs.sort();
-        facts.runs.dedup();
-        facts.method_calls_on.sort();
-        facts.method_calls_on.dedup();
+        for list in [&mut facts.decorators, &mut facts.keywords] {
+            list.sort();
+            list.dedup();
+        }
+        facts.bases.sort();
+        facts.bases.dedup();
+        facts.mutates.sort();
+        facts.mutates.dedup();
         facts
     }
 
-    fn class(&mut self, class: &ruff_python_ast::StmtClassDef) {
-        self.runs.extend(
+    fn class(&mut self, class: &ruff_python_ast::StmtClassDef, top: bool) {
+        self.decorators.extend(
             class
                 .decorator_list
                 .iter()
                 .map(|d| root_name(&d.expression)),
         );
         if let Some(arguments) = &class.arguments {
-            self.runs.extend(arguments.args.iter().map(root_name));
-            self.runs
-                .extend(arguments.keywords.iter().map(|k| root_name(&k.value)));
+            if top {
+                self.bases.extend(arguments.args.iter().map(chain));
+                self.keywords
+                    .extend(arguments.keywords.iter().map(|k| root_name(&k.value)));
+            } else {
+                // A nested class's header runs code like a decorator does.
+                self.decorators.extend(arguments.args.iter().map(root_name));
+                self.decorators
+                    .extend(arguments.keywords.iter().map(|k| root_name(&k.value)));
+            }
         }
         // Names the class body binds are class attributes: `@x.setter`
         // refers to the property `x` of the body, not a module name.
@@ -90,27 +136,43 @@ impl EffectFacts {
         for s in &class.body {
             match s {
                 Stmt::FunctionDef(f) => {
-                    if f.name.id.as_str() == "__init_subclass__" {
+                    if top && f.name.id.as_str() == "__init_subclass__" {
                         self.init_subclass = true;
                     }
-                    self.runs.extend(
+                    self.decorators.extend(
                         f.decorator_list
                             .iter()
                             .map(|d| root_name(&d.expression))
                             .filter(|n| !n.as_deref().is_some_and(|n| own.contains(&n))),
                     );
                 }
-                Stmt::ClassDef(c) => self.class(c),
+                Stmt::ClassDef(c) => self.class(c, false),
                 _ => {}
             }
         }
     }
+}
 
-    /// True when the statement may act at import beyond binding names,
-    /// given a judgement of each root name (`true`: it may run project
-    /// or third-party code).
-    pub fn any(&self, runs_foreign: impl Fn(Option<&str>) -> bool) -> bool {
-        self.init_subclass || self.runs.iter().any(|r| runs_foreign(r.as_deref()))
+/// `[a, b, c]` for `a.b.c` (and `a.b.c[...]`); `None` otherwise.
+fn chain(expr: &Expr) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut current = match expr {
+        Expr::Subscript(s) => &*s.value,
+        other => other,
+    };
+    loop {
+        match current {
+            Expr::Name(n) => {
+                parts.push(n.id.to_string());
+                parts.reverse();
+                return Some(parts);
+            }
+            Expr::Attribute(a) => {
+                parts.push(a.attr.id.to_string());
+                current = &a.value;
+            }
+            _ => return None,
+        }
     }
 }
 
@@ -128,19 +190,26 @@ fn root_name(expr: &Expr) -> Option<String> {
     }
 }
 
-/// Root names of `X.method(...)` calls in an expression (not inside
-/// lambdas, which do not run at import).
-fn method_calls(expr: &Expr, out: &mut Vec<String>) {
+/// Root names of `X.method(...)` calls with a mutating method name in an
+/// expression (not inside lambdas or comprehensions, whose names are their
+/// own).
+fn mutations(expr: &Expr, out: &mut Vec<String>) {
     use ruff_python_ast::visitor::{walk_expr, Visitor};
     struct Calls<'o>(&'o mut Vec<String>);
     impl<'a> Visitor<'a> for Calls<'_> {
         fn visit_expr(&mut self, expr: &'a Expr) {
             match expr {
-                Expr::Lambda(_) => return,
+                Expr::Lambda(_)
+                | Expr::ListComp(_)
+                | Expr::SetComp(_)
+                | Expr::DictComp(_)
+                | Expr::Generator(_) => return,
                 Expr::Call(call) => {
                     if let Expr::Attribute(a) = &*call.func {
-                        if let Some(root) = root_name(&a.value) {
-                            self.0.push(root);
+                        if MUTATING.contains(&a.attr.id.as_str()) {
+                            if let Some(root) = root_name(&a.value) {
+                                self.0.push(root);
+                            }
                         }
                     }
                 }

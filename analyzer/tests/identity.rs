@@ -238,6 +238,31 @@ fn effect_cases() -> Vec<Case<'static>> {
             ("main.py", "import enum\n\ndef f():\n    return 1\n\nclass E(Exception):\n    x = 2\n\nclass C(enum.Enum):\n    A = 2\n\nclass P:\n    @property\n    def x(self):\n        return 2\n    @x.setter\n    def x(self, v):\n        pass\n"),
             false,
         ),
+        (
+            "a class with a plain project base only binds its name",
+            vec![
+                ("main.py", "from base import Base\n\ndef f():\n    return 1\n\nclass C(Base):\n    def m(self):\n        return 1\n"),
+                ("base.py", "class Base:\n    def m(self):\n        return 0\n"),
+            ],
+            ("main.py", "from base import Base\n\ndef f():\n    return 1\n\nclass C(Base):\n    def m(self):\n        return 2\n"),
+            false,
+        ),
+        (
+            "a subclass of a class with a project metaclass",
+            vec![
+                ("main.py", "from base import REG\nimport plugins\n\ndef f():\n    return REG[-1]().run()\n"),
+                ("base.py", "REG = []\nclass Meta(type):\n    def __init__(cls, *a):\n        REG.append(cls)\nclass Base(metaclass=Meta):\n    pass\nclass Mid(Base):\n    pass\n"),
+                ("plugins.py", "import base\nclass P(base.Mid):\n    def run(self):\n        return 1\n"),
+            ],
+            ("plugins.py", "import base\nclass P(base.Mid):\n    def run(self):\n        return 2\n"),
+            true,
+        ),
+        (
+            "other @cached functions of the module are not reached",
+            vec![("main.py", "from casher import cached\n\n@cached\ndef f():\n    return 1\n\n@cached\ndef g():\n    return 2\n")],
+            ("main.py", "from casher import cached\n\n@cached\ndef f():\n    return 1\n\n@cached\ndef g():\n    return 3\n"),
+            false,
+        ),
     ]
 }
 

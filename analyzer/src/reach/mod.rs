@@ -25,6 +25,8 @@ use crate::report::ModuleKind;
 use crate::resolve::resolve_relative;
 use crate::symbols::{Bound, StmtKind, TopStatement};
 
+mod effects;
+
 /// What the reachability needs to know of one module of the import graph.
 pub struct ModuleView<'a> {
     pub kind: ModuleKind,
@@ -75,6 +77,9 @@ struct Walker<'m, 'a> {
     whole: BTreeMap<String, String>,
     external: BTreeSet<String>,
     work: Vec<(String, usize, String)>,
+    /// Reached code looks classes up through `__subclasses__()`: every
+    /// class with a project base then counts as an effect of its module.
+    subclass_discovery: bool,
 }
 
 fn hex(bytes: &[u8; 32]) -> String {
@@ -127,21 +132,7 @@ impl<'m, 'a> Walker<'m, 'a> {
         };
         match (view.kind, view.parsed) {
             (ModuleKind::Local, Some(parsed)) => {
-                // Effects and imports run whenever the module is imported:
-                // they always count, and the modules they import run too.
-                for (i, stmt) in parsed.statements.iter().enumerate() {
-                    if matches!(stmt.kind, StmtKind::Effect | StmtKind::Import) {
-                        self.enqueue(module, i, "runs when the module is imported".to_owned());
-                    } else if self.acts_on_import(module, parsed, stmt) {
-                        self.enqueue(
-                            module,
-                            i,
-                            "acts when the module is imported (decorator, base class, \
-                             __init_subclass__ or registry call)"
-                                .to_owned(),
-                        );
-                    }
-                }
+                self.enqueue_effects(module, parsed);
                 if parsed
                     .statements
                     .iter()
@@ -168,89 +159,17 @@ impl<'m, 'a> Walker<'m, 'a> {
         }
     }
 
-    /// A definition or assignment that runs project or third-party code at
-    /// import (see [`crate::effects`]): it can register itself somewhere a
-    /// function finds it without naming it.
-    fn acts_on_import(&self, module: &str, parsed: &ParsedFile, stmt: &TopStatement) -> bool {
-        match stmt.kind {
-            StmtKind::Definition => stmt
-                .effects
-                .any(|name| self.runs_foreign(module, parsed, name)),
-            StmtKind::Assignment => stmt
-                .effects
-                .method_calls_on
-                .iter()
-                .any(|name| self.is_local_object(module, parsed, name)),
-            _ => false,
-        }
-    }
-
-    /// The module an import binding refers to: `abs.name` when that is a
-    /// submodule, else the module `name` is taken from.
-    fn import_target(&self, module: &str, bound: &Bound) -> Option<(String, bool)> {
-        match bound {
-            Bound::Module { module: m, level } => {
-                self.absolute(module, m, *level).map(|abs| (abs, true))
+    /// Effects and imports run whenever the module is imported: they
+    /// always count, and the modules they import run too; so do the
+    /// definitions that act at import (see `effects.rs`).
+    fn enqueue_effects(&mut self, module: &str, parsed: &ParsedFile) {
+        for (i, stmt) in parsed.statements.iter().enumerate() {
+            if matches!(stmt.kind, StmtKind::Effect | StmtKind::Import) {
+                self.enqueue(module, i, "runs when the module is imported".to_owned());
+            } else if let Some(why) = self.acts_on_import(module, parsed, stmt) {
+                self.enqueue(module, i, why.to_owned());
             }
-            Bound::From {
-                module: m,
-                level,
-                name,
-            } => self.absolute(module, m, *level).map(|abs| {
-                let sub = if abs.is_empty() {
-                    name.clone()
-                } else {
-                    format!("{abs}.{name}")
-                };
-                if self.modules.contains_key(&sub) {
-                    (sub, true)
-                } else {
-                    (abs, false)
-                }
-            }),
-            Bound::Star { .. } => None,
         }
-    }
-
-    /// Whether evaluating `name` (a decorator, base or metaclass) in
-    /// `module` may run project or third-party code: builtins and the
-    /// standard library do not count; anything unknown does.
-    fn runs_foreign(&self, module: &str, parsed: &ParsedFile, name: Option<&str>) -> bool {
-        let Some(name) = name else { return true };
-        if let Some(bound) = Self::binding_of(parsed, name) {
-            return match self
-                .import_target(module, bound)
-                .and_then(|(target, _)| self.view(&target))
-            {
-                Some(view) => !matches!(view.kind, ModuleKind::Stdlib | ModuleKind::Builtin),
-                None => true,
-            };
-        }
-        if parsed
-            .statements
-            .iter()
-            .any(|s| s.binds.iter().any(|b| b == name))
-        {
-            return true;
-        }
-        !self.builtins.contains(name)
-    }
-
-    /// Whether `name` is a project object (not a module) in `module`:
-    /// calling its methods at import may fill a registry.
-    fn is_local_object(&self, module: &str, parsed: &ParsedFile, name: &str) -> bool {
-        if let Some(bound) = Self::binding_of(parsed, name) {
-            return match self.import_target(module, bound) {
-                Some((target, false)) => self
-                    .view(&target)
-                    .is_some_and(|v| v.kind == ModuleKind::Local),
-                _ => false,
-            };
-        }
-        parsed
-            .statements
-            .iter()
-            .any(|s| s.kind != StmtKind::Inert && s.binds.iter().any(|b| b == name))
     }
 
     fn enqueue(&mut self, module: &str, index: usize, reason: String) {
@@ -402,6 +321,14 @@ impl<'m, 'a> Walker<'m, 'a> {
 
     /// What a reached statement needs in turn.
     fn statement(&mut self, module: &str, stmt: &TopStatement, referrer: &str) {
+        if !self.subclass_discovery
+            && stmt
+                .attributes
+                .iter()
+                .any(|chain| chain.iter().any(|a| a == "__subclasses__"))
+        {
+            self.discover_subclasses();
+        }
         if let Some(why) = &stmt.opaque {
             self.fallback(module, format!("{referrer} {why}"));
         }
@@ -560,6 +487,7 @@ pub fn reach(
         whole: BTreeMap::new(),
         external: BTreeSet::new(),
         work: Vec::new(),
+        subclass_discovery: false,
     };
     w.name(root, function, "the cached call", false);
     w.run();

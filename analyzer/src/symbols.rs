@@ -104,6 +104,9 @@ pub struct TopStatement {
     /// Why static analysis cannot see what this statement reaches
     /// (`globals()`, `eval`, a computed `getattr`), if so.
     pub opaque: Option<String>,
+    /// It writes the module namespace by name (`globals().update(...)`,
+    /// `globals()[k] = v`): it may bind any name.
+    pub binds_dynamically: bool,
 }
 
 #[derive(Default)]
@@ -115,6 +118,7 @@ struct Collector {
     globals: Vec<String>,
     imports: Vec<(String, Bound)>,
     opaque: Option<String>,
+    binds_dynamically: bool,
 }
 
 impl<'a> Visitor<'a> for Collector {
@@ -151,6 +155,17 @@ impl<'a> Visitor<'a> for Collector {
     }
 
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        if let Stmt::Assign(a) = stmt {
+            if let [Expr::Subscript(target)] = &a.targets[..] {
+                if is_namespace(&target.value) {
+                    // `globals()[name] = value`: a write, like `update`.
+                    self.binds_dynamically = true;
+                    self.visit_expr(&target.slice);
+                    self.visit_expr(&a.value);
+                    return;
+                }
+            }
+        }
         match stmt {
             Stmt::Global(g) => self
                 .globals
@@ -182,10 +197,13 @@ impl<'a> Visitor<'a> for Collector {
     fn visit_expr(&mut self, expr: &'a Expr) {
         match expr {
             Expr::Name(n) => match n.ctx {
-                ExprContext::Load | ExprContext::Del => {
+                ExprContext::Load => {
                     self.uses.push(n.id.to_string());
                     self.bare.push(n.id.to_string());
                 }
+                // `del toolz` unbinds a name; it does not pass a module
+                // around as a value.
+                ExprContext::Del => self.uses.push(n.id.to_string()),
                 ExprContext::Store => self.stores.push(n.id.to_string()),
                 ExprContext::Invalid => {}
             },
@@ -205,6 +223,18 @@ impl<'a> Visitor<'a> for Collector {
                     return;
                 }
             }
+            Expr::Call(call) if namespace_write(call) => {
+                // `globals().update({...})`: binds names nobody can see,
+                // reads nothing of the module.
+                self.binds_dynamically = true;
+                for arg in &*call.arguments.args {
+                    self.visit_expr(arg);
+                }
+                for keyword in &*call.arguments.keywords {
+                    self.visit_expr(&keyword.value);
+                }
+                return;
+            }
             Expr::Call(call) => {
                 let callee = match &*call.func {
                     Expr::Name(f) => Some(f.id.as_str()),
@@ -223,7 +253,12 @@ impl<'a> Visitor<'a> for Collector {
                     let name = f.id.as_str();
                     let literal_second =
                         matches!(call.arguments.args.get(1), Some(Expr::StringLiteral(_)));
+                    let no_args =
+                        call.arguments.args.is_empty() && call.arguments.keywords.is_empty();
                     self.opaque = self.opaque.take().or(match name {
+                        // `vars(obj)` reads `obj`'s attributes: a module
+                        // passed to it is a bare use, counted whole.
+                        "vars" if !no_args => None,
                         "globals" | "vars" | "locals" | "eval" | "exec" => {
                             Some(format!("uses {name}()"))
                         }
@@ -250,6 +285,20 @@ impl<'a> Visitor<'a> for Collector {
         }
         walk_expr(self, expr);
     }
+}
+
+/// `globals()` / `locals()` (at module level the same namespace).
+fn is_namespace(expr: &Expr) -> bool {
+    matches!(expr, Expr::Call(c) if c.arguments.args.is_empty()
+        && matches!(&*c.func, Expr::Name(n) if matches!(n.id.as_str(), "globals" | "locals")))
+}
+
+/// `globals().update(...)`, `globals().setdefault(...)`,
+/// `globals().__setitem__(...)`: a write into the module namespace.
+fn namespace_write(call: &ruff_python_ast::ExprCall) -> bool {
+    matches!(&*call.func, Expr::Attribute(a)
+        if is_namespace(&a.value)
+            && matches!(a.attr.id.as_str(), "update" | "setdefault" | "__setitem__"))
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
@@ -419,6 +468,7 @@ pub fn collect(
                 },
                 bare: dedup(c.bare),
                 opaque: c.opaque,
+                binds_dynamically: c.binds_dynamically,
             }
         })
         .collect()

@@ -380,3 +380,34 @@ fn a_fifo_is_never_opened() {
         r.errors
     );
 }
+
+#[test]
+fn a_star_import_is_followed_by_name() {
+    let files = [
+        ("main.py", "from pkg import other\n\ndef f():\n    return other()\n"),
+        ("pkg/__init__.py", "from .a import *\nfrom .b import *\nfrom .c import *\n"),
+        ("pkg/a.py", "__all__ = ['fit']\ndef fit(x):\n    return x\ndef other():\n    return 'not exported'\n"),
+        ("pkg/b.py", "def other():\n    return 2\ndef _private():\n    return 0\n"),
+        ("pkg/c.py", "import sys\n__all__ = ['x'] + list(sys.argv[:0])\nx = 1\n"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), &files);
+    let before = report(dir.path(), "f");
+    // `other` comes from b (not in a's `__all__`); c's `__all__` is not a
+    // literal, so c counts whole; a does not.
+    let whole: Vec<&str> = before.fallbacks.iter().map(|f| f.module.as_str()).collect();
+    assert!(
+        whole.contains(&"pkg.c") && !whole.contains(&"pkg.a") && !whole.contains(&"pkg.b"),
+        "{whole:?}"
+    );
+    for (path, text, must_change) in [
+        ("pkg/a.py", "__all__ = ['fit']\ndef fit(x):\n    return x + 1\ndef other():\n    return 'still not exported'\n", false),
+        ("pkg/b.py", "def other():\n    return 2\ndef _private():\n    return 5\n", false),
+        ("pkg/b.py", "def other():\n    return 3\ndef _private():\n    return 5\n", true),
+    ] {
+        let digest = report(dir.path(), "f").digest;
+        write(dir.path(), &[(path, text)]);
+        let after = report(dir.path(), "f").digest;
+        assert_eq!(digest != after, must_change, "{path}: {text}");
+    }
+}

@@ -210,6 +210,12 @@ impl<'m, 'a> Walker<'m, 'a> {
         if binders.is_empty() {
             let submodule = format!("{module}.{name}");
             if self.modules.contains_key(&submodule) {
+                // Importing `pkg.sub` binds `sub` in `pkg`: with `chained`
+                // the caller follows the attributes used on it.
+                if chained {
+                    self.module_reached(&submodule);
+                    return;
+                }
                 self.fallback(
                     &submodule,
                     format!("module {submodule} is used as a value by {referrer}"),
@@ -244,23 +250,41 @@ impl<'m, 'a> Walker<'m, 'a> {
                 .statements
                 .iter()
                 .any(|s| s.locals.iter().any(|l| l == name));
-            if stars.is_empty() && !is_local_somewhere {
+            // A star import binds exactly its source's `__all__`, or its
+            // public top-level names: follow the name into the sources
+            // that can bind it; count a source whole only when that is
+            // unknown.
+            let mut may_bind = false;
+            for (star, level) in stars {
+                let Some(source) = self.absolute(module, &star, level) else {
+                    may_bind = true;
+                    self.fallback(
+                        module,
+                        format!("an unresolvable star import may bind {name}"),
+                    );
+                    continue;
+                };
+                match self.star_binds(&source, name) {
+                    Some(false) => {}
+                    Some(true) => {
+                        may_bind = true;
+                        // Not chained: a module-valued binding there counts whole.
+                        self.name(&source, name, referrer, false);
+                    }
+                    None => {
+                        may_bind = true;
+                        self.fallback(
+                            &source,
+                            format!("{name} may come from `from {source} import *`"),
+                        );
+                    }
+                }
+            }
+            if !may_bind && !is_local_somewhere {
                 self.fallback(
                     module,
                     format!("the name {name} used by {referrer} is not bound statically"),
                 );
-            }
-            for (star, level) in stars {
-                match self.absolute(module, &star, level) {
-                    Some(source) => self.fallback(
-                        &source,
-                        format!("{name} may come from `from {source} import *`"),
-                    ),
-                    None => self.fallback(
-                        module,
-                        format!("an unresolvable star import may bind {name}"),
-                    ),
-                }
             }
             return;
         }
@@ -277,6 +301,41 @@ impl<'m, 'a> Walker<'m, 'a> {
                 self.follow(module, name, &target, referrer, chained);
             }
         }
+    }
+
+    /// Whether `from source import *` can bind `name`: `Some(false)` when
+    /// it cannot (not in a literal `__all__`, or private, or bound nowhere in
+    /// a source without `__all__` or star imports of its own), `None` when
+    /// that cannot be known (a project module that did not parse).
+    /// Non-project sources count as binding it (their identity covers it).
+    fn star_binds(&self, source: &str, name: &str) -> Option<bool> {
+        let view = self.view(source)?;
+        if view.kind != ModuleKind::Local {
+            return Some(true);
+        }
+        let parsed = view.parsed?;
+        // `globals()[...] = ...` and the like can bind anything.
+        if parsed.facts.all_dynamic
+            || parsed
+                .statements
+                .iter()
+                .any(|s| s.opaque.is_some() || s.binds_dynamically)
+        {
+            return None;
+        }
+        if let Some(all) = &parsed.facts.all {
+            return Some(all.iter().any(|n| n == name));
+        }
+        if name.starts_with('_') {
+            return Some(false);
+        }
+        let binds = parsed.statements.iter().any(|s| {
+            s.kind != StmtKind::Inert && s.binds.iter().any(|b| b == name)
+                || s.imports
+                    .iter()
+                    .any(|(b, t)| b == name || matches!(t, Bound::Star { .. }))
+        });
+        Some(binds || self.modules.contains_key(&format!("{source}.{name}")))
     }
 
     fn follow(&mut self, module: &str, name: &str, target: &Bound, referrer: &str, chained: bool) {
@@ -371,6 +430,32 @@ impl<'m, 'a> Walker<'m, 'a> {
         }
     }
 
+    /// The module `name` is bound to in project module `module` by an
+    /// import, if it is.
+    fn module_binding(&self, module: &str, name: &str) -> Option<String> {
+        let parsed = self
+            .view(module)
+            .filter(|v| v.kind == ModuleKind::Local)?
+            .parsed?;
+        match Self::binding_of(parsed, name)? {
+            Bound::Module { module: m, level } => self.absolute(module, m, *level),
+            Bound::From {
+                module: m,
+                level,
+                name,
+            } => {
+                let abs = self.absolute(module, m, *level)?;
+                let sub = if abs.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{abs}.{name}")
+                };
+                self.modules.contains_key(&sub).then_some(sub)
+            }
+            Bound::Star { .. } => None,
+        }
+    }
+
     fn binding_of<'p>(parsed: &'p ParsedFile, name: &str) -> Option<&'p Bound> {
         parsed
             .statements
@@ -399,7 +484,13 @@ impl<'m, 'a> Walker<'m, 'a> {
                 self.modules.contains_key(&sub).then_some(sub)
             }),
             Some(Bound::Module { module: m, level }) => self.absolute(module, &m, level),
-            _ => None,
+            Some(Bound::Star { .. }) => None,
+            // A submodule bound in its package by being imported.
+            None => {
+                let sub = format!("{module}.{used}");
+                (self.view(module).is_some_and(|v| v.is_package) && self.modules.contains_key(&sub))
+                    .then_some(sub)
+            }
         };
         if let Some(target) = target {
             self.module_as_value(module, stmt, used, &target, referrer);
@@ -440,6 +531,14 @@ impl<'m, 'a> Walker<'m, 'a> {
                 if self.modules.contains_key(&sub) {
                     self.module_reached(&sub);
                     current = sub;
+                    continue;
+                }
+                // `m.alias.f` where `m` binds `alias` to a module by an
+                // import: count that import and walk on into the module.
+                if let Some(next) = self.module_binding(&current, attr) {
+                    self.name(&current, attr, referrer, true);
+                    self.module_reached(&next);
+                    current = next;
                     continue;
                 }
                 self.name(&current, attr, referrer, false);

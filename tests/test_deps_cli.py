@@ -205,3 +205,146 @@ def test_fallbacks_are_reported(casher, tmp_path: Path) -> None:
     assert fallbacks and fallbacks[0]["module"] == "main" and "eval" in fallbacks[0]["reason"]
     tree = casher("deps", str(tmp_path / "main.py"), "--function", "f")
     assert "reached definitions" in tree.stdout and "whole module main" in tree.stdout
+
+
+def pip(python: Path, *args: str) -> None:
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *args], check=True)
+
+
+def test_a_distribution_is_identified_with_what_it_requires(casher, tmp_path: Path) -> None:
+    """Downgrading idna changes the digest of `import requests`: a
+    distribution's identity covers its own requirements (Requires-Dist,
+    transitively, by the installed versions)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    pip(python, "requests==2.32.3", "idna==3.10", "urllib3==2.2.3", "charset-normalizer==3.4.0", "certifi==2024.8.30")
+    main = tmp_path / "main.py"
+    main.write_text("import requests\n\ndef get():\n    return requests.__version__\n")
+    args = ("deps", str(main), "--python", str(python), "--json")
+    before = casher(*args)
+    assert before.code == 0, before.stderr
+    requests = module(before.json(), "requests")
+    assert requests["distribution"] == "requests==2.32.3"
+    assert "idna==3.10" in requests["requires"] and "urllib3==2.2.3" in requests["requires"]
+    fn_before = casher(*args, "--function", "get").json()["digest"]
+
+    pip(python, "idna==3.7")
+    after = casher(*args)
+    assert "idna==3.7" in module(after.json(), "requests")["requires"]
+    assert after.json()["digest"] != before.json()["digest"]
+    assert casher(*args, "--function", "get").json()["digest"] != fn_before
+
+
+def test_optional_requirements_do_not_count(casher, tmp_path: Path) -> None:
+    python, site = make_venv(tmp_path)
+
+    def dist(name: str, version: str, requires: list[str]) -> None:
+        (site / name).mkdir(exist_ok=True)
+        (site / name / "__init__.py").write_text("X = 1\n")
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir()
+        lines = "".join(f"Requires-Dist: {r}\n" for r in requires)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{lines}")
+        (info / "RECORD").write_text(f"{name}/__init__.py,,\n")
+
+    dist("app", "1.0", ["core>=1", 'extra_only ; extra == "fancy"'])
+    dist("core", "2.0", ["base"])
+    dist("base", "0.5", [])
+    dist("extra_only", "1.0", [])
+    main = tmp_path / "main.py"
+    main.write_text("import app\n")
+    r = casher("deps", str(main), "--python", str(python), "--json").json()
+    assert module(r, "app")["requires"] == ["base==0.5", "core==2.0"]
+    # An optional (extra) requirement changing: same digest.
+    (site / "extra_only-1.0.dist-info").rename(site / "extra_only-1.1.dist-info")
+    (site / "extra_only-1.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: extra_only\nVersion: 1.1\n")
+    assert casher("deps", str(main), "--python", str(python), "--json").json()["digest"] == r["digest"]
+    # A transitive requirement changing: another digest.
+    (site / "base-0.5.dist-info").rename(site / "base-0.4.dist-info")
+    (site / "base-0.4.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: base\nVersion: 0.4\n")
+    again = casher("deps", str(main), "--python", str(python), "--json").json()
+    assert module(again, "app")["requires"] == ["base==0.4", "core==2.0"]
+    assert again["digest"] != r["digest"]
+
+
+def test_a_venv_casher_defaults_to_the_venv_python(casher_bin: Path, tmp_path: Path, cache_dir: Path) -> None:
+    # pytest is installed in the venv casher comes from; its python is the default.
+    main = tmp_path / "main.py"
+    main.write_text("import pytest\n")
+    proc = subprocess.run([str(casher_bin), "deps", str(main), "--json"], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    report = json.loads(proc.stdout)
+    assert report["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert module(report, "pytest")["distribution"] == f"pytest=={pytest_version()}"
+
+
+def pytest_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("pytest")
+
+
+DEEP = {
+    "sum": "x = " + "+".join(["1"] * 50_000) + "\n",
+    "brackets": "x = " + "(" * 100_000 + "1" + ")" * 100_000 + "\n",
+    "calls": "x = f" + "()" * 50_000 + "\n",
+    "attributes": "x = a" + ".b" * 50_000 + "\n",
+}
+
+
+def test_deep_nesting_is_a_per_file_error(casher, tmp_path: Path) -> None:
+    for name, source in DEEP.items():
+        deep = tmp_path / f"deep_{name}.py"
+        deep.write_text("import os\n\n" + source)
+        r = casher("deps", str(deep))
+        assert r.code == 1, (name, r.code, r.stderr)
+        assert f"deep_{name}.py:3:" in r.stderr, r.stderr
+        # In a function's static closure: the report lists the error.
+        main = tmp_path / "main.py"
+        main.write_text(f"def f(flag):\n    if flag:\n        import deep_{name}\n    return 1\n")
+        r = casher("deps", str(main), "--function", "f")
+        assert r.code == 1, (name, r.stderr)
+        assert f"deep_{name}.py:3:" in r.stderr
+
+
+def test_deep_module_in_a_static_closure_never_crashes_python(tmp_path: Path, cache_dir: Path) -> None:
+    for name, source in DEEP.items():
+        (tmp_path / f"deep_{name}.py").write_text(source)
+    (tmp_path / "main.py").write_text(
+        "from casher import cached\n\n"
+        "@cached\n"
+        "def f(flag):\n"
+        "    if flag:\n"
+        + "".join(f"        import deep_{name}\n" for name in DEEP)
+        + "    return 41 + 1\n\n"
+        "if __name__ == '__main__':\n"
+        "    import casher\n"
+        "    print(f(False), f(False))\n"
+        + "".join(
+            f"    try:\n        casher.deps('deep_{name}.py')\n    except Exception as e:\n        print('error', type(e).__name__)\n"
+            for name in DEEP
+        )
+    )
+    proc = subprocess.run([sys.executable, "main.py"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "42 42"
+    assert len(lines) == 1 + len(DEEP) and all(line.startswith("error ") for line in lines[1:]), lines
+
+
+def test_a_fifo_is_never_opened(casher, tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "x.py"
+    os.mkfifo(fifo)
+    r = casher("deps", str(fifo))
+    assert r.code == 1
+    assert "not a regular file" in r.stderr
+    main = tmp_path / "main.py"
+    main.write_text("import x\n")
+    r = casher("deps", str(main))
+    assert r.code == 1
+    assert "x.py: not a regular file" in r.stderr

@@ -86,3 +86,38 @@ def test_a_semantic_edit_in_a_big_file_changes_the_hash(casher, project: list[Pa
     assert {k: v for k, v in after.items() if k != target.name} == {
         k: v for k, v in before.items() if k != target.name
     }
+
+
+def function_identities(casher, files: list[Path]) -> dict[tuple[str, str], tuple[str, dict[str, str]]]:
+    """(file, function) -> (digest, {definition identity: hash}) for the
+    first top-level functions of each file."""
+    out = {}
+    for f in files:
+        tree = ast.parse(f.read_text())
+        names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))][:4]
+        for name in names:
+            r = casher("deps", str(f), "--function", name, "--json")
+            assert r.code in (0, 1), r.stderr
+            report = r.json()
+            out[(f.name, name)] = (report["digest"], {d["id"]: d["hash"] for d in report["definitions"]})
+    assert len(out) >= 8, out.keys()
+    return out
+
+
+def test_function_identities_survive_black_a_comment_line_and_an_unused_function(
+    casher, project: list[Path]
+) -> None:
+    """Definition identities are structural: reformatting, a comment line at
+    the top of every module and a new unused function rename nothing and
+    change no function's digest."""
+    before = function_identities(casher, project)
+    proc = subprocess.run(
+        [sys.executable, "-m", "black", "-q", "--line-length", "60", *map(str, project)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert function_identities(casher, project) == before
+    for f in project:
+        f.write_text("# a new first line\n" + f.read_text() + "\n\ndef _casher_unused():\n    x = 1\n    return x\n")
+    assert function_identities(casher, project) == before

@@ -4,6 +4,7 @@ import ast
 import importlib.machinery
 import json
 import os
+import re
 import sys
 import sysconfig
 
@@ -74,6 +75,58 @@ def distributions():
     return out
 
 
+def _canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def requirements():
+    """'name==version' -> the installed distributions it requires, transitively
+    ('name==version' each, sorted), from each dist-info's Requires-Dist.
+    Requirements only an extra asks for are left out; so are uninstalled ones
+    (their markers excluded them, or they are missing)."""
+    try:
+        import importlib.metadata as md
+    except ImportError:
+        return {}
+    ident = {}
+    direct = {}
+    for dist in md.distributions():
+        try:
+            name = dist.metadata["Name"]
+            version = dist.version
+            requires = dist.requires or ()
+        except Exception:
+            continue
+        if not name:
+            continue
+        key = _canonical(name)
+        if key in ident:
+            continue  # the first on sys.path wins, as for imports
+        ident[key] = f"{name}=={version}"
+        names = []
+        for req in requires:
+            head, _, marker = req.partition(";")
+            if "extra" in marker:
+                continue
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", head)
+            if m:
+                names.append(_canonical(m.group(1)))
+        direct[key] = names
+    out = {}
+    for key, own in ident.items():
+        seen = set()
+        todo = list(direct.get(key, ()))
+        while todo:
+            dep = todo.pop()
+            if dep in seen or dep == key or dep not in ident:
+                continue
+            seen.add(dep)
+            todo.extend(direct.get(dep, ()))
+        if seen:
+            out[own] = sorted(ident[d] for d in seen)
+    return out
+
+
 site_dirs = []
 for key in ("purelib", "platlib"):
     p = sysconfig.get_paths().get(key)
@@ -120,6 +173,7 @@ print(
             "bytecode_suffixes": list(importlib.machinery.BYTECODE_SUFFIXES),
             "editable": editable_mappings(site_dirs),
             "distributions": distributions(),
+            "requires": requirements(),
         }
     )
 )

@@ -13,6 +13,20 @@ pub enum AnalyzerError {
         source: std::io::Error,
     },
 
+    /// Not a regular file (a FIFO, a device, a socket): never opened, since
+    /// reading one could block forever or have side effects.
+    #[error("{}: not a regular file\nhint: a Python module must be a regular file", path.display())]
+    NotRegularFile { path: PathBuf },
+
+    /// Nesting too deep to analyze safely (CPython itself refuses to
+    /// compile far less deep code).
+    #[error("{}:{line}: {message}\nhint: split the expression; CPython does not compile code nested this deeply either", path.display())]
+    TooDeep {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+
     /// A directory was given where a Python file is needed.
     #[error("{} is a directory\nhint: give the Python file that defines the function, e.g. {}/main.py", path.display(), path.display())]
     IsDirectory { path: PathBuf },

@@ -30,6 +30,37 @@ pub fn stat_stamp(path: &Path) -> Option<StatStamp> {
     std::fs::metadata(path).ok().map(|m| StatStamp::of(&m))
 }
 
+/// Reads a regular file. Anything else (a FIFO named `x.py`, a device) is
+/// refused without being opened: opening a FIFO blocks until a writer
+/// comes. The type is checked again on the open descriptor (opened
+/// non-blocking), so a file swapped for a FIFO in between is refused too.
+pub(crate) fn read_regular(path: &Path) -> crate::error::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| crate::error::AnalyzerError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let not_regular = || crate::error::AnalyzerError::NotRegularFile {
+        path: path.to_path_buf(),
+    };
+    if !std::fs::metadata(path).map_err(io)?.is_file() {
+        return Err(not_regular());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.read_to_end(&mut bytes).map_err(io)?;
+    Ok(bytes)
+}
+
 /// Writes to a temporary file in the same directory, then renames it into
 /// place: a reader sees the old content or the new, never a partial file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

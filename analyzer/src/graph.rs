@@ -191,7 +191,7 @@ impl<'a> Graph<'a> {
                         m.name.clone(),
                         m.kind.as_str().to_owned(),
                         m.hash.clone(),
-                        m.distribution.clone(),
+                        m.distribution.as_ref().map(|_| m.identity()),
                         stamp,
                     )
                 })
@@ -226,7 +226,7 @@ impl<'a> Graph<'a> {
                             kind: m.kind,
                             path: m.path.clone(),
                             hash: m.hash.clone(),
-                            distribution: m.distribution.clone(),
+                            distribution: m.distribution.as_ref().map(|_| m.identity()),
                             parsed: source.map(|(p, _)| p),
                             is_package: source.is_some_and(|(_, pkg)| *pkg),
                         },
@@ -489,7 +489,7 @@ impl<'a> Graph<'a> {
                 Ok(stamp) => {
                     let hash = match self.index.get(&path, &stamp) {
                         Some(Cached::Bytes(h)) => Some(h),
-                        _ => std::fs::read(&path).ok().map(|b| {
+                        _ => crate::fsutil::read_regular(&path).ok().map(|b| {
                             let h = *blake3::hash(&b).as_bytes();
                             self.index.put(&path, stamp, Cached::Bytes(h));
                             h
@@ -518,6 +518,12 @@ impl<'a> Graph<'a> {
                     kind: node.kind,
                     hash: node.hash.clone(),
                     distribution: node.distribution.clone(),
+                    requires: node
+                        .distribution
+                        .as_ref()
+                        .and_then(|d| self.interpreter.requires.get(d))
+                        .cloned()
+                        .unwrap_or_default(),
                     imported_by: node.importers.iter().cloned().collect(),
                 })
             })

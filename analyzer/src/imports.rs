@@ -32,6 +32,10 @@ pub struct ModuleFacts {
     pub imports: Vec<ImportRecord>,
     /// Literal `__all__`, when the module defines one.
     pub all: Option<Vec<String>>,
+    /// Some change of `__all__` is not a literal list of strings
+    /// (`__all__ += other.__all__`): `all` is then incomplete.
+    #[serde(default)]
+    pub all_dynamic: bool,
     /// Dynamic imports whose target is not a literal: the analysis cannot see
     /// them (line numbers, for the warning).
     pub opaque_dynamic_imports: Vec<u32>,
@@ -92,8 +96,9 @@ impl<'s> ImportVisitor<'s> {
                     }
                     _ => None,
                 };
-                if let Some(names) = names {
-                    self.facts.all.get_or_insert_with(Vec::new).extend(names);
+                match names {
+                    Some(names) => self.facts.all.get_or_insert_with(Vec::new).extend(names),
+                    None => self.facts.all_dynamic = true,
                 }
                 return;
             }
@@ -102,12 +107,10 @@ impl<'s> ImportVisitor<'s> {
         if !is_name(target, "__all__") {
             return;
         }
-        if let Some(names) = string_list(value) {
-            if replace {
-                self.facts.all = Some(names);
-            } else {
-                self.facts.all.get_or_insert_with(Vec::new).extend(names);
-            }
+        match string_list(value) {
+            Some(names) if replace => self.facts.all = Some(names),
+            Some(names) => self.facts.all.get_or_insert_with(Vec::new).extend(names),
+            None => self.facts.all_dynamic = true,
         }
     }
 

@@ -39,6 +39,11 @@ pub struct Interpreter {
     pub editable: HashMap<String, PathBuf>,
     /// Top-level import name -> `name==version`.
     pub distributions: HashMap<String, String>,
+    /// `name==version` -> the installed distributions it requires
+    /// (`Requires-Dist`, transitively, extras left out), sorted: a
+    /// third-party module's identity covers the code it runs.
+    #[serde(default)]
+    pub requires: HashMap<String, Vec<String>>,
 }
 
 /// What the cached answer depends on.
@@ -86,7 +91,7 @@ impl Interpreter {
                 .join(format!("{}.json", &key.to_hex()[..32]))
         });
         let validity_now = |site_dirs: &[PathBuf]| Validity {
-            probe_version: 2,
+            probe_version: 3,
             python: python.clone(),
             python_stamp: stat_stamp(&python),
             pythonpath: std::env::var("PYTHONPATH").ok(),

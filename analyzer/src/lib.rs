@@ -7,9 +7,12 @@
 //! the Python version. The crate never prints: it returns a [`DepsReport`].
 
 mod classify;
+mod effects;
 mod error;
 mod fsutil;
 mod graph;
+mod guard;
+pub mod identity;
 mod imports;
 mod index;
 mod interpreter;
@@ -25,6 +28,7 @@ mod symbols;
 use std::path::{Path, PathBuf};
 
 pub use error::{AnalyzerError, Result};
+pub use identity::{DefinitionId, DefinitionKind, DefinitionName};
 pub use imports::{ImportRecord, ModuleFacts};
 pub use interpreter::Interpreter;
 pub use parse::{parse_bytes, parse_file, ParsedFile};
@@ -108,6 +112,11 @@ pub fn analyze(root: &Path, options: &AnalyzeOptions) -> Result<DepsReport> {
     })?;
     if meta.is_dir() {
         return Err(AnalyzerError::IsDirectory {
+            path: root.to_path_buf(),
+        });
+    }
+    if !meta.is_file() {
+        return Err(AnalyzerError::NotRegularFile {
             path: root.to_path_buf(),
         });
     }

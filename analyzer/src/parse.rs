@@ -32,10 +32,7 @@ pub fn parse_file(path: &Path) -> Result<ParsedFile> {
 /// symbols (only function-level analysis needs them, and they double the
 /// cost of a parse).
 pub fn parse_file_with(path: &Path, statements: bool) -> Result<ParsedFile> {
-    let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = crate::fsutil::read_regular(path)?;
     parse_source(path, &bytes, statements)
 }
 
@@ -46,8 +43,14 @@ pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<ParsedFile> {
 
 fn parse_source(path: &Path, bytes: &[u8], statements: bool) -> Result<ParsedFile> {
     let source = decode(path, bytes)?;
-    let parsed = ruff_python_parser::parse_module(&source).map_err(|err| {
-        let (line, column) = line_column(&source, err.location.start().to_usize());
+    // The tree is built, analyzed and dropped on a thread with a stack
+    // sized for it: no input can overflow the stack.
+    crate::guard::with_stack_for(path, &source, || analyze_source(path, &source, statements))
+}
+
+fn analyze_source(path: &Path, source: &str, statements: bool) -> Result<ParsedFile> {
+    let parsed = ruff_python_parser::parse_module(source).map_err(|err| {
+        let (line, column) = line_column(source, err.location.start().to_usize());
         AnalyzerError::Syntax {
             path: path.to_path_buf(),
             line,
@@ -55,8 +58,16 @@ fn parse_source(path: &Path, bytes: &[u8], statements: bool) -> Result<ParsedFil
             message: err.error.to_string(),
         }
     })?;
-    let line_starts = line_starts(&source);
     let body = &parsed.syntax().body;
+    if let Some(offset) = crate::guard::too_deep(body) {
+        let (line, _) = line_column(source, offset.to_usize());
+        return Err(AnalyzerError::TooDeep {
+            path: path.to_path_buf(),
+            line,
+            message: format!("nested more than {} levels deep", crate::guard::MAX_NESTING),
+        });
+    }
+    let line_starts = line_starts(source);
     let line_of = |offset: ruff_text_size::TextSize| {
         let index = line_starts.partition_point(|&start| start <= offset.to_usize());
         u32::try_from(index).unwrap_or(u32::MAX)

@@ -81,10 +81,7 @@ impl<'a> Parser<'a> {
         let value = if is_source {
             Cached::Parsed(parse_file_with(path, self.statements)?)
         } else {
-            let bytes = std::fs::read(path).map_err(|source| AnalyzerError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            let bytes = crate::fsutil::read_regular(path)?;
             Cached::Bytes(*blake3::hash(&bytes).as_bytes())
         };
         self.index.put(path, stamp, value.clone());

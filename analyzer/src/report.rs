@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 /// Version of the code-digest composition (what goes into `digest`).
-pub const DIGEST_FORMAT_VERSION: u32 = 1;
+pub const DIGEST_FORMAT_VERSION: u32 = 2;
 
 /// How a module is identified in the digest, decided by where it was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -46,7 +46,25 @@ pub struct ModuleReport {
     pub kind: ModuleKind,
     pub hash: Option<String>,
     pub distribution: Option<String>,
+    /// For a third-party module: the installed distributions its own
+    /// distribution requires, transitively (`name==version`, sorted).
+    pub requires: Vec<String>,
     pub imported_by: Vec<String>,
+}
+
+impl ModuleReport {
+    /// What identifies a non-project module: its distribution and what
+    /// that requires, else its hash, else its kind.
+    pub fn identity(&self) -> String {
+        match &self.distribution {
+            Some(dist) if self.requires.is_empty() => dist.clone(),
+            Some(dist) => format!("{dist} (requires {})", self.requires.join(", ")),
+            None => self
+                .hash
+                .clone()
+                .unwrap_or_else(|| self.kind.as_str().to_owned()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +116,7 @@ pub fn digest(python: &str, function: Option<&str>, modules: &[ModuleReport]) ->
         field(module.kind.as_str().as_bytes());
         field(module.hash.as_deref().unwrap_or("").as_bytes());
         field(module.distribution.as_deref().unwrap_or("").as_bytes());
+        field(module.requires.join(",").as_bytes());
     }
     hasher.finalize().to_hex().to_string()
 }

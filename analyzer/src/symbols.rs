@@ -11,6 +11,7 @@ use ruff_python_ast::visitor::{walk_expr, walk_stmt, Visitor};
 use ruff_python_ast::{Expr, ExprContext, Stmt};
 use serde::{Deserialize, Serialize};
 
+use crate::identity::{DefinitionKind, DefinitionName};
 use crate::normalize::Encoder;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,9 +76,16 @@ pub enum Bound {
 pub struct TopStatement {
     /// Normalized hash of the statement alone.
     pub hash: [u8; 32],
+    /// For messages only: never part of an identity.
     pub line: u32,
     pub end_line: u32,
     pub kind: StmtKind,
+    /// Structural identity within the module (see [`crate::identity`]).
+    pub id_kind: DefinitionKind,
+    pub id_name: DefinitionName,
+    pub ordinal: u32,
+    /// What runs foreign code when the statement executes at import.
+    pub effects: crate::effects::EffectFacts,
     /// Module-level names this statement binds (including `global` writes
     /// from inside functions).
     pub binds: Vec<String>,
@@ -96,6 +104,9 @@ pub struct TopStatement {
     /// Why static analysis cannot see what this statement reaches
     /// (`globals()`, `eval`, a computed `getattr`), if so.
     pub opaque: Option<String>,
+    /// It writes the module namespace by name (`globals().update(...)`,
+    /// `globals()[k] = v`): it may bind any name.
+    pub binds_dynamically: bool,
 }
 
 #[derive(Default)]
@@ -107,6 +118,7 @@ struct Collector {
     globals: Vec<String>,
     imports: Vec<(String, Bound)>,
     opaque: Option<String>,
+    binds_dynamically: bool,
 }
 
 impl<'a> Visitor<'a> for Collector {
@@ -143,6 +155,17 @@ impl<'a> Visitor<'a> for Collector {
     }
 
     fn visit_stmt(&mut self, stmt: &'a Stmt) {
+        if let Stmt::Assign(a) = stmt {
+            if let [Expr::Subscript(target)] = &a.targets[..] {
+                if is_namespace(&target.value) {
+                    // `globals()[name] = value`: a write, like `update`.
+                    self.binds_dynamically = true;
+                    self.visit_expr(&target.slice);
+                    self.visit_expr(&a.value);
+                    return;
+                }
+            }
+        }
         match stmt {
             Stmt::Global(g) => self
                 .globals
@@ -174,10 +197,13 @@ impl<'a> Visitor<'a> for Collector {
     fn visit_expr(&mut self, expr: &'a Expr) {
         match expr {
             Expr::Name(n) => match n.ctx {
-                ExprContext::Load | ExprContext::Del => {
+                ExprContext::Load => {
                     self.uses.push(n.id.to_string());
                     self.bare.push(n.id.to_string());
                 }
+                // `del toolz` unbinds a name; it does not pass a module
+                // around as a value.
+                ExprContext::Del => self.uses.push(n.id.to_string()),
                 ExprContext::Store => self.stores.push(n.id.to_string()),
                 ExprContext::Invalid => {}
             },
@@ -197,6 +223,18 @@ impl<'a> Visitor<'a> for Collector {
                     return;
                 }
             }
+            Expr::Call(call) if namespace_write(call) => {
+                // `globals().update({...})`: binds names nobody can see,
+                // reads nothing of the module.
+                self.binds_dynamically = true;
+                for arg in &*call.arguments.args {
+                    self.visit_expr(arg);
+                }
+                for keyword in &*call.arguments.keywords {
+                    self.visit_expr(&keyword.value);
+                }
+                return;
+            }
             Expr::Call(call) => {
                 let callee = match &*call.func {
                     Expr::Name(f) => Some(f.id.as_str()),
@@ -215,7 +253,12 @@ impl<'a> Visitor<'a> for Collector {
                     let name = f.id.as_str();
                     let literal_second =
                         matches!(call.arguments.args.get(1), Some(Expr::StringLiteral(_)));
+                    let no_args =
+                        call.arguments.args.is_empty() && call.arguments.keywords.is_empty();
                     self.opaque = self.opaque.take().or(match name {
+                        // `vars(obj)` reads `obj`'s attributes: a module
+                        // passed to it is a bare use, counted whole.
+                        "vars" if !no_args => None,
                         "globals" | "vars" | "locals" | "eval" | "exec" => {
                             Some(format!("uses {name}()"))
                         }
@@ -242,6 +285,20 @@ impl<'a> Visitor<'a> for Collector {
         }
         walk_expr(self, expr);
     }
+}
+
+/// `globals()` / `locals()` (at module level the same namespace).
+fn is_namespace(expr: &Expr) -> bool {
+    matches!(expr, Expr::Call(c) if c.arguments.args.is_empty()
+        && matches!(&*c.func, Expr::Name(n) if matches!(n.id.as_str(), "globals" | "locals")))
+}
+
+/// `globals().update(...)`, `globals().setdefault(...)`,
+/// `globals().__setitem__(...)`: a write into the module namespace.
+fn namespace_write(call: &ruff_python_ast::ExprCall) -> bool {
+    matches!(&*call.func, Expr::Attribute(a)
+        if is_namespace(&a.value)
+            && matches!(a.attr.id.as_str(), "update" | "setdefault" | "__setitem__"))
 }
 
 fn dedup(mut v: Vec<String>) -> Vec<String> {
@@ -355,10 +412,12 @@ pub fn collect(
     body: &[Stmt],
     line_of: impl Fn(ruff_text_size::TextSize) -> u32,
 ) -> Vec<TopStatement> {
+    let mut seen: std::collections::HashMap<DefinitionName, u32> = Default::default();
     body.iter()
         .map(|stmt| {
             let mut encoder = Encoder::new("casher.statement");
             encoder.statement(stmt);
+            let hash = *encoder.finish().as_bytes();
             let mut c = Collector::default();
             c.visit_stmt(stmt);
             if let Stmt::FunctionDef(f) = stmt {
@@ -375,12 +434,23 @@ pub fn collect(
                 _ => c.stores.clone(),
             };
             binds.extend(c.globals.iter().cloned());
+            let binds = dedup(binds);
+            let (id_kind, id_name) = identity_of(stmt, kind, &binds, &hash);
+            let ordinal = {
+                let slot = seen.entry(id_name.clone()).or_insert(0);
+                *slot += 1;
+                *slot - 1
+            };
             TopStatement {
-                hash: *encoder.finish().as_bytes(),
+                hash,
                 line: line_of(ruff_text_size::Ranged::range(stmt).start()),
                 end_line: line_of(ruff_text_size::Ranged::range(stmt).end()),
                 kind,
-                binds: dedup(binds),
+                id_kind,
+                id_name,
+                ordinal,
+                effects: crate::effects::EffectFacts::of(stmt),
+                binds,
                 // Also imports inside functions: a name they bind is
                 // followed like a module-level one.
                 imports: if kind == StmtKind::Inert {
@@ -398,7 +468,42 @@ pub fn collect(
                 },
                 bare: dedup(c.bare),
                 opaque: c.opaque,
+                binds_dynamically: c.binds_dynamically,
             }
         })
         .collect()
+}
+
+/// Kind and name of a statement's identity: a `def`/`class` by its own
+/// name (not the `global`s it writes), another binding statement by the
+/// names it binds, anything else by its normalized content.
+fn identity_of(
+    stmt: &Stmt,
+    kind: StmtKind,
+    binds: &[String],
+    hash: &[u8; 32],
+) -> (DefinitionKind, DefinitionName) {
+    let content = || DefinitionName::Content(blake3::Hash::from_bytes(*hash).to_hex().to_string());
+    match stmt {
+        Stmt::FunctionDef(f) => (
+            DefinitionKind::Function,
+            DefinitionName::Binds(f.name.id.to_string()),
+        ),
+        Stmt::ClassDef(c) => (
+            DefinitionKind::Class,
+            DefinitionName::Binds(c.name.id.to_string()),
+        ),
+        _ => {
+            let id_kind = match kind {
+                StmtKind::Assignment => DefinitionKind::Assignment,
+                StmtKind::Import => DefinitionKind::Import,
+                _ => DefinitionKind::Statement,
+            };
+            if binds.is_empty() {
+                (id_kind, content())
+            } else {
+                (id_kind, DefinitionName::Binds(binds.join(",")))
+            }
+        }
+    }
 }

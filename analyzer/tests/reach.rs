@@ -173,12 +173,23 @@ fn cases() -> Vec<Case<'static>> {
             true,
         ),
         (
-            "star import falls back to the source module",
+            // A star import binds its source's public names: the name is
+            // followed into the source, whose other functions do not count.
+            "star import: an unrelated function of the source",
             vec![
                 ("main.py", "from stars import *\n\ndef f():\n    return mystery()\n"),
                 ("stars.py", "def mystery():\n    return 1\n\ndef unrelated():\n    return 0\n"),
             ],
             ("stars.py", "def mystery():\n    return 1\n\ndef unrelated():\n    return 4\n"),
+            false,
+        ),
+        (
+            "star import: the function the name comes from",
+            vec![
+                ("main.py", "from stars import *\n\ndef f():\n    return mystery()\n"),
+                ("stars.py", "def mystery():\n    return 1\n\ndef unrelated():\n    return 0\n"),
+            ],
+            ("stars.py", "def mystery():\n    return 2\n\ndef unrelated():\n    return 0\n"),
             true,
         ),
         (

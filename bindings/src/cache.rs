@@ -10,7 +10,7 @@ use casher_tracer::{trace, OutputSink, TraceConfig, TraceReport};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::code::{Analysis, LocalCode, Oracle, DEFINITION_INPUT, FUNCTION_INPUT};
+use crate::code::{definition_input, Analysis, LocalCode, Oracle, FUNCTION_INPUT};
 use crate::errors::CasherError;
 
 fn err(e: impl std::fmt::Display) -> PyErr {
@@ -332,11 +332,7 @@ impl Cache {
                     // definitions newly reached, fallbacks and libraries).
                     for d in &id.definitions {
                         variant.inputs.push(Input::Code {
-                            name: format!(
-                                "{DEFINITION_INPUT}{function}:{}:{}",
-                                d.name,
-                                d.path.display()
-                            ),
+                            name: definition_input(function, d),
                             path: Some(StoredPath::new(&source)),
                             hash: d.hash.clone(),
                         });

@@ -7,6 +7,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use casher_analyzer::DefinitionId;
 use casher_store::CodeOracle;
 
 type Stamp = (u64, i64, i64, i64, i64, u64);
@@ -77,10 +78,11 @@ struct FunctionIdentity {
     definitions: Vec<ReachedDefinition>,
 }
 
-/// One statement a function reaches: its qualified name, file and hash.
+/// One statement a function reaches: its structural identity, file and
+/// hash.
 #[derive(Clone)]
 pub struct ReachedDefinition {
-    pub name: String,
+    pub id: DefinitionId,
     pub path: PathBuf,
     pub line: u32,
     pub end_line: u32,
@@ -95,8 +97,24 @@ pub struct Identity {
 }
 
 /// Prefix of the inputs that name one reached definition (they come
-/// first, so a miss names what changed).
+/// first, so a miss names what changed). The full name is
+/// `definition:<function>:<DefinitionId>:<file>`; see [`definition_input`].
 pub const DEFINITION_INPUT: &str = "definition:";
+
+/// The name of the code input for one definition `function` reaches.
+pub fn definition_input(function: &str, d: &ReachedDefinition) -> String {
+    format!("{DEFINITION_INPUT}{function}:{}:{}", d.id, d.path.display())
+}
+
+/// The function and definition identity a definition input names; `None`
+/// for anything else (an input recorded by an older casher: it misses).
+pub fn parse_definition_input(name: &str) -> Option<(&str, DefinitionId)> {
+    let rest = name.strip_prefix(DEFINITION_INPUT)?;
+    let (function, rest) = rest.split_once(':')?;
+    // The identity's text form has no `:`; the file (which may) follows.
+    let (id, _file) = rest.split_once(':')?;
+    Some((function, id.parse().ok()?))
+}
 
 type FunctionMemo = Mutex<HashMap<(PathBuf, String), FunctionIdentity>>;
 
@@ -154,7 +172,7 @@ impl Analysis {
             .iter()
             .filter_map(|d| {
                 Some(ReachedDefinition {
-                    name: d.name.clone(),
+                    id: d.id.clone(),
                     path: d.path.clone()?,
                     line: d.line,
                     end_line: d.end_line,
@@ -182,10 +200,10 @@ impl Analysis {
 }
 
 /// A function's identity as one lookup needs it: the digest and each
-/// reached definition's hash by name.
+/// reached definition's hash by identity.
 struct Resolved {
     digest: String,
-    definitions: HashMap<String, String>,
+    definitions: HashMap<DefinitionId, String>,
 }
 
 /// Identities resolved during one lookup, by (source file, function).
@@ -216,11 +234,7 @@ impl<'a> Oracle<'a> {
         let found = self.analysis.function_identity(file, function).map(|id| {
             std::rc::Rc::new(Resolved {
                 digest: id.digest,
-                definitions: id
-                    .definitions
-                    .into_iter()
-                    .map(|d| (d.name, d.hash))
-                    .collect(),
+                definitions: id.definitions.into_iter().map(|d| (d.id, d.hash)).collect(),
             })
         });
         self.resolved.borrow_mut().insert(key, found.clone());
@@ -233,15 +247,9 @@ impl CodeOracle for Oracle<'_> {
         if let Some(function) = name.strip_prefix(FUNCTION_INPUT) {
             return self.resolve(path?, function).map(|r| r.digest.clone());
         }
-        if let Some(rest) = name.strip_prefix(DEFINITION_INPUT) {
-            // definition:<function>:<qualified name>:<file>
-            let mut parts = rest.splitn(3, ':');
-            let (function, definition) = (parts.next()?, parts.next()?);
-            return self
-                .resolve(path?, function)?
-                .definitions
-                .get(definition)
-                .cloned();
+        if name.starts_with(DEFINITION_INPUT) {
+            let (function, id) = parse_definition_input(name)?;
+            return self.resolve(path?, function)?.definitions.get(&id).cloned();
         }
         normalized_hash(path?)
     }

@@ -17,9 +17,11 @@ pub struct DepsArgs {
     #[arg(long)]
     function: Option<String>,
 
-    /// The interpreter whose import rules and installed packages apply.
-    #[arg(long, default_value = "python3")]
-    python: PathBuf,
+    /// The interpreter whose import rules and installed packages apply
+    /// (default: the virtual environment's when this casher is installed
+    /// in one, else python3 on PATH).
+    #[arg(long)]
+    python: Option<PathBuf>,
 
     /// A directory searched before the interpreter's sys.path (repeatable),
     /// like an entry of PYTHONPATH.
@@ -54,7 +56,7 @@ pub fn run(args: &DepsArgs) -> Result<ExitCode> {
         }
     };
     let options = AnalyzeOptions {
-        python: args.python.clone(),
+        python: args.python.clone().unwrap_or_else(default_python),
         cache_dir,
         function: args.function.clone(),
         extra_paths: args.paths.clone(),
@@ -89,6 +91,23 @@ pub fn run(args: &DepsArgs) -> Result<ExitCode> {
         if report.errors.len() == 1 { "y" } else { "ies" }
     );
     Ok(ExitCode::from(EXIT_DEPENDENCY_ERROR))
+}
+
+/// The interpreter of the virtual environment this `casher` is installed
+/// in (`.venv/bin/casher deps` then sees that venv's packages, like
+/// `.venv/bin/python` would), else `python3` on PATH.
+fn default_python() -> PathBuf {
+    let venv_python = std::env::current_exe().ok().and_then(|exe| {
+        let bin = exe.parent()?;
+        if !bin.parent()?.join("pyvenv.cfg").is_file() {
+            return None;
+        }
+        ["python", "python3"]
+            .into_iter()
+            .map(|name| bin.join(name))
+            .find(|p| p.is_file())
+    });
+    venv_python.unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// Each module under the first module that imported it, with kind, short

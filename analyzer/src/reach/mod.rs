@@ -19,10 +19,13 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::identity::DefinitionId;
 use crate::parse::ParsedFile;
 use crate::report::ModuleKind;
 use crate::resolve::resolve_relative;
 use crate::symbols::{Bound, StmtKind, TopStatement};
+
+mod effects;
 
 /// What the reachability needs to know of one module of the import graph.
 pub struct ModuleView<'a> {
@@ -34,10 +37,15 @@ pub struct ModuleView<'a> {
     pub is_package: bool,
 }
 
+/// One reached top-level statement.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Definition {
+    /// What a code input names: structural, never positional.
+    pub id: DefinitionId,
+    /// `module.name` for humans (see [`DefinitionId::display_name`]).
     pub name: String,
     pub path: Option<PathBuf>,
+    /// Where it is now: for messages and the reach check, never identity.
     pub line: u32,
     pub end_line: u32,
     pub hash: String,
@@ -69,6 +77,9 @@ struct Walker<'m, 'a> {
     whole: BTreeMap<String, String>,
     external: BTreeSet<String>,
     work: Vec<(String, usize, String)>,
+    /// Reached code looks classes up through `__subclasses__()`: every
+    /// class with a project base then counts as an effect of its module.
+    subclass_discovery: bool,
 }
 
 fn hex(bytes: &[u8; 32]) -> String {
@@ -121,13 +132,7 @@ impl<'m, 'a> Walker<'m, 'a> {
         };
         match (view.kind, view.parsed) {
             (ModuleKind::Local, Some(parsed)) => {
-                // Effects and imports run whenever the module is imported:
-                // they always count, and the modules they import run too.
-                for (i, stmt) in parsed.statements.iter().enumerate() {
-                    if matches!(stmt.kind, StmtKind::Effect | StmtKind::Import) {
-                        self.enqueue(module, i, "runs when the module is imported".to_owned());
-                    }
-                }
+                self.enqueue_effects(module, parsed);
                 if parsed
                     .statements
                     .iter()
@@ -150,6 +155,19 @@ impl<'m, 'a> Walker<'m, 'a> {
                     .or_else(|| view.hash.clone())
                     .unwrap_or_else(|| view.kind.as_str().to_owned());
                 self.external.insert(format!("{module}={identity}"));
+            }
+        }
+    }
+
+    /// Effects and imports run whenever the module is imported: they
+    /// always count, and the modules they import run too; so do the
+    /// definitions that act at import (see `effects.rs`).
+    fn enqueue_effects(&mut self, module: &str, parsed: &ParsedFile) {
+        for (i, stmt) in parsed.statements.iter().enumerate() {
+            if matches!(stmt.kind, StmtKind::Effect | StmtKind::Import) {
+                self.enqueue(module, i, "runs when the module is imported".to_owned());
+            } else if let Some(why) = self.acts_on_import(module, parsed, stmt) {
+                self.enqueue(module, i, why.to_owned());
             }
         }
     }
@@ -192,6 +210,12 @@ impl<'m, 'a> Walker<'m, 'a> {
         if binders.is_empty() {
             let submodule = format!("{module}.{name}");
             if self.modules.contains_key(&submodule) {
+                // Importing `pkg.sub` binds `sub` in `pkg`: with `chained`
+                // the caller follows the attributes used on it.
+                if chained {
+                    self.module_reached(&submodule);
+                    return;
+                }
                 self.fallback(
                     &submodule,
                     format!("module {submodule} is used as a value by {referrer}"),
@@ -226,23 +250,41 @@ impl<'m, 'a> Walker<'m, 'a> {
                 .statements
                 .iter()
                 .any(|s| s.locals.iter().any(|l| l == name));
-            if stars.is_empty() && !is_local_somewhere {
+            // A star import binds exactly its source's `__all__`, or its
+            // public top-level names: follow the name into the sources
+            // that can bind it; count a source whole only when that is
+            // unknown.
+            let mut may_bind = false;
+            for (star, level) in stars {
+                let Some(source) = self.absolute(module, &star, level) else {
+                    may_bind = true;
+                    self.fallback(
+                        module,
+                        format!("an unresolvable star import may bind {name}"),
+                    );
+                    continue;
+                };
+                match self.star_binds(&source, name) {
+                    Some(false) => {}
+                    Some(true) => {
+                        may_bind = true;
+                        // Not chained: a module-valued binding there counts whole.
+                        self.name(&source, name, referrer, false);
+                    }
+                    None => {
+                        may_bind = true;
+                        self.fallback(
+                            &source,
+                            format!("{name} may come from `from {source} import *`"),
+                        );
+                    }
+                }
+            }
+            if !may_bind && !is_local_somewhere {
                 self.fallback(
                     module,
                     format!("the name {name} used by {referrer} is not bound statically"),
                 );
-            }
-            for (star, level) in stars {
-                match self.absolute(module, &star, level) {
-                    Some(source) => self.fallback(
-                        &source,
-                        format!("{name} may come from `from {source} import *`"),
-                    ),
-                    None => self.fallback(
-                        module,
-                        format!("an unresolvable star import may bind {name}"),
-                    ),
-                }
             }
             return;
         }
@@ -259,6 +301,41 @@ impl<'m, 'a> Walker<'m, 'a> {
                 self.follow(module, name, &target, referrer, chained);
             }
         }
+    }
+
+    /// Whether `from source import *` can bind `name`: `Some(false)` when
+    /// it cannot (not in a literal `__all__`, or private, or bound nowhere in
+    /// a source without `__all__` or star imports of its own), `None` when
+    /// that cannot be known (a project module that did not parse).
+    /// Non-project sources count as binding it (their identity covers it).
+    fn star_binds(&self, source: &str, name: &str) -> Option<bool> {
+        let view = self.view(source)?;
+        if view.kind != ModuleKind::Local {
+            return Some(true);
+        }
+        let parsed = view.parsed?;
+        // `globals()[...] = ...` and the like can bind anything.
+        if parsed.facts.all_dynamic
+            || parsed
+                .statements
+                .iter()
+                .any(|s| s.opaque.is_some() || s.binds_dynamically)
+        {
+            return None;
+        }
+        if let Some(all) = &parsed.facts.all {
+            return Some(all.iter().any(|n| n == name));
+        }
+        if name.starts_with('_') {
+            return Some(false);
+        }
+        let binds = parsed.statements.iter().any(|s| {
+            s.kind != StmtKind::Inert && s.binds.iter().any(|b| b == name)
+                || s.imports
+                    .iter()
+                    .any(|(b, t)| b == name || matches!(t, Bound::Star { .. }))
+        });
+        Some(binds || self.modules.contains_key(&format!("{source}.{name}")))
     }
 
     fn follow(&mut self, module: &str, name: &str, target: &Bound, referrer: &str, chained: bool) {
@@ -303,6 +380,14 @@ impl<'m, 'a> Walker<'m, 'a> {
 
     /// What a reached statement needs in turn.
     fn statement(&mut self, module: &str, stmt: &TopStatement, referrer: &str) {
+        if !self.subclass_discovery
+            && stmt
+                .attributes
+                .iter()
+                .any(|chain| chain.iter().any(|a| a == "__subclasses__"))
+        {
+            self.discover_subclasses();
+        }
         if let Some(why) = &stmt.opaque {
             self.fallback(module, format!("{referrer} {why}"));
         }
@@ -345,6 +430,32 @@ impl<'m, 'a> Walker<'m, 'a> {
         }
     }
 
+    /// The module `name` is bound to in project module `module` by an
+    /// import, if it is.
+    fn module_binding(&self, module: &str, name: &str) -> Option<String> {
+        let parsed = self
+            .view(module)
+            .filter(|v| v.kind == ModuleKind::Local)?
+            .parsed?;
+        match Self::binding_of(parsed, name)? {
+            Bound::Module { module: m, level } => self.absolute(module, m, *level),
+            Bound::From {
+                module: m,
+                level,
+                name,
+            } => {
+                let abs = self.absolute(module, m, *level)?;
+                let sub = if abs.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{abs}.{name}")
+                };
+                self.modules.contains_key(&sub).then_some(sub)
+            }
+            Bound::Star { .. } => None,
+        }
+    }
+
     fn binding_of<'p>(parsed: &'p ParsedFile, name: &str) -> Option<&'p Bound> {
         parsed
             .statements
@@ -373,7 +484,13 @@ impl<'m, 'a> Walker<'m, 'a> {
                 self.modules.contains_key(&sub).then_some(sub)
             }),
             Some(Bound::Module { module: m, level }) => self.absolute(module, &m, level),
-            _ => None,
+            Some(Bound::Star { .. }) => None,
+            // A submodule bound in its package by being imported.
+            None => {
+                let sub = format!("{module}.{used}");
+                (self.view(module).is_some_and(|v| v.is_package) && self.modules.contains_key(&sub))
+                    .then_some(sub)
+            }
         };
         if let Some(target) = target {
             self.module_as_value(module, stmt, used, &target, referrer);
@@ -416,6 +533,14 @@ impl<'m, 'a> Walker<'m, 'a> {
                     current = sub;
                     continue;
                 }
+                // `m.alias.f` where `m` binds `alias` to a module by an
+                // import: count that import and walk on into the module.
+                if let Some(next) = self.module_binding(&current, attr) {
+                    self.name(&current, attr, referrer, true);
+                    self.module_reached(&next);
+                    current = next;
+                    continue;
+                }
                 self.name(&current, attr, referrer, false);
                 break;
             }
@@ -428,14 +553,19 @@ impl<'m, 'a> Walker<'m, 'a> {
                 continue;
             };
             let stmt = parsed.statements[index].clone();
-            let referrer = stmt
-                .binds
-                .first()
-                .cloned()
-                .unwrap_or_else(|| format!("{module}:{}", stmt.line));
-            let referrer = format!("{module}.{referrer}");
+            let referrer = identity(&module, &stmt).display_name();
             self.statement(&module, &stmt, &referrer);
         }
+    }
+}
+
+/// The structural identity of statement `stmt` of `module`.
+fn identity(module: &str, stmt: &TopStatement) -> DefinitionId {
+    DefinitionId {
+        module: module.to_owned(),
+        kind: stmt.id_kind,
+        name: stmt.id_name.clone(),
+        ordinal: stmt.ordinal,
     }
 }
 
@@ -456,6 +586,7 @@ pub fn reach(
         whole: BTreeMap::new(),
         external: BTreeSet::new(),
         work: Vec::new(),
+        subclass_discovery: false,
     };
     w.name(root, function, "the cached call", false);
     w.run();
@@ -481,40 +612,40 @@ pub fn reach(
         }
         w.run();
     }
-    let mut hasher = blake3::Hasher::new();
-    let mut field = |bytes: &[u8]| {
-        hasher.update(&(bytes.len() as u64).to_le_bytes());
-        hasher.update(bytes);
-    };
-    field(b"casher.function-digest.v1");
-    field(python.as_bytes());
-    field(function.as_bytes());
     let mut definitions = Vec::new();
     let mut files = BTreeSet::new();
     for ((module, index), reason) in &w.reached {
         let Some(view) = w.view(module) else { continue };
         let Some(parsed) = view.parsed else { continue };
         let stmt = &parsed.statements[*index];
-        let label = stmt
-            .binds
-            .first()
-            .cloned()
-            .unwrap_or_else(|| format!("<line {}>", stmt.line));
-        // Keyed by module and what it binds, not by position.
-        field(module.as_bytes());
-        field(stmt.binds.join(",").as_bytes());
-        field(&stmt.hash);
         if let Some(path) = &view.path {
             files.insert(path.clone());
         }
+        let id = identity(module, stmt);
         definitions.push(Definition {
-            name: format!("{module}.{label}"),
+            name: id.display_name(),
+            id,
             path: view.path.clone(),
             line: stmt.line,
             end_line: stmt.end_line,
             hash: hex(&stmt.hash),
             reason: reason.clone(),
         });
+    }
+    // Keyed and ordered by structural identity, not by position: moving
+    // or adding unrelated code changes nothing.
+    definitions.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut hasher = blake3::Hasher::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    field(b"casher.function-digest.v2");
+    field(python.as_bytes());
+    field(function.as_bytes());
+    for d in &definitions {
+        field(d.id.to_string().as_bytes());
+        field(d.hash.as_bytes());
     }
     for ext in &w.external {
         field(ext.as_bytes());
@@ -526,7 +657,6 @@ pub fn reach(
             }
         }
     }
-    definitions.sort_by(|a, b| a.name.cmp(&b.name).then(a.line.cmp(&b.line)));
     Reach {
         definitions,
         fallbacks: w

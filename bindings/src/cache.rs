@@ -11,10 +11,45 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::code::{Analysis, LocalCode, Oracle, DEFINITION_INPUT, FUNCTION_INPUT};
+use casher_store::CodeOracle;
 use crate::errors::CasherError;
 
 fn err(e: impl std::fmt::Display) -> PyErr {
     CasherError::new_err(e.to_string())
+}
+
+/// Prefix of the inputs that stand for an environment variable the call
+/// read through `os.environ`: the hash of its value when recorded.
+const ENV_INPUT: &str = "env:";
+
+/// The value of an environment variable as an input: hashed, never stored
+/// in clear ("unset" differs from every value).
+fn env_input_hash(name: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hasher = blake3::Hasher::new_derive_key("casher 2026 env input v1");
+    match std::env::var_os(name) {
+        Some(value) => {
+            hasher.update(b"set");
+            hasher.update(value.as_bytes());
+        }
+        None => {
+            hasher.update(b"unset");
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Code inputs as `@cached` records them: the analyzer's code and
+/// definition inputs, and the environment variables the call read.
+struct CallOracle<'a>(Oracle<'a>);
+
+impl CodeOracle for CallOracle<'_> {
+    fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String> {
+        match name.strip_prefix(ENV_INPUT) {
+            Some(variable) if path.is_none() => Some(env_input_hash(variable)),
+            _ => self.0.code_hash(name, path),
+        }
+    }
 }
 
 /// A traced run of a function's child process, waiting to be recorded.
@@ -104,7 +139,7 @@ impl Cache {
         cwd: PathBuf,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
-            match self.store.lookup(key, &Oracle::new(&self.analysis))? {
+            match self.store.lookup(key, &CallOracle(Oracle::new(&self.analysis)))? {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
                     let variant = &hit.variant;
@@ -168,7 +203,7 @@ impl Cache {
         Ok(
             match self
                 .store
-                .peek(key, &Oracle::new(&self.analysis))
+                .peek(key, &CallOracle(Oracle::new(&self.analysis)))
                 .map_err(err)?
             {
                 Lookup::Hit(_) => "hit".to_owned(),
@@ -286,7 +321,13 @@ impl Cache {
     /// instead, so edits it cannot reach do not invalidate; project files
     /// the child read beyond them stay whole-module inputs (the safety net
     /// for what static analysis missed).
-    #[pyo3(signature = (run, key, description, value, non_local, source, function=None))]
+    ///
+    /// `executed` is the project code the call ran, as (file, first line):
+    /// code the static identity does not cover (a registered handler, a
+    /// subclass found at run time) makes its whole file an input, and is
+    /// returned so the caller can say so. `env` names the environment
+    /// variables the call read: their current values (hashed) are inputs.
+    #[pyo3(signature = (run, key, description, value, non_local, source, function=None, executed=Vec::new(), env=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python call, plus `py`
     fn record(
         &self,
@@ -298,10 +339,12 @@ impl Cache {
         non_local: Vec<PathBuf>,
         source: PathBuf,
         function: Option<String>,
-    ) -> PyResult<()> {
+        executed: Vec<(PathBuf, u32)>,
+        env: Vec<String>,
+    ) -> PyResult<Vec<(PathBuf, u32)>> {
         let value = value.to_vec();
         let analysis = self.analysis.clone();
-        py.detach(|| -> Result<(), String> {
+        py.detach(|| -> Result<Vec<(PathBuf, u32)>, String> {
             let local = LocalCode { non_local };
             let hasher = |p: &Path| local.hash_if_local(p);
             let mut variant = to_variant(
@@ -316,10 +359,34 @@ impl Cache {
             let identity = function
                 .as_deref()
                 .and_then(|f| analysis.function_identity(&source, f).map(|id| (f, id)));
+            let mut missed = Vec::new();
             match identity {
                 Some((function, id)) => {
-                    let covered: std::collections::HashSet<StoredPath> =
-                        id.files.iter().map(|p| StoredPath::new(p)).collect();
+                    // Executed code outside every reached definition keeps
+                    // its whole file as an input (the run-time safety net).
+                    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                    let spans: Vec<(PathBuf, u32, u32)> = id
+                        .definitions
+                        .iter()
+                        .map(|d| (real(&d.path), d.line, d.end_line))
+                        .collect();
+                    missed = executed
+                        .iter()
+                        .filter(|(path, line)| {
+                            !spans
+                                .iter()
+                                .any(|(p, first, last)| p == path && first <= line && line <= last)
+                        })
+                        .cloned()
+                        .collect();
+                    let kept: std::collections::HashSet<&PathBuf> =
+                        missed.iter().map(|(p, _)| p).collect();
+                    let covered: std::collections::HashSet<StoredPath> = id
+                        .files
+                        .iter()
+                        .filter(|p| !kept.contains(&real(p)))
+                        .map(|p| StoredPath::new(p))
+                        .collect();
                     variant.inputs.retain(
                         |i| !matches!(i, Input::Code { path: Some(p), .. } if covered.contains(p)),
                     );
@@ -345,19 +412,36 @@ impl Cache {
                 }
                 None => {
                     // Whole modules: the function's own file at least.
-                    let stored = StoredPath::new(&source);
-                    let present = variant
-                        .inputs
-                        .iter()
-                        .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
-                    if let (false, Some(hash)) = (present, local.hash_if_local(&source)) {
-                        variant.inputs.push(Input::Code {
-                            name: source.display().to_string(),
-                            path: Some(stored),
-                            hash,
-                        });
-                    }
+                    missed = executed.clone();
                 }
+            }
+            // Every file whose code ran, and the function's own, is a
+            // whole-module input unless the function's identity covers it.
+            let mut whole: Vec<&Path> = missed.iter().map(|(p, _)| p.as_path()).collect();
+            if function.is_none() {
+                whole.push(&source);
+            }
+            for path in whole {
+                let stored = StoredPath::new(path);
+                let present = variant
+                    .inputs
+                    .iter()
+                    .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
+                if let (false, Some(hash)) = (present, local.hash_if_local(path)) {
+                    variant.inputs.push(Input::Code {
+                        name: path.display().to_string(),
+                        path: Some(stored),
+                        hash,
+                    });
+                }
+            }
+            for name in env {
+                let hash = env_input_hash(&name);
+                variant.inputs.push(Input::Code {
+                    name: format!("{ENV_INPUT}{name}"),
+                    path: None,
+                    hash,
+                });
             }
             variant.value = Some(if value.len() <= casher_record::INLINE_LIMIT {
                 Bytes::Inline(value)
@@ -369,7 +453,8 @@ impl Cache {
                     .map_err(|e| e.to_string())?;
                 Bytes::Object { id, size }
             });
-            self.store.record(&variant).map_err(|e| e.to_string())
+            self.store.record(&variant).map_err(|e| e.to_string())?;
+            Ok(if function.is_some() { missed } else { Vec::new() })
         })
         .map_err(|e| err(format!("not cached: {e}")))
     }

@@ -30,6 +30,8 @@ class Twin:
     def __init__(self, root: Path, files: dict[str, str]) -> None:
         self.plain = root / "plain"
         self.cached = root / "cached"
+        self.plain.mkdir(parents=True, exist_ok=True)
+        self.cached.mkdir(parents=True, exist_ok=True)
         for base in (self.plain, self.cached):
             for name, text in files.items():
                 self.write(name, text, base)

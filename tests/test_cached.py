@@ -238,7 +238,7 @@ def test_absent_file_and_directory_listing(project) -> None:
     assert mod.scan("inputs") == ["1.txt", "2.txt", True]
 
 
-def test_selected_env_var_only(project, monkeypatch) -> None:
+def test_env_vars_read_and_selected_are_inputs_others_are_not(project, monkeypatch) -> None:
     root, write, load = project
     name = unique()
     write(
@@ -247,7 +247,7 @@ def test_selected_env_var_only(project, monkeypatch) -> None:
         import os
         from casher import cached
 
-        @cached(env=["MODE"])
+        @cached(env=["NATIVE"])
         def mode() -> str:
             return os.environ.get("MODE", "") + os.environ.get("NOISE", "")
         """,
@@ -255,11 +255,14 @@ def test_selected_env_var_only(project, monkeypatch) -> None:
     mod = load(name)
     monkeypatch.setenv("MODE", "a")
     monkeypatch.setenv("NOISE", "1")
+    monkeypatch.setenv("UNREAD", "x")
     assert mod.mode() == "a1"
+    monkeypatch.setenv("UNREAD", "y")
+    assert mod.mode() == "a1" and mod.mode.cache_info().hits == 1, "a variable the call did not read does not invalidate"
     monkeypatch.setenv("NOISE", "2")
-    assert mod.mode() == "a1", "an unselected variable does not invalidate"
-    monkeypatch.setenv("MODE", "b")
-    assert mod.mode() == "b2"
+    assert mod.mode() == "a2", "a variable read through os.environ is an input without env="
+    monkeypatch.setenv("NATIVE", "1")
+    assert mod.mode() == "a2" and mod.mode.cache_info().misses == 3, "env= still keys variables read by native code"
 
 
 def test_exceptions_are_reraised_and_not_cached(project) -> None:

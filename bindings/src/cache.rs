@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::code::{Analysis, LocalCode, Oracle, DEFINITION_INPUT, FUNCTION_INPUT};
-use casher_store::CodeOracle;
 use crate::errors::CasherError;
+use casher_store::CodeOracle;
 
 fn err(e: impl std::fmt::Display) -> PyErr {
     CasherError::new_err(e.to_string())
@@ -139,7 +139,10 @@ impl Cache {
         cwd: PathBuf,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
-            match self.store.lookup(key, &CallOracle(Oracle::new(&self.analysis)))? {
+            match self
+                .store
+                .lookup(key, &CallOracle(Oracle::new(&self.analysis)))?
+            {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
                     let variant = &hit.variant;
@@ -364,7 +367,8 @@ impl Cache {
                 Some((function, id)) => {
                     // Executed code outside every reached definition keeps
                     // its whole file as an input (the run-time safety net).
-                    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                    let real =
+                        |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
                     let spans: Vec<(PathBuf, u32, u32)> = id
                         .definitions
                         .iter()
@@ -454,7 +458,11 @@ impl Cache {
                 Bytes::Object { id, size }
             });
             self.store.record(&variant).map_err(|e| e.to_string())?;
-            Ok(if function.is_some() { missed } else { Vec::new() })
+            Ok(if function.is_some() {
+                missed
+            } else {
+                Vec::new()
+            })
         })
         .map_err(|e| err(format!("not cached: {e}")))
     }

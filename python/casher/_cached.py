@@ -14,7 +14,6 @@ import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
 from casher import _byvalue, _calls, _hashing, _native, _state
-from casher._calls import replay_logs, unpack_value
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -23,6 +22,7 @@ if os.environ.get("CASHER_LOG"):
     _handler.setFormatter(logging.Formatter("casher: %(message)s"))
     log.addHandler(_handler)
     log.setLevel(os.environ["CASHER_LOG"].upper())
+    log.propagate = False  # said once, not again by the application's handlers
 
 _caches: dict[tuple[str, str | None], _native.Cache] = {}
 _lock = threading.Lock()
@@ -160,7 +160,7 @@ class CachedFunction:
                     f"Make {t.__qualname__} a dataclass (its fields are then hashed), or define "
                     f"`def __casher_key__(self)` returning the values that decide the result "
                     f"(see docs/cache-key.md)"
-                ) from exc
+                ) from None
             raise
 
     def _key(self, args: tuple, kwargs: dict, state: list[_state.Item] | None) -> str:
@@ -201,8 +201,6 @@ class CachedFunction:
             self._hits += 1
             log.debug("%s: hit %s", self._func.__qualname__, key[:16])
             _calls.replay(found)
-            value, logs = unpack_value(value)
-            replay_logs(logs)
             return _calls.loads(value)
         self._misses += 1
         log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)

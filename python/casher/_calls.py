@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import itertools
+import json
 import logging
 import os
 import pickle
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
 from casher import _native, _roots
+from casher._observe import LOG_MARK
 from casher._native import CasherError
 
 if TYPE_CHECKING:
@@ -34,27 +36,6 @@ def loads(blob: bytes) -> Any:
     return pickle.loads(blob)
 
 
-_LOGS = b"casher-logs-v1\n"
-
-
-def pack_value(value: bytes, logs: list[dict]) -> bytes:
-    """The stored blob: the pickled value, preceded by the call's log
-    records when it emitted any (a pickle never starts with `_LOGS`)."""
-    if not logs:
-        return value
-    records = pickle.dumps(logs, protocol=5)
-    return _LOGS + struct.pack("<Q", len(records)) + records + value
-
-
-def unpack_value(blob: bytes) -> tuple[bytes, list[dict]]:
-    if not blob.startswith(_LOGS):
-        return blob, []
-    at = len(_LOGS)
-    (size,) = struct.unpack_from("<Q", blob, at)
-    at += 8
-    return blob[at + size :], pickle.loads(blob[at : at + size])
-
-
 def replay_logs(records: Iterable[dict]) -> None:
     """Hands log records to the caller's handlers, as if emitted here."""
     for data in records:
@@ -65,21 +46,57 @@ def replay_logs(records: Iterable[dict]) -> None:
 
 class _Writer:
     """Forwards a child's output to sys.stdout/sys.stderr as it arrives
-    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks."""
+    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks.
+    Log records the call emitted travel in its stderr, framed (see
+    `casher._observe.LOG_MARK`), at the point they were emitted: they are
+    taken out and handed to the caller's logging handlers, live on a miss
+    and in the same order on a hit."""
 
     def __init__(self) -> None:
         self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
+        self._pending = b""
+
+    def _write(self, stream: int, data: bytes) -> None:
+        if data:
+            target = sys.stdout if stream == 1 else sys.stderr
+            target.write(self._decoders[stream].decode(data))
+            target.flush()
+
+    def close(self) -> None:
+        """Writes what was held back as a possible start of a frame."""
+        self._write(2, self._pending)
+        self._pending = b""
 
     def __call__(self, stream: int, data: bytes) -> None:
-        target = sys.stdout if stream == 1 else sys.stderr
-        target.write(self._decoders[stream].decode(data))
-        target.flush()
+        if stream != 2:
+            self._write(stream, data)
+            return
+        data, self._pending = self._pending + data, b""
+        while data:
+            at = data.find(LOG_MARK)
+            if at < 0:
+                keep = next((k for k in range(min(len(LOG_MARK) - 1, len(data)), 0, -1) if data.endswith(LOG_MARK[:k])), 0)
+                self._write(2, data[: len(data) - keep])
+                self._pending = data[len(data) - keep :]
+                return
+            self._write(2, data[:at])
+            body = data[at + len(LOG_MARK) :]
+            if len(body) < 8 or len(body) < 8 + struct.unpack_from("<Q", body)[0]:
+                self._pending = data[at:]
+                return
+            (size,) = struct.unpack_from("<Q", body)
+            try:
+                replay_logs([json.loads(body[8 : 8 + size])])
+            except Exception as exc:  # a broken record never breaks the program
+                log.debug("a log record from the traced call could not be replayed: %s", exc)
+            data = body[8 + size :]
 
 
 def replay(chunks: Iterable[tuple[int, bytes]]) -> None:
     writer = _Writer()
     for stream, data in chunks:
         writer(stream, data)
+    writer.close()
 
 
 # -- sending a call -----------------------------------------------------
@@ -187,7 +204,9 @@ class Call:
             with open(meta, "wb") as f:
                 pickle.dump(self._payload(), f, protocol=5)
             argv = [sys.executable, "-m", "casher._child", str(call_file), str(result_file)]
-            run = self.cache.run(argv, [], _Writer())
+            writer = _Writer()
+            run = self.cache.run(argv, [], writer)
+            writer.close()
             if not result_file.exists():
                 raise CasherError(
                     f"the traced process running {self.qualname} exited with status {run.exit_code} "
@@ -209,7 +228,6 @@ class Call:
                 )
                 return self.fn._func(*args, **kwargs)
             raise _child_exception(result, self.qualname)
-        replay_logs(result["logs"])
         if result.get("executed"):
             self._check_reach(result["executed"])
         if run.uncacheable:
@@ -220,7 +238,7 @@ class Call:
                     run,
                     self.key,
                     self.fn._description,
-                    pack_value(result["value"], result["logs"]),
+                    result["value"],
                     list(_roots.non_local_roots()),
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,

@@ -135,7 +135,7 @@ def call(payload: dict, call_path: str) -> dict:
 
         sys.setprofile(profile)
     try:
-        with _observe.env_reads() as env, _observe.log_records() as logs:
+        with _observe.env_reads() as env, _observe.log_records():
             value, ran = _executed.run(lambda: func(*args, **kwargs))
     finally:
         sys.setprofile(None)
@@ -152,7 +152,6 @@ def call(payload: dict, call_path: str) -> dict:
         "executed": sorted(executed),
         "ran": ran,
         "env": sorted(env),
-        "logs": logs,
     }
 
 

@@ -5,8 +5,10 @@ keeping its module's import-time output out of the recording."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import struct
 import sys
 import traceback
 from typing import Any, Iterator
@@ -66,19 +68,31 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
     return data
 
 
+LOG_MARK = b"\x00\x1b[casher-log]"
+"""Frames a log record in the child's stderr: the mark, the length of the
+JSON that follows (8 bytes, little-endian), the JSON."""
+
+
 @contextlib.contextmanager
-def log_records() -> Iterator[list[dict[str, Any]]]:
-    """Takes the log records emitted inside the block instead of handling
-    them here (the caller hands them to its own handlers)."""
-    records: list[dict[str, Any]] = []
+def log_records() -> Iterator[None]:
+    """Log records emitted inside the block are not handled here: they are
+    written, framed, to stderr where they were emitted (after flushing what
+    was printed before them), and the caller hands them to its own handlers
+    (`casher._calls._Writer`), live on a miss and replayed on a hit."""
     original = logging.Logger.callHandlers
 
-    def capture(self: logging.Logger, record: logging.LogRecord) -> None:
-        records.append(_as_dict(record))
+    def send(self: logging.Logger, record: logging.LogRecord) -> None:
+        try:
+            body = json.dumps(_as_dict(record), default=str).encode()
+        except Exception:
+            return original(self, record)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.write(2, LOG_MARK + struct.pack("<Q", len(body)) + body)
 
-    logging.Logger.callHandlers = capture  # type: ignore[method-assign]
+    logging.Logger.callHandlers = send  # type: ignore[method-assign]
     try:
-        yield records
+        yield
     finally:
         logging.Logger.callHandlers = original  # type: ignore[method-assign]
 

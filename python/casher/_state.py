@@ -64,7 +64,7 @@ def ref(value: Any) -> str | None:
         return None
     home: Any = sys.modules.get(module)
     home_file = getattr(home, "__file__", None)
-    if not home_file:  # `python -c`, a notebook: nothing to import it from
+    if not home_file or not os.path.isfile(home_file):  # `python -c`, stdin, a notebook
         return None
     code = getattr(target, "__code__", None)
     if isinstance(code, types.CodeType) and os.path.realpath(code.co_filename) != os.path.realpath(home_file):

@@ -59,7 +59,11 @@ impl Capture {
                     Err(_) => break,
                 };
                 let data = &buf[..n];
-                if let Ok(mut chunks) = chunks.lock() {
+                // The sink is called with the chunks locked, so what it sees
+                // (a Python caller waiting for the GIL, say) comes in the
+                // recorded order across stdout and stderr.
+                let mut recorded = chunks.lock().ok();
+                if let Some(chunks) = recorded.as_mut() {
                     match chunks.last_mut() {
                         Some(last) if last.stream == stream => last.bytes.extend_from_slice(data),
                         _ => chunks.push(Chunk {
@@ -70,6 +74,7 @@ impl Capture {
                 }
                 if let Some(sink) = &sink {
                     (sink.0)(stream, data);
+                    drop(recorded);
                 } else if forward {
                     // A closed terminal must not stop the capture.
                     let _ = match stream {

@@ -111,6 +111,27 @@ def apply_state(items: list) -> None:
         raise StateMismatch(", ".join(unsendable))
 
 
+def _codes_of(func: Any) -> list:
+    """Code that did not come from a module file: a function sent by value
+    and what it closes over."""
+    import types
+
+    codes, todo, seen = [], [func], set()
+    while todo:
+        f = todo.pop()
+        if id(f) in seen or not isinstance(f, types.FunctionType):
+            continue
+        seen.add(id(f))
+        codes.append(f.__code__)
+        for cell in f.__closure__ or ():
+            try:
+                todo.append(cell.cell_contents)
+            except ValueError:
+                pass
+        todo.extend(v for v in f.__globals__.values() if isinstance(v, types.FunctionType) and v.__module__ == f.__module__)
+    return codes
+
+
 def call(payload: dict, call_path: str) -> dict:
     from casher import _executed, _observe
 
@@ -136,7 +157,7 @@ def call(payload: dict, call_path: str) -> dict:
         sys.setprofile(profile)
     try:
         with _observe.env_reads() as env, _observe.log_records():
-            value, ran = _executed.run(lambda: func(*args, **kwargs))
+            value, ran = _executed.run(lambda: func(*args, **kwargs), _codes_of(func))
     finally:
         sys.setprofile(None)
     if payload.get("function") is not None:
@@ -162,9 +183,10 @@ def main() -> int:
     sys.path[:] = payload["sys_path"]
     sys.argv[:] = payload.get("argv", sys.argv)
     os.environ["CASHER_CHILD"] = "1"
-    from casher import _imports
+    from casher import _executed, _imports
 
     _imports.install()
+    _executed.capture_loads()
     # From here on, every file read is a dependency of the result.
     try:
         os.stat(BEGIN_MARKER)

@@ -14,10 +14,12 @@ tracing path for every instruction while a hook is set):
 - CPython 3.11: no hook at all. Every code object carries a warm-up counter
   that its first instruction (RESUME) and every backward jump advance until
   the code is specialized; a counter that moved during the call means the
-  code ran. Code already specialized before the call (called often at
-  import time) gets a fresh copy first, so its runs are seen too. The
-  counter's position is checked once against a function run on purpose,
-  else the profile hook is used;
+  code ran. The code objects are those of the project modules the child
+  loaded (every function, class body and lambda is nested in its module's
+  code), so nothing walks the heap. Code already specialized before the
+  call (called often at import time) gets a fresh copy first, so its runs
+  are seen too. The counter's position is checked once against a function
+  run on purpose, else the profile hook is used;
 - anything else: `sys.setprofile`.
 """
 
@@ -41,12 +43,64 @@ def _walk(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _walk(const)
 
 
-def _project_functions() -> list[types.FunctionType]:
-    return [
-        o
-        for o in gc.get_objects()
-        if type(o) is types.FunctionType and project_file(o.__code__.co_filename)
-    ]
+_loaded: list[types.CodeType] = []
+
+
+def capture_loads() -> None:
+    """Keeps the code object of every project module loaded from here on:
+    every function, class body and lambda it defines is nested in it, so
+    the call's executed code can be found without walking the heap."""
+    from importlib.machinery import SourceFileLoader
+
+    original = SourceFileLoader.get_code
+
+    def get_code(self: SourceFileLoader, fullname: str) -> types.CodeType | None:
+        code = original(self, fullname)
+        if code is not None and project_file(code.co_filename):
+            _loaded.append(code)
+        return code
+
+    SourceFileLoader.get_code = get_code  # type: ignore[method-assign]
+
+
+_replacements: list[types.CodeType] = []
+_replaced: set[int] = set()  # ids of code replaced by a fresh copy (kept alive in `_loaded`)
+
+
+def _functions_using(keys: set[int], codes: dict[int, tuple[types.CodeType, int]]) -> list[types.FunctionType]:
+    """The functions whose code is one of `keys`: looked for in project
+    modules and their classes first; the heap is searched (a full
+    collection's cost) only for code not found there or that closures may
+    share."""
+    found: list[types.FunctionType] = []
+    seen: set[int] = set()
+    for module in list(sys.modules.values()):
+        if not project_file(getattr(module, "__file__", None) or ""):
+            continue
+        for value in list(vars(module).values()):
+            members = list(vars(value).values()) if isinstance(value, type) else [value]
+            for member in members:
+                member = getattr(member, "__func__", member)
+                if type(member) is types.FunctionType and id(member.__code__) in keys:
+                    found.append(member)
+                    seen.add(id(member.__code__))
+    rest = [codes[k][0] for k in keys if k not in seen or codes[k][0].co_freevars]
+    if rest:
+        found.extend(f for f in gc.get_referrers(*rest) if type(f) is types.FunctionType)
+    return found
+
+
+def _project_codes(extra: list[types.CodeType]) -> dict[int, types.CodeType]:
+    """Project code that may run: what modules define (not their bodies,
+    which ran at import), copies made here, and `extra`."""
+    codes: dict[int, types.CodeType] = {}
+    for root in _loaded:
+        for const in root.co_consts:
+            if isinstance(const, types.CodeType):
+                codes.update((id(c), c) for c in _walk(const))
+    for root in [*_replacements, *extra]:
+        codes.update((id(c), c) for c in _walk(root))
+    return {key: code for key, code in codes.items() if project_file(code.co_filename)}
 
 
 def _entry(code: types.CodeType) -> tuple[str, int, str]:
@@ -78,34 +132,35 @@ class _Warmup:
 
 
 class _WarmupTracker:
-    def __init__(self) -> None:
+    def __init__(self, extra: list[types.CodeType]) -> None:
+        self.extra = extra
         self.before: dict[int, tuple[types.CodeType, int]] = {}
-        self.fresh: dict[int, types.CodeType] = {}  # replaced code id -> its fresh copy
-        self.modules = 0
+        self.fresh: dict[int, types.CodeType] = {}  # specialized code id -> its fresh copy
+        self.loaded = 0
 
     def start(self) -> None:
         read = _Warmup.read
-        for function in _project_functions():
-            code = function.__code__
-            if id(code) in self.fresh:
+        self.before = {key: (code, read(code)) for key, code in _project_codes(self.extra).items()}
+        specialized = {key for key, (code, warmup) in self.before.items() if warmup == 0 and key not in _replaced}
+        if specialized:
+            # Called often already (at import time): their runs would not
+            # move the counter. The functions using them get fresh copies.
+            for function in _functions_using(specialized, self.before):
+                code = function.__code__
+                if id(code) not in self.fresh:
+                    self.fresh[id(code)] = code.replace()
+                    _replacements.append(self.fresh[id(code)])
+                    _replaced.add(id(code))
                 function.__code__ = self.fresh[id(code)]
-                continue
-            if id(code) not in self.before:
-                for c in _walk(code):
-                    self.before.setdefault(id(c), (c, read(c)))
-            if read(code) == 0:  # specialized: its runs would not move the counter
-                copy = code.replace()
-                self.fresh[id(code)] = copy
-                function.__code__ = copy
-        self.modules = len(sys.modules)
+        self.loaded = len(_loaded)
 
     def stop(self) -> Executed:
         read = _Warmup.read
         ran: dict[int, types.CodeType] = {}
         for key, (code, before) in self.before.items():
-            if key in self.fresh:
-                copy = self.fresh[key]
-                if read(copy) != _Warmup.INITIAL:
+            if before == 0:
+                copy = self.fresh.get(key)
+                if copy is not None and read(copy) != _Warmup.INITIAL:
                     ran[key] = code
                     # Nested code already specialized cannot tell: it may
                     # have run if its parent did.
@@ -114,11 +169,10 @@ class _WarmupTracker:
                             ran[id(c)] = c
             elif read(code) != before:
                 ran[key] = code
-        if len(sys.modules) != self.modules:  # imported during the call
-            for function in _project_functions():
-                for c in _walk(function.__code__):
-                    if id(c) not in self.before and read(c) != _Warmup.INITIAL:
-                        ran[id(c)] = c
+        for root in _loaded[self.loaded :]:  # imported during the call
+            for c in _walk(root):
+                if c is not root and project_file(c.co_filename) and read(c) != _Warmup.INITIAL:
+                    ran[id(c)] = c
         return sorted({_entry(c) for c in ran.values()})
 
 
@@ -172,19 +226,20 @@ class _Profile:
         return sorted({_entry(c) for c in self.seen if project_file(c.co_filename)})
 
 
-def tracker() -> "_WarmupTracker | _Monitoring | _Profile":
-    """The cheapest reliable way to see executed code on this interpreter."""
+def tracker(extra: list[types.CodeType]) -> "_WarmupTracker | _Monitoring | _Profile":
+    """The cheapest reliable way to see executed code on this interpreter.
+    `extra`: code not loaded from a module file (a function sent by value)."""
     if sys.implementation.name == "cpython":
         if sys.version_info >= (3, 12):
             return _Monitoring()
         if sys.version_info[:2] == (3, 11) and _Warmup.works():
-            return _WarmupTracker()
+            return _WarmupTracker(extra)
     return _Profile()
 
 
-def run(func: Callable[[], object]) -> tuple[object, Executed]:
+def run(func: Callable[[], object], extra: list[types.CodeType]) -> tuple[object, Executed]:
     """Calls `func()`; its result and the project code it executed."""
-    t = tracker()
+    t = tracker(extra)
     t.start()
     try:
         value = func()

@@ -53,6 +53,11 @@ def _names(code: types.CodeType) -> set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_file(filename: str) -> bool:
+    return not filename.startswith("<") and os.path.isfile(filename)
+
+
 def ref(value: Any) -> str | None:
     """Where a function, class or module is defined, if it can be found
     again by that name in a fresh interpreter."""
@@ -64,11 +69,11 @@ def ref(value: Any) -> str | None:
         return None
     home: Any = sys.modules.get(module)
     home_file = getattr(home, "__file__", None)
-    if not home_file or not os.path.isfile(home_file):  # `python -c`, stdin, a notebook
+    if not home_file or not _real_file(home_file):  # `python -c`, stdin, a notebook
         return None
     code = getattr(target, "__code__", None)
-    if isinstance(code, types.CodeType) and os.path.realpath(code.co_filename) != os.path.realpath(home_file):
-        return None  # made by exec() or compile(): not in its module's file
+    if isinstance(code, types.CodeType) and not _real_file(code.co_filename):
+        return None  # made by exec() or compile(): no file to load it from
     found = home
     for part in qualname.split("."):
         found = getattr(found, part, None)

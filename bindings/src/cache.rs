@@ -362,8 +362,8 @@ impl Cache {
             let identity = function
                 .as_deref()
                 .and_then(|f| analysis.function_identity(&source, f).map(|id| (f, id)));
-            let mut missed = Vec::new();
-            match identity {
+            let covered_by_identity = identity.is_some();
+            let missed: Vec<(PathBuf, u32)> = match identity {
                 Some((function, id)) => {
                     // Executed code outside every reached definition keeps
                     // its whole file as an input (the run-time safety net).
@@ -374,7 +374,7 @@ impl Cache {
                         .iter()
                         .map(|d| (real(&d.path), d.line, d.end_line))
                         .collect();
-                    missed = executed
+                    let missed: Vec<(PathBuf, u32)> = executed
                         .iter()
                         .filter(|(path, line)| {
                             !spans
@@ -413,12 +413,11 @@ impl Cache {
                         path: Some(StoredPath::new(&source)),
                         hash: id.digest,
                     });
+                    missed
                 }
-                None => {
-                    // Whole modules: the function's own file at least.
-                    missed = executed.clone();
-                }
-            }
+                // Whole modules: the function's own file at least.
+                None => executed,
+            };
             // Every file whose code ran, and the function's own, is a
             // whole-module input unless the function's identity covers it.
             let mut whole: Vec<&Path> = missed.iter().map(|(p, _)| p.as_path()).collect();
@@ -458,7 +457,7 @@ impl Cache {
                 Bytes::Object { id, size }
             });
             self.store.record(&variant).map_err(|e| e.to_string())?;
-            Ok(if function.is_some() {
+            Ok(if covered_by_identity {
                 missed
             } else {
                 Vec::new()

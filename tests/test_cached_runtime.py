@@ -317,3 +317,47 @@ def test_working_directory_is_part_of_the_key(tmp_path: Path, cache_dir: Path) -
     twin.check("../main.py", "..", cwd="a", hits=1)
     assert (twin.cached / "a/out.txt").read_text() == "FIRST"
     assert (twin.cached / "b/out.txt").read_text() == "SECOND ONE"
+
+
+# -- concurrent misses ---------------------------------------------------------
+
+def test_two_processes_missing_the_same_key_compute_once(tmp_path: Path, cache_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    counter = Path("/dev/shm") / f"casher-test-{uuid.uuid4().hex}"  # /dev is not traced: a side channel
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": f"""
+                import time
+                from casher import cached
+
+                @cached
+                def slow(x):
+                    with open({str(counter)!r}, "a") as f:
+                        f.write("x")
+                    time.sleep(3)
+                    return x * 2
+
+                if __name__ == "__main__":
+                    print(slow(21))
+            """
+        },
+    )
+    try:
+        env = dict(os.environ, CASHER_LOG="info")
+        env.pop("CASHER_CHECK_REACH", None)
+        procs = [
+            subprocess.Popen([sys.executable, "main.py"], cwd=twin.cached, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        results = [p.communicate(timeout=180) for p in procs]
+        assert [out for out, _ in results] == ["42\n", "42\n"], results
+        assert counter.read_text() == "x", "computed once"
+        waited = [err for _, err in results if "is computing the same call" in err]
+        assert len(waited) == 1 and "process " in waited[0], results
+    finally:
+        counter.unlink(missing_ok=True)

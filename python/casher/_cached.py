@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _hashing, _native, _state
+from casher import _byvalue, _calls, _hashing, _keylock, _native, _state
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -198,19 +198,30 @@ class CachedFunction:
             log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
             return self._func(*args, **kwargs)
         if hit:
-            self._hits += 1
-            log.debug("%s: hit %s", self._func.__qualname__, key[:16])
-            _calls.replay(found)
-            return _calls.loads(value)
-        self._misses += 1
-        log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)
-        function_blob = None
-        if self._mode == "value":
-            function_blob = _byvalue.dumps(self._func)
-            if function_blob is None:
-                return self._call_in_process(cache, key, args, kwargs)
-        call = _calls.Call(self, cache, key, function_blob, state)
-        return call.run(args, kwargs)
+            return self._hit(key, found, value)
+        with _keylock.hold(cache.cache_dir, key, self._func.__qualname__) as waited:
+            if waited:  # another process computed it meanwhile, most likely
+                try:
+                    hit, found, value = cache.lookup(key, cwd)
+                except Exception as exc:
+                    hit, found = False, str(exc)
+                if hit:
+                    return self._hit(key, found, value)
+            self._misses += 1
+            log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)
+            function_blob = None
+            if self._mode == "value":
+                function_blob = _byvalue.dumps(self._func)
+                if function_blob is None:
+                    return self._call_in_process(cache, key, args, kwargs)
+            call = _calls.Call(self, cache, key, function_blob, state)
+            return call.run(args, kwargs)
+
+    def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
+        self._hits += 1
+        log.debug("%s: hit %s", self._func.__qualname__, key[:16])
+        _calls.replay(chunks)
+        return _calls.loads(value)
 
     def _warn_once(self, what: str, message: str, *args: Any) -> None:
         if what not in self._warned:

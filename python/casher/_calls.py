@@ -4,17 +4,15 @@ record it; and what a hit gives back (output, log records, the value)."""
 from __future__ import annotations
 
 import codecs
-import itertools
 import json
 import logging
 import os
 import pickle
 import struct
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from casher import _native, _roots
+from casher import _native, _roots, _transport
 from casher._observe import LOG_MARK
 from casher._native import CasherError
 
@@ -22,7 +20,6 @@ if TYPE_CHECKING:
     from casher._cached import CachedFunction
 
 log = logging.getLogger("casher")
-_counter = itertools.count()
 
 
 # -- values and log records ---------------------------------------------
@@ -101,11 +98,11 @@ def replay(chunks: Iterable[tuple[int, bytes]]) -> None:
 
 # -- sending a call -----------------------------------------------------
 
-def _write_call(path: Path, args: tuple, kwargs: dict, by_value: bool) -> None:
-    """Pickle protocol 5 with out-of-band buffers: large arrays go to the file
-    as raw bytes and are memory-mapped by the child, never copied in between.
-    A function sent by value sends its arguments with cloudpickle, so
-    instances of classes defined in `__main__` arrive too."""
+def _write_call(f: Any, args: tuple, kwargs: dict, by_value: bool) -> None:
+    """Pickle protocol 5 with out-of-band buffers: large arrays go to the
+    channel as raw bytes and are memory-mapped by the child, never copied in
+    between. A function sent by value sends its arguments with cloudpickle,
+    so instances of classes defined in `__main__` arrive too."""
     buffers: list[pickle.PickleBuffer] = []
     if by_value:
         import cloudpickle
@@ -116,12 +113,11 @@ def _write_call(path: Path, args: tuple, kwargs: dict, by_value: bool) -> None:
 
         pickled = _transfer.dumps((args, kwargs), buffers)
     raws = [b.raw() for b in buffers]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raws)))
-        f.write(struct.pack(f"<{len(raws) + 1}Q", len(pickled), *(r.nbytes for r in raws)))
-        f.write(pickled)
-        for raw in raws:
-            f.write(raw)
+    f.write(struct.pack("<Q", len(raws)))
+    f.write(struct.pack(f"<{len(raws) + 1}Q", len(pickled), *(r.nbytes for r in raws)))
+    f.write(pickled)
+    for raw in raws:
+        f.write(raw)
 
 
 def _pickled(value: Any) -> bytes | None:
@@ -191,32 +187,32 @@ class Call:
         }
 
     def run(self, args: tuple, kwargs: dict) -> Any:
-        calls = Path(self.cache.cache_dir) / "calls"
-        calls.mkdir(parents=True, exist_ok=True)
-        stem = calls / f"{os.getpid()}-{next(_counter)}"
-        call_file, result_file, meta = Path(f"{stem}.call"), Path(f"{stem}.result"), Path(f"{stem}.call.meta")
+        channel = _transport.Channel(self.cache.cache_dir)
         try:
             try:
-                _write_call(call_file, args, kwargs, self.function_blob is not None)
+                with channel.writer("call") as f:
+                    _write_call(f, args, kwargs, self.function_blob is not None)
             except Exception as exc:  # unpicklable arguments cannot cross to the child
                 log.warning("%s not cached: its arguments cannot be sent to the traced process (%s)", self.qualname, exc)
                 return self.fn._func(*args, **kwargs)
-            with open(meta, "wb") as f:
+            with channel.writer("meta") as f:
                 pickle.dump(self._payload(), f, protocol=5)
-            argv = [sys.executable, "-m", "casher._child", str(call_file), str(result_file)]
+            argv = [sys.executable, "-m", "casher._child", *(channel.path(n) for n in _transport.NAMES)]
             writer = _Writer()
             run = self.cache.run(argv, [], writer)
             writer.close()
-            if not result_file.exists():
-                raise CasherError(
-                    f"the traced process running {self.qualname} exited with status {run.exit_code} "
-                    "without a result (it crashed or was killed); nothing was cached"
-                )
-            with open(result_file, "rb") as f:
-                result = pickle.load(f)
+            data = channel.result()
         finally:
-            for path in (call_file, meta, result_file):
-                path.unlink(missing_ok=True)
+            channel.close()
+        try:
+            result = pickle.loads(data) if data else None
+        except Exception:
+            result = None
+        if result is None:
+            raise CasherError(
+                f"the traced process running {self.qualname} exited with status {run.exit_code} "
+                "without a result (it crashed or was killed); nothing was cached"
+            )
         if not result["ok"]:
             if "state" in result:
                 self.fn._warn_once(

@@ -5,8 +5,8 @@ value (or the exception) with what the tracer cannot see: the project code
 the call executed, the environment variables it read and the log records it
 emitted. What it read, imported modules included, the tracer records.
 
-Run as `python -m casher._child CALL_FILE RESULT_FILE`. Never imported by
-user code.
+Run as `python -m casher._child CALL META RESULT` (paths, see
+`casher._transport`). Never imported by user code.
 """
 
 from __future__ import annotations
@@ -177,8 +177,8 @@ def call(payload: dict, call_path: str) -> dict:
 
 
 def main() -> int:
-    call_path, result_path = sys.argv[1], sys.argv[2]
-    with open(call_path + ".meta", "rb") as f:
+    call_path, meta_path, result_path = sys.argv[1:4]
+    with open(meta_path, "rb") as f:
         payload = pickle.load(f)
     sys.path[:] = payload["sys_path"]
     sys.argv[:] = payload.get("argv", sys.argv)
@@ -211,10 +211,9 @@ def main() -> int:
         }
     sys.stdout.flush()
     sys.stderr.flush()
-    tmp = result_path + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(result, f, protocol=5)
-    os.replace(tmp, result_path)
+    from casher import _transport
+
+    _transport.write_result(result_path, pickle.dumps(result, protocol=5))
     return 0
 
 

@@ -44,14 +44,14 @@ def replay_logs(records: Iterable[dict]) -> None:
 class _Writer:
     """Forwards a child's output to sys.stdout/sys.stderr as it arrives
     (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks.
-    Log records the call emitted travel in its stderr, framed (see
+    Log records the call emitted travel in its stdout or stderr, framed (see
     `casher._observe.LOG_MARK`), at the point they were emitted: they are
     taken out and handed to the caller's logging handlers, live on a miss
     and in the same order on a hit."""
 
     def __init__(self) -> None:
         self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
-        self._pending = b""
+        self._pending = {1: b"", 2: b""}
 
     def _write(self, stream: int, data: bytes) -> None:
         if data:
@@ -61,25 +61,23 @@ class _Writer:
 
     def close(self) -> None:
         """Writes what was held back as a possible start of a frame."""
-        self._write(2, self._pending)
-        self._pending = b""
+        for stream, data in self._pending.items():
+            self._write(stream, data)
+        self._pending = {1: b"", 2: b""}
 
     def __call__(self, stream: int, data: bytes) -> None:
-        if stream != 2:
-            self._write(stream, data)
-            return
-        data, self._pending = self._pending + data, b""
+        data, self._pending[stream] = self._pending[stream] + data, b""
         while data:
             at = data.find(LOG_MARK)
             if at < 0:
                 keep = next((k for k in range(min(len(LOG_MARK) - 1, len(data)), 0, -1) if data.endswith(LOG_MARK[:k])), 0)
-                self._write(2, data[: len(data) - keep])
-                self._pending = data[len(data) - keep :]
+                self._write(stream, data[: len(data) - keep])
+                self._pending[stream] = data[len(data) - keep :]
                 return
-            self._write(2, data[:at])
+            self._write(stream, data[:at])
             body = data[at + len(LOG_MARK) :]
             if len(body) < 8 or len(body) < 8 + struct.unpack_from("<Q", body)[0]:
-                self._pending = data[at:]
+                self._pending[stream] = data[at:]
                 return
             (size,) = struct.unpack_from("<Q", body)
             try:
@@ -87,6 +85,22 @@ class _Writer:
             except Exception as exc:  # a broken record never breaks the program
                 log.debug("a log record from the traced call could not be replayed: %s", exc)
             data = body[8 + size :]
+
+
+def log_stream() -> int:
+    """Where the caller's log records mostly go (1 = stdout, 2 = stderr):
+    the child frames them into that stream, so they keep their order with
+    what the call prints there."""
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is sys.stdout or stream is sys.__stdout__:
+            return 1
+        try:
+            if stream is not None and stream.fileno() == 1:
+                return 1
+        except Exception:
+            pass
+    return 2
 
 
 def replay(chunks: Iterable[tuple[int, bytes]]) -> None:
@@ -184,6 +198,7 @@ class Call:
             "function": self.function_blob,
             "state": [(i.module, i.path, i.fingerprint, None if _found_by_name(i) else _pickled(i.value)) for i in self.state],
             "logging": _logging_levels(),
+            "log_stream": log_stream(),
         }
 
     def run(self, args: tuple, kwargs: dict) -> Any:

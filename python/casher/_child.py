@@ -156,7 +156,7 @@ def call(payload: dict, call_path: str) -> dict:
 
         sys.setprofile(profile)
     try:
-        with _observe.env_reads() as env, _observe.log_records():
+        with _observe.env_reads() as env, _observe.log_records(payload.get("log_stream", 2)):
             value, ran = _executed.run(lambda: func(*args, **kwargs), _codes_of(func))
     finally:
         sys.setprofile(None)

@@ -74,9 +74,10 @@ JSON that follows (8 bytes, little-endian), the JSON."""
 
 
 @contextlib.contextmanager
-def log_records() -> Iterator[None]:
+def log_records(fd: int = 2) -> Iterator[None]:
     """Log records emitted inside the block are not handled here: they are
-    written, framed, to stderr where they were emitted (after flushing what
+    written, framed, to `fd` (the stream the caller's handlers write to)
+    where they were emitted (after flushing what
     was printed before them), and the caller hands them to its own handlers
     (`casher._calls._Writer`), live on a miss and replayed on a hit."""
     original = logging.Logger.callHandlers
@@ -88,7 +89,7 @@ def log_records() -> Iterator[None]:
             return original(self, record)
         sys.stdout.flush()
         sys.stderr.flush()
-        os.write(2, LOG_MARK + struct.pack("<Q", len(body)) + body)
+        os.write(fd, LOG_MARK + struct.pack("<Q", len(body)) + body)
 
     logging.Logger.callHandlers = send  # type: ignore[method-assign]
     try:

@@ -257,6 +257,28 @@ def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path:
     twin.check("main.py", hits=1)
 
 
+def test_a_changed_value_that_cannot_be_sent_runs_uncached_with_one_warning(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                from casher import cached
+                COUNTER = None
+
+                @cached
+                def f(x):
+                    return x + (next(COUNTER) if COUNTER is not None else 0)
+
+                globals()["COUNTER"] = (i for i in range(10, 20))
+                print(f(1), f(1))
+            """
+        },
+    )
+    first = twin.check("main.py", hits=0)
+    assert first.out == "11 12\n"
+    assert first.err.count("cannot be sent to the traced process") == 1, first.err
+
+
 # -- environment and working directory ---------------------------------------
 
 def test_environment_read_inside_the_function_is_an_input(tmp_path: Path, cache_dir: Path) -> None:

@@ -101,7 +101,7 @@ def apply_state(items: list) -> None:
                 unsendable.append(".".join((module_name, *path)))
                 continue
         here = _state.lookup(module, path)
-        if not _state.is_missing(here) and _state.fingerprint(here) == expected:
+        if not _state.is_missing(here) and not expected.startswith(_state.UNKNOWN) and _state.fingerprint(here) == expected:
             continue
         if blob is None:
             unsendable.append(".".join((module_name, *path)))

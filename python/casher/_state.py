@@ -31,7 +31,23 @@ from casher import _hashing, _native
 from casher._roots import project_file
 
 _DYNAMIC = {"globals", "vars", "eval", "exec", "locals"}
-_OPAQUE_TYPES = ("_thread.lock", "_thread.RLock", "threading.Event", "threading.Condition", "threading.Semaphore")
+# Values that can be neither hashed nor pickled but whose state does not
+# decide a result: the same in the caller and a fresh import if their type
+# is. Any other such value cannot be compared, so it never counts as equal
+# (a generator's position, a connection's session...).
+_OPAQUE_TYPES = (
+    "_thread.lock",
+    "_thread.RLock",
+    "threading.Event",
+    "threading.Condition",
+    "threading.Semaphore",
+    "threading.BoundedSemaphore",
+    "_io.TextIOWrapper",
+    "_io.BufferedWriter",
+    "_io.BufferedReader",
+    "builtins.method",
+    "builtins.builtin_function_or_method",
+)
 
 
 @dataclass
@@ -102,12 +118,32 @@ def fingerprint(value: Any) -> str:
     name = f"{t.__module__}.{t.__qualname__}"
     if name in _OPAQUE_TYPES or isinstance(value, types.ModuleType):
         return f"opaque:{name}"
-    try:
+    for dumps in _picklers():
+        try:
+            data = dumps(value)
+        except Exception:
+            continue
         h = _native.Hasher()
-        h.update(pickle.dumps(value, protocol=5))
+        h.update(data)
         return "pickle:" + h.hexdigest()
-    except Exception:
-        return f"opaque:{name}"
+    return f"{UNKNOWN}{name}"
+
+
+def _picklers() -> list:
+    """pickle, then cloudpickle (lambdas, local classes: a registry of
+    lambdas stays comparable)."""
+    found = [lambda v: pickle.dumps(v, protocol=5)]
+    try:
+        import cloudpickle
+
+        found.append(lambda v: cloudpickle.dumps(v, protocol=5))
+    except ImportError:
+        pass
+    return found
+
+
+UNKNOWN = "unknown:"
+"""Prefix of a fingerprint that equals nothing, not even itself."""
 
 
 def _project(value: Any) -> bool:

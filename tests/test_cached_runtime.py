@@ -383,3 +383,39 @@ def test_two_processes_missing_the_same_key_compute_once(tmp_path: Path, cache_d
         assert len(waited) == 1 and "process " in waited[0], results
     finally:
         counter.unlink(missing_ok=True)
+
+
+def test_state_reached_by_a_closure_through_an_imported_helper(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "helper.py": """
+                FACTOR = 2
+
+                def scale(x):
+                    return x * FACTOR
+
+                class Model:
+                    def predict(self, x):
+                        return x + 1
+
+                MODEL = Model()
+            """,
+            "main.py": """
+                from casher import cached
+                import helper
+
+                def make(offset):
+                    @cached
+                    def f(x):
+                        return helper.scale(x) + offset + helper.MODEL.predict(x)
+                    return f
+
+                helper.FACTOR = 5
+                helper.Model.predict = lambda self, x: x + 100
+                print(make(1)(3))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)

@@ -181,7 +181,13 @@ class CachedFunction:
         return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, env, os.getcwd())
 
     def _state(self) -> list[_state.Item]:
-        return _state.reached(self._func) if self._decide_mode() == "import" else []
+        items = _state.reached(self._func)
+        if self._decide_mode() == "value":
+            # What it uses from `python -c` or a notebook travels with it by
+            # value; modules the child imports are compared as for any call.
+            # (`__main__` included: cloudpickle sends its globals by value).
+            items = [i for i in items if i.module != "__main__" and _state.in_a_file(i.module)]
+        return items
 
     # -- calling ------------------------------------------------------------
 

@@ -206,6 +206,8 @@ class _Walker:
                             if f is not None:
                                 self.follow(f)
                     elif isinstance(attr, types.FunctionType):
+                        if "<" not in value.__qualname__:  # a monkeypatched method is a change
+                            self.items[(value.__module__, path + (name,))] = attr
                         self.follow(attr)
                     elif not name.startswith("__") and "<" not in value.__qualname__:
                         self.items[(value.__module__, path + (name,))] = attr
@@ -217,13 +219,20 @@ class _Walker:
         if isinstance(value, types.ModuleType):
             if project_file(getattr(value, "__file__", None) or ""):
                 for name in sorted(names):
-                    if name in vars(value) and not name.startswith("__"):
-                        self.items[(value.__name__, (name,))] = vars(value)[name]
-                        self.follow(vars(value)[name])
+                    if name in vars(value) and not name.startswith("__") and (value.__name__, (name,)) not in self.items:
+                        self.value(value.__name__, (name,), vars(value)[name], names)
             elif value is sys and "argv" in names:
                 self.items[("sys", ("argv",))] = sys.argv
             return
         self.follow(value)
+        if not isinstance(value, (type, types.FunctionType)) and project_file(getattr(sys.modules.get(type(value).__module__), "__file__", None) or ""):
+            self.follow(type(value))  # an instance: its class's methods and attributes
+
+
+def in_a_file(module: str) -> bool:
+    """Whether a fresh interpreter can import `module` (not `python -c`'s
+    or a notebook's `__main__`)."""
+    return _real_file(getattr(sys.modules.get(module), "__file__", None) or "<none>")
 
 
 def reached(func: Any) -> list[Item]:

@@ -4,7 +4,6 @@ fresh interpreters (tests/cached_oracle.py)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

@@ -151,7 +151,7 @@ class CachedFunction:
             value = custom(value)
         try:
             _hashing.feed(h, value, name)
-        except TypeError as exc:
+        except TypeError:
             if first and "." in self._func.__qualname__ and name in ("self", "cls"):
                 t = type(value)
                 raise TypeError(

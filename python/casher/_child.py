@@ -46,12 +46,19 @@ def _as_main(module: Any, name: str) -> None:
     """Objects defined by the caller's `__main__` say they come from
     `__main__`, as in the caller, so values pickled here unpickle there."""
     sys.modules["__main__"] = module
-    for value in list(vars(module).values()):
+
+    def rename(value: Any) -> None:
         if getattr(value, "__module__", None) == name:
             try:
                 value.__module__ = "__main__"
             except (AttributeError, TypeError):
                 pass
+
+    for value in list(vars(module).values()):
+        rename(value)
+        if isinstance(value, type):  # and its methods, as the caller's
+            for attr in list(vars(value).values()):
+                rename(getattr(attr, "__func__", attr))
 
 
 def load_module(payload: dict) -> Any:

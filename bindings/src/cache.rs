@@ -22,11 +22,18 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 /// read through `os.environ`: the hash of its value when recorded.
 const ENV_INPUT: &str = "env:";
 
+/// The key env-var values are hashed with. A constant domain key until the
+/// store has its own secret (`Store::secret`); then this returns that, so a
+/// record's hashes cannot be matched against guessed values elsewhere.
+fn env_key(_store: &Store) -> [u8; 32] {
+    blake3::derive_key("casher 2026 env input v1", b"")
+}
+
 /// The value of an environment variable as an input: hashed, never stored
 /// in clear ("unset" differs from every value).
-fn env_input_hash(name: &str) -> String {
+fn env_input_hash(key: &[u8; 32], name: &str) -> String {
     use std::os::unix::ffi::OsStrExt;
-    let mut hasher = blake3::Hasher::new_derive_key("casher 2026 env input v1");
+    let mut hasher = blake3::Hasher::new_keyed(key);
     match std::env::var_os(name) {
         Some(value) => {
             hasher.update(b"set");
@@ -41,13 +48,25 @@ fn env_input_hash(name: &str) -> String {
 
 /// Code inputs as `@cached` records them: the analyzer's code and
 /// definition inputs, and the environment variables the call read.
-struct CallOracle<'a>(Oracle<'a>);
+struct CallOracle<'a> {
+    code: Oracle<'a>,
+    env_key: [u8; 32],
+}
+
+impl<'a> CallOracle<'a> {
+    fn new(store: &Store, analysis: &'a Analysis) -> Self {
+        Self {
+            code: Oracle::new(analysis),
+            env_key: env_key(store),
+        }
+    }
+}
 
 impl CodeOracle for CallOracle<'_> {
     fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String> {
         match name.strip_prefix(ENV_INPUT) {
-            Some(variable) if path.is_none() => Some(env_input_hash(variable)),
-            _ => self.0.code_hash(name, path),
+            Some(variable) if path.is_none() => Some(env_input_hash(&self.env_key, variable)),
+            _ => self.code.code_hash(name, path),
         }
     }
 }
@@ -141,7 +160,7 @@ impl Cache {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
             match self
                 .store
-                .lookup(key, &CallOracle(Oracle::new(&self.analysis)))?
+                .lookup(key, &CallOracle::new(&self.store, &self.analysis))?
             {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
@@ -206,7 +225,7 @@ impl Cache {
         Ok(
             match self
                 .store
-                .peek(key, &CallOracle(Oracle::new(&self.analysis)))
+                .peek(key, &CallOracle::new(&self.store, &self.analysis))
                 .map_err(err)?
             {
                 Lookup::Hit(_) => "hit".to_owned(),
@@ -439,7 +458,7 @@ impl Cache {
                 }
             }
             for name in env {
-                let hash = env_input_hash(&name);
+                let hash = env_input_hash(&env_key(&self.store), &name);
                 variant.inputs.push(Input::Code {
                     name: format!("{ENV_INPUT}{name}"),
                     path: None,

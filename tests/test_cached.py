@@ -238,7 +238,7 @@ def test_absent_file_and_directory_listing(project) -> None:
     assert mod.scan("inputs") == ["1.txt", "2.txt", True]
 
 
-def test_selected_env_var_only(project, monkeypatch) -> None:
+def test_env_vars_read_and_selected_are_inputs_others_are_not(project, monkeypatch) -> None:
     root, write, load = project
     name = unique()
     write(
@@ -247,7 +247,7 @@ def test_selected_env_var_only(project, monkeypatch) -> None:
         import os
         from casher import cached
 
-        @cached(env=["MODE"])
+        @cached(env=["NATIVE"])
         def mode() -> str:
             return os.environ.get("MODE", "") + os.environ.get("NOISE", "")
         """,
@@ -255,11 +255,14 @@ def test_selected_env_var_only(project, monkeypatch) -> None:
     mod = load(name)
     monkeypatch.setenv("MODE", "a")
     monkeypatch.setenv("NOISE", "1")
+    monkeypatch.setenv("UNREAD", "x")
     assert mod.mode() == "a1"
+    monkeypatch.setenv("UNREAD", "y")
+    assert mod.mode() == "a1" and mod.mode.cache_info().hits == 1, "a variable the call did not read does not invalidate"
     monkeypatch.setenv("NOISE", "2")
-    assert mod.mode() == "a1", "an unselected variable does not invalidate"
-    monkeypatch.setenv("MODE", "b")
-    assert mod.mode() == "b2"
+    assert mod.mode() == "a2", "a variable read through os.environ is an input without env="
+    monkeypatch.setenv("NATIVE", "1")
+    assert mod.mode() == "a2" and mod.mode.cache_info().misses == 3, "env= still keys variables read by native code"
 
 
 def test_exceptions_are_reraised_and_not_cached(project) -> None:
@@ -362,21 +365,15 @@ def test_polars_frames_cross_to_the_child_intact(project) -> None:
     assert mod.describe(df, pl.Series("k", [1, 2])) == (["x", "s"], 2, 4.0, "k", [1, 2])
 
 
-CALLS: list[int] = []
-
-
-def test_closures_run_in_process_cached_with_one_warning(project, caplog, capsys) -> None:
+def test_closures_run_in_the_traced_child_by_value(project, caplog, capsys) -> None:
     from casher import cached
 
     root, write, load = project
     (root / "data.txt").write_text("abc")
-    calls = CALLS
-    calls.clear()
 
     def make(offset: int):
         @cached
         def inner(x: int) -> int:
-            CALLS.append(x)  # a global: closure cells are part of the key
             print(f"inner {x}")
             return x + offset + len(open("data.txt").read())
 
@@ -385,15 +382,14 @@ def test_closures_run_in_process_cached_with_one_warning(project, caplog, capsys
     f = make(10)
     assert f(1) == 14
     assert capsys.readouterr().out == "inner 1\n"
-    assert f(1) == 14 and calls == [1], "the second call is a hit"
+    assert f(1) == 14 and f.cache_info().hits == 1, "the second call is a hit"
     assert capsys.readouterr().out == "inner 1\n", "output replayed"
-    warnings = [r for r in caplog.records if "runs in-process" in r.getMessage()]
-    assert len(warnings) == 1 and "closure" in warnings[0].getMessage()
-    # A different closure value is a different key; a changed file read from
-    # Python is a miss.
-    assert make(20)(1) == 24 and calls == [1, 1]
+    assert not [r for r in caplog.records if "runs in-process" in r.getMessage()], "sent by value, not run in-process"
+    # A different closure value is a different key; a changed file read is a miss.
+    g = make(20)
+    assert g(1) == 24 and g.cache_info().misses == 1
     (root / "data.txt").write_text("abcd")
-    assert f(1) == 15 and calls == [1, 1, 1]
+    assert f(1) == 15 and f.cache_info().misses == 2
 
 
 def test_check_reach_flags_what_static_analysis_missed_and_the_safety_net_holds(project, caplog) -> None:

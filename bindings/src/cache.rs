@@ -12,9 +12,63 @@ use pyo3::types::PyBytes;
 
 use crate::code::{definition_input, Analysis, LocalCode, Oracle, FUNCTION_INPUT};
 use crate::errors::CasherError;
+use casher_store::CodeOracle;
 
 fn err(e: impl std::fmt::Display) -> PyErr {
     CasherError::new_err(e.to_string())
+}
+
+/// Prefix of the inputs that stand for an environment variable the call
+/// read through `os.environ`: the hash of its value when recorded.
+const ENV_INPUT: &str = "env:";
+
+/// The key env-var values are hashed with. A constant domain key until the
+/// store has its own secret (`Store::secret`); then this returns that, so a
+/// record's hashes cannot be matched against guessed values elsewhere.
+fn env_key(_store: &Store) -> [u8; 32] {
+    blake3::derive_key("casher 2026 env input v1", b"")
+}
+
+/// The value of an environment variable as an input: hashed, never stored
+/// in clear ("unset" differs from every value).
+fn env_input_hash(key: &[u8; 32], name: &str) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut hasher = blake3::Hasher::new_keyed(key);
+    match std::env::var_os(name) {
+        Some(value) => {
+            hasher.update(b"set");
+            hasher.update(value.as_bytes());
+        }
+        None => {
+            hasher.update(b"unset");
+        }
+    }
+    hasher.finalize().to_hex().to_string()
+}
+
+/// Code inputs as `@cached` records them: the analyzer's code and
+/// definition inputs, and the environment variables the call read.
+struct CallOracle<'a> {
+    code: Oracle<'a>,
+    env_key: [u8; 32],
+}
+
+impl<'a> CallOracle<'a> {
+    fn new(store: &Store, analysis: &'a Analysis) -> Self {
+        Self {
+            code: Oracle::new(analysis),
+            env_key: env_key(store),
+        }
+    }
+}
+
+impl CodeOracle for CallOracle<'_> {
+    fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String> {
+        match name.strip_prefix(ENV_INPUT) {
+            Some(variable) if path.is_none() => Some(env_input_hash(&self.env_key, variable)),
+            _ => self.code.code_hash(name, path),
+        }
+    }
 }
 
 /// A traced run of a function's child process, waiting to be recorded.
@@ -104,7 +158,10 @@ impl Cache {
         cwd: PathBuf,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
-            match self.store.lookup(key, &Oracle::new(&self.analysis))? {
+            match self
+                .store
+                .lookup(key, &CallOracle::new(&self.store, &self.analysis))?
+            {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
                     let variant = &hit.variant;
@@ -168,7 +225,7 @@ impl Cache {
         Ok(
             match self
                 .store
-                .peek(key, &Oracle::new(&self.analysis))
+                .peek(key, &CallOracle::new(&self.store, &self.analysis))
                 .map_err(err)?
             {
                 Lookup::Hit(_) => "hit".to_owned(),
@@ -290,7 +347,13 @@ impl Cache {
     /// instead, so edits it cannot reach do not invalidate; project files
     /// the child read beyond them stay whole-module inputs (the safety net
     /// for what static analysis missed).
-    #[pyo3(signature = (run, key, description, value, non_local, source, function=None))]
+    ///
+    /// `executed` is the project code the call ran, as (file, first line):
+    /// code the static identity does not cover (a registered handler, a
+    /// subclass found at run time) makes its whole file an input, and is
+    /// returned so the caller can say so. `env` names the environment
+    /// variables the call read: their current values (hashed) are inputs.
+    #[pyo3(signature = (run, key, description, value, non_local, source, function=None, executed=Vec::new(), env=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python call, plus `py`
     fn record(
         &self,
@@ -302,10 +365,12 @@ impl Cache {
         non_local: Vec<PathBuf>,
         source: PathBuf,
         function: Option<String>,
-    ) -> PyResult<()> {
+        executed: Vec<(PathBuf, u32)>,
+        env: Vec<String>,
+    ) -> PyResult<Vec<(PathBuf, u32)>> {
         let value = value.to_vec();
         let analysis = self.analysis.clone();
-        py.detach(|| -> Result<(), String> {
+        py.detach(|| -> Result<Vec<(PathBuf, u32)>, String> {
             let local = LocalCode { non_local };
             let hasher = |p: &Path| local.hash_if_local(p);
             let mut variant = to_variant(
@@ -320,10 +385,35 @@ impl Cache {
             let identity = function
                 .as_deref()
                 .and_then(|f| analysis.function_identity(&source, f).map(|id| (f, id)));
-            match identity {
+            let covered_by_identity = identity.is_some();
+            let missed: Vec<(PathBuf, u32)> = match identity {
                 Some((function, id)) => {
-                    let covered: std::collections::HashSet<StoredPath> =
-                        id.files.iter().map(|p| StoredPath::new(p)).collect();
+                    // Executed code outside every reached definition keeps
+                    // its whole file as an input (the run-time safety net).
+                    let real =
+                        |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+                    let spans: Vec<(PathBuf, u32, u32)> = id
+                        .definitions
+                        .iter()
+                        .map(|d| (real(&d.path), d.line, d.end_line))
+                        .collect();
+                    let missed: Vec<(PathBuf, u32)> = executed
+                        .iter()
+                        .filter(|(path, line)| {
+                            !spans
+                                .iter()
+                                .any(|(p, first, last)| p == path && first <= line && line <= last)
+                        })
+                        .cloned()
+                        .collect();
+                    let kept: std::collections::HashSet<&PathBuf> =
+                        missed.iter().map(|(p, _)| p).collect();
+                    let covered: std::collections::HashSet<StoredPath> = id
+                        .files
+                        .iter()
+                        .filter(|p| !kept.contains(&real(p)))
+                        .map(|p| StoredPath::new(p))
+                        .collect();
                     variant.inputs.retain(
                         |i| !matches!(i, Input::Code { path: Some(p), .. } if covered.contains(p)),
                     );
@@ -342,22 +432,38 @@ impl Cache {
                         path: Some(StoredPath::new(&source)),
                         hash: id.digest,
                     });
+                    missed
                 }
-                None => {
-                    // Whole modules: the function's own file at least.
-                    let stored = StoredPath::new(&source);
-                    let present = variant
-                        .inputs
-                        .iter()
-                        .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
-                    if let (false, Some(hash)) = (present, local.hash_if_local(&source)) {
-                        variant.inputs.push(Input::Code {
-                            name: source.display().to_string(),
-                            path: Some(stored),
-                            hash,
-                        });
-                    }
+                // Whole modules: the function's own file at least.
+                None => executed,
+            };
+            // Every file whose code ran, and the function's own, is a
+            // whole-module input unless the function's identity covers it.
+            let mut whole: Vec<&Path> = missed.iter().map(|(p, _)| p.as_path()).collect();
+            if function.is_none() {
+                whole.push(&source);
+            }
+            for path in whole {
+                let stored = StoredPath::new(path);
+                let present = variant
+                    .inputs
+                    .iter()
+                    .any(|i| matches!(i, Input::Code { path: Some(p), .. } if *p == stored));
+                if let (false, Some(hash)) = (present, local.hash_if_local(path)) {
+                    variant.inputs.push(Input::Code {
+                        name: path.display().to_string(),
+                        path: Some(stored),
+                        hash,
+                    });
                 }
+            }
+            for name in env {
+                let hash = env_input_hash(&env_key(&self.store), &name);
+                variant.inputs.push(Input::Code {
+                    name: format!("{ENV_INPUT}{name}"),
+                    path: None,
+                    hash,
+                });
             }
             variant.value = Some(if value.len() <= casher_record::INLINE_LIMIT {
                 Bytes::Inline(value)
@@ -369,7 +475,12 @@ impl Cache {
                     .map_err(|e| e.to_string())?;
                 Bytes::Object { id, size }
             });
-            self.store.record(&variant).map_err(|e| e.to_string())
+            self.store.record(&variant).map_err(|e| e.to_string())?;
+            Ok(if covered_by_identity {
+                missed
+            } else {
+                Vec::new()
+            })
         })
         .map_err(|e| err(format!("not cached: {e}")))
     }

@@ -90,6 +90,8 @@ fn source_hash(source: &str) -> Option<String> {
 
 /// The invocation key of a function call: the shared key builder with the
 /// function's identity, its argument digest and the selected env vars.
+/// The working directory is part of it, as for `casher run`: relative paths
+/// in arguments mean what the caller passed, from where it called.
 #[pyfunction]
 fn run_key(
     function: &str,
@@ -97,12 +99,15 @@ fn run_key(
     args_digest: &str,
     python: &str,
     env: Vec<(String, Option<String>)>,
+    cwd: PathBuf,
 ) -> String {
-    let mut key = casher_record::KeyBuilder::new("casher.function");
+    use std::os::unix::ffi::OsStrExt;
+    let mut key = casher_record::KeyBuilder::new("casher.function.v2");
     key.field("function", function.as_bytes())
         .field("module_path", module_path.as_bytes())
         .field("args", args_digest.as_bytes())
-        .field("python", python.as_bytes());
+        .field("python", python.as_bytes())
+        .field("cwd", cwd.as_os_str().as_bytes());
     let mut env = env;
     env.sort();
     for (name, value) in &env {

@@ -7,8 +7,8 @@ files it read and the environment variables you selected.
 
 from __future__ import annotations
 
-from casher._cached import CachedFunction, cached
+from casher._cached import CachedFunction, CacheInfo, cached
 from casher._native import CasherError, __version__
 from casher.deps import deps
 
-__all__ = ["CachedFunction", "CasherError", "__version__", "cached", "deps"]
+__all__ = ["CacheInfo", "CachedFunction", "CasherError", "__version__", "cached", "deps"]

@@ -1,25 +1,19 @@
-"""`@cached`: a function's result, printed output and written files, reused
-while its code, arguments, files read and selected env vars are unchanged."""
+"""`@cached`: a function's result, printed output, log records and written
+files, reused while its code, arguments, the caller's state it reaches,
+files read and env vars read are unchanged."""
 
 from __future__ import annotations
 
 import atexit
-import codecs
 import functools
 import inspect
-import itertools
 import logging
 import os
-import pickle
-import site
-import struct
 import sys
-import sysconfig
 import threading
-from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _hashing, _native
+from casher import _byvalue, _calls, _hashing, _keylock, _native, _state
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -28,8 +22,10 @@ if os.environ.get("CASHER_LOG"):
     _handler.setFormatter(logging.Formatter("casher: %(message)s"))
     log.addHandler(_handler)
     log.setLevel(os.environ["CASHER_LOG"].upper())
+    log.propagate = False  # said once, not again by the application's handlers
 
 _caches: dict[tuple[str, str | None], _native.Cache] = {}
+_lock = threading.Lock()
 
 
 @atexit.register
@@ -40,9 +36,6 @@ def _flush_counters() -> None:
         except Exception:
             pass
 
-_counter = itertools.count()
-_lock = threading.Lock()
-
 
 def _cache(cache_dir: str | None, cwd: str | None = None) -> _native.Cache:
     key = (cwd or os.getcwd(), cache_dir)
@@ -52,39 +45,36 @@ def _cache(cache_dir: str | None, cwd: str | None = None) -> _native.Cache:
         return _caches[key]
 
 
-def _non_local_roots() -> list[str]:
-    """Where the interpreter's own code lives: files there are identified by
-    content (a version change is a change), not as project code."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    roots.update(v for k, v in sysconfig.get_paths().items() if k in {"stdlib", "platstdlib", "purelib", "platlib"})
-    try:
-        roots.update(site.getsitepackages())
-        roots.add(site.getusersitepackages())
-    except AttributeError:  # some virtualenvs lack site.getsitepackages
-        pass
-    return sorted(os.path.realpath(r) for r in roots if r)
-
-
 _PYTHON = "%s-%d.%d.%d" % (sys.implementation.name, *sys.version_info[:3])
 
 
-class _Writer:
-    """Forwards a child's output to sys.stdout/sys.stderr as it arrives
-    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks."""
+class CacheInfo(NamedTuple):
+    """Like `functools`' CacheInfo: hits and misses in this process, and
+    `currsize`, the entries in the store (also readable as `entries`)."""
 
-    def __init__(self) -> None:
-        self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
+    hits: int
+    misses: int
+    maxsize: int | None
+    currsize: int
 
-    def __call__(self, stream: int, data: bytes) -> None:
-        target = sys.stdout if stream == 1 else sys.stderr
-        target.write(self._decoders[stream].decode(data))
-        target.flush()
+    @property
+    def entries(self) -> int:
+        return self.currsize
+
+    def __getitem__(self, index: Any) -> Any:  # type: ignore[override]
+        if isinstance(index, str):  # info["hits"], as before 0.2
+            return getattr(self, index)
+        return tuple.__getitem__(self, index)
 
 
-def _replay(chunks: Iterable[tuple[int, bytes]]) -> None:
-    writer = _Writer()
-    for stream, data in chunks:
-        writer(stream, data)
+def _logging_levels() -> tuple[dict[str, int], int]:
+    """The caller's logging configuration that decides which records exist."""
+    manager = logging.Logger.manager
+    levels = {"": logging.getLogger().level}
+    for name, logger in list(manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
+            levels[name] = logger.level
+    return levels, manager.disable
 
 
 class CachedFunction:
@@ -107,11 +97,11 @@ class CachedFunction:
             raise TypeError(f"@cached(ignore=...) names no parameter of {func.__qualname__}: {sorted(unknown)}")
         self._hits = 0
         self._misses = 0
-        self._warned = False
+        self._warned: set[str] = set()
         self._file = os.path.realpath(inspect.getsourcefile(func) or func.__code__.co_filename)
         self._module = func.__module__
         self._description = f"{self._module}:{func.__qualname__} ({self._file})"
-        self._not_importable = self._reimportable()
+        self._mode: str | None = None  # "import" or "value", decided at the first call
 
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
@@ -120,44 +110,92 @@ class CachedFunction:
 
     # -- identity ---------------------------------------------------------
 
-    def _reimportable(self) -> str | None:
-        """Why the child could not import this function, or None."""
+    def _importable(self) -> str | None:
+        """Why the child could not import this function by name, or None."""
         qualname = self._func.__qualname__
         if "<locals>" in qualname or "<lambda>" in qualname:
             return "it is a closure or lambda"
+        module = sys.modules.get(self._module)
         if self._module == "__main__":
-            main = sys.modules.get("__main__")
-            if not getattr(main, "__file__", None):
-                return "it is defined in an interactive session or notebook"
+            if not getattr(module, "__file__", None):
+                return "it is defined in an interactive session, a notebook or `python -c`"
         if not os.path.isfile(self._file):
             return f"its source file {self._file} is not on disk"
+        target: Any = module
+        for part in qualname.split("."):
+            target = getattr(target, part, None)
+        if getattr(target, "__casher_original__", target) is not self._func:
+            return f"{self._module}.{qualname} is not this function once imported"
         return None
 
-    def _arguments(self, args: tuple, kwargs: dict) -> Iterable[tuple[str, Any]]:
+    def _decide_mode(self) -> str:
+        if self._mode is None:
+            why = self._importable()
+            self._why_by_value = why
+            self._mode = "import" if why is None else "value"
+        return self._mode
+
+    def _arguments(self, args: tuple, kwargs: dict) -> list[tuple[str, Any]]:
         if not kwargs and len(args) == len(self._positional):
-            return zip(self._positional, args)  # the common case, without bind()
+            return list(zip(self._positional, args))  # the common case, without bind()
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        return bound.arguments.items()
+        return list(bound.arguments.items())
 
-    def _key(self, args: tuple, kwargs: dict) -> str:
+    def _feed_argument(self, h: Any, name: str, value: Any, first: bool) -> None:
+        _hashing._text(h, b"param", name)
+        custom = getattr(type(value), "__casher_key__", None)
+        if custom is not None:
+            t = type(value)
+            _hashing._text(h, b"casher_key", f"{t.__module__}.{t.__qualname__}")
+            value = custom(value)
+        try:
+            _hashing.feed(h, value, name)
+        except TypeError:
+            if first and "." in self._func.__qualname__ and name in ("self", "cls"):
+                t = type(value)
+                raise TypeError(
+                    f"casher cannot hash the instance {name!r} of {t.__module__}.{t.__qualname__} that "
+                    f"{self._func.__qualname__} is called on, and a cached method's result depends on it. "
+                    f"Make {t.__qualname__} a dataclass (its fields are then hashed), or define "
+                    f"`def __casher_key__(self)` returning the values that decide the result "
+                    f"(see docs/cache-key.md)"
+                ) from None
+            raise
+
+    def _key(self, args: tuple, kwargs: dict, state: list[_state.Item] | None) -> str:
         h = _native.Hasher()
-        for name, value in self._arguments(args, kwargs):
+        for i, (name, value) in enumerate(self._arguments(args, kwargs)):
             if name in self._ignore:
                 continue
-            _hashing._text(h, b"param", name)
-            _hashing.feed(h, value, name)
+            self._feed_argument(h, name, value, i == 0)
+        if self._decide_mode() == "value":
+            identity, complete = _byvalue.identity_and_gaps(self._func)
+            _hashing._text(h, b"by-value", identity)
+            self._complete = complete
+        for item in state or ():
+            _hashing._text(h, b"state", ".".join((item.module, *item.path)) + "=" + item.fingerprint)
+        levels, disable = _logging_levels()
+        _hashing._text(h, b"logging", repr((sorted(levels.items()), disable)))
         env = [(name, os.environ.get(name)) for name in self._env]
-        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, env)
+        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, env, os.getcwd())
+
+    def _state(self) -> list[_state.Item]:
+        items = _state.reached(self._func)
+        if self._decide_mode() == "value":
+            # What it uses from `python -c` or a notebook travels with it by
+            # value; modules the child imports are compared as for any call.
+            # (`__main__` included: cloudpickle sends its globals by value).
+            items = [i for i in items if i.module != "__main__" and _state.in_a_file(i.module)]
+        return items
 
     # -- calling ------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if os.environ.get("CASHER_CHILD") == "1":
             return self._func(*args, **kwargs)
-        key = self._key(args, kwargs)  # TypeError for unsupported arguments
-        if self._not_importable:
-            return self._call_in_process(key, args, kwargs)
+        state = self._state()
+        key = self._key(args, kwargs, state)  # TypeError for unsupported arguments
         try:
             cwd = os.getcwd()
             cache = _cache(self._cache_dir, cwd)
@@ -166,143 +204,54 @@ class CachedFunction:
             log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
             return self._func(*args, **kwargs)
         if hit:
-            self._hits += 1
-            log.debug("%s: hit %s", self._func.__qualname__, key[:16])
-            _replay(found)
-            return pickle.loads(value)
-        self._misses += 1
-        log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)
-        return self._run_traced(cache, key, args, kwargs)
+            return self._hit(key, found, value)
+        with _keylock.hold(cache.cache_dir, key, self._func.__qualname__) as waited:
+            if waited:  # another process computed it meanwhile, most likely
+                try:
+                    hit, found, value = cache.lookup(key, cwd)
+                except Exception as exc:
+                    hit, found = False, str(exc)
+                if hit:
+                    return self._hit(key, found, value)
+            self._misses += 1
+            log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)
+            function_blob = None
+            if self._mode == "value":
+                function_blob = _byvalue.dumps(self._func)
+                if function_blob is None:
+                    return self._call_in_process(cache, key, args, kwargs)
+            call = _calls.Call(self, cache, key, function_blob, state)
+            return call.run(args, kwargs)
 
-    def _run_traced(self, cache: _native.Cache, key: str, args: tuple, kwargs: dict) -> Any:
-        calls = Path(cache.cache_dir) / "calls"
-        calls.mkdir(parents=True, exist_ok=True)
-        stem = calls / f"{os.getpid()}-{next(_counter)}"
-        call_file, result_file = Path(f"{stem}.call"), Path(f"{stem}.result")
-        try:
-            try:
-                _write_call(call_file, args, kwargs)
-            except Exception as exc:  # unpicklable arguments cannot cross to the child
-                log.warning(
-                    "%s not cached: its arguments cannot be sent to the traced process (%s)",
-                    self._func.__qualname__,
-                    exc,
-                )
-                return self._func(*args, **kwargs)
-            with open(f"{call_file}.meta", "wb") as f:
-                pickle.dump(
-                    {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)},
-                    f,
-                )
-            argv = [sys.executable, "-m", "casher._child", str(call_file), str(result_file)]
-            run = cache.run(argv, [], _Writer())
-            if not result_file.exists():
-                raise CasherError(
-                    f"the traced process running {self._func.__qualname__} exited with status {run.exit_code} "
-                    "without a result (it crashed or was killed); nothing was cached"
-                )
-            with open(result_file, "rb") as f:
-                result = pickle.load(f)
-        finally:
-            for path in (call_file, Path(f"{call_file}.meta"), result_file):
-                path.unlink(missing_ok=True)
-        if not result["ok"]:
-            raise _child_exception(result, self._func.__qualname__)
-        if result.get("executed"):
-            self._check_reach(cache, result["executed"])
-        if run.uncacheable:
-            log.warning("%s not cached: %s", self._func.__qualname__, "; ".join(run.uncacheable))
-        else:
-            try:
-                cache.record(run, key, self._description, result["value"], _non_local_roots(), self._file, self._top_level_name())
-            except Exception as exc:
-                log.warning("%s", exc)
-        return pickle.loads(result["value"])
+    def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
+        self._hits += 1
+        log.debug("%s: hit %s", self._func.__qualname__, key[:16])
+        _calls.replay(chunks)
+        return _calls.loads(value)
 
-    def _in_process_identity(self) -> str:
-        """For functions run in-process: their source (normalized) and the
-        values of their closure cells stand in for re-importable code."""
-        import inspect as _inspect
-        import textwrap
+    def _warn_once(self, what: str, message: str, *args: Any) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            log.warning(message, *args)
 
-        h = _native.Hasher()
-        try:
-            source = textwrap.dedent(_inspect.getsource(self._func))
-            _hashing._text(h, b"source", _native.source_hash(source) or source)
-        except (OSError, TypeError):
-            _hashing._text(h, b"code", self._func.__code__.co_code.hex())
-        self._untracked = []
-        for name, cell in zip(self._func.__code__.co_freevars, self._func.__closure__ or ()):
-            try:
-                value = cell.cell_contents
-                _hashing._text(h, b"cell", name)
-                _hashing.feed(h, value, name)
-            except (ValueError, TypeError):
-                self._untracked.append(name)
-        return h.hexdigest()
-
-    def _call_in_process(self, key: str, args: tuple, kwargs: dict) -> Any:
+    def _call_in_process(self, cache: _native.Cache, key: str, args: tuple, kwargs: dict) -> Any:
         from casher import _inprocess
 
-        identity = self._in_process_identity()
-        key = _native.run_key(self._func.__qualname__ + "#" + identity, self._file, key, _PYTHON, [])
-        if not self._warned:
-            self._warned = True
-            extra = f"; closure variables not tracked: {', '.join(self._untracked)}" if self._untracked else ""
-            log.warning(
-                "%s runs in-process (%s): files read by native code and globals it uses are not tracked%s",
-                self._func.__qualname__,
-                self._not_importable,
-                extra,
-            )
-        try:
-            cwd = os.getcwd()
-            cache = _cache(self._cache_dir, cwd)
-            hit, found, value = cache.lookup(key, cwd)
-        except Exception as exc:
-            log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
-            return self._func(*args, **kwargs)
-        if hit:
-            self._hits += 1
-            _replay(found)
-            return pickle.loads(value)
-        self._misses += 1
+        extra = "" if getattr(self, "_complete", True) else "; values it uses that cannot be hashed are not tracked"
+        self._warn_once(
+            "in-process",
+            "%s runs in-process (%s, and it cannot be serialized): files read by native code are not tracked%s",
+            self._func.__qualname__,
+            self._why_by_value,
+            extra,
+        )
         result, seen = _inprocess.run(self._func, args, kwargs)
         try:
-            blob = pickle.dumps(result, protocol=5)
             run = cache.observed(seen.reads, seen.listed, seen.written, seen.deleted, seen.chunks)
-            cache.record(run, key, self._description, blob, _non_local_roots(), self._file, None)
+            cache.record(run, key, self._description, _calls.dumps(result), [], self._file, None, [], [])
         except Exception as exc:
             log.warning("%s not cached: %s", self._func.__qualname__, exc)
         return result
-
-    def _check_reach(self, cache: _native.Cache, executed: list) -> None:
-        """CASHER_CHECK_REACH=1: every project function the call executed
-        must lie in a statement the static analysis reached. One that does
-        not is a bug in the analysis (the run-time safety net still makes
-        the entry correct): said loudly so it gets reported."""
-        function = self._top_level_name()
-        reached = cache.reached(self._file, function) if function else None
-        if reached is None:
-            return
-        spans: dict[str, list[tuple[int, int]]] = {}
-        for path, first, last in reached:
-            spans.setdefault(os.path.realpath(path), []).append((first, last))
-        roots = _non_local_roots()
-        casher_dir = os.path.dirname(os.path.realpath(__file__))
-        for filename, line, qualname in executed:
-            real = os.path.realpath(filename)
-            if not real.endswith(".py") or real.startswith(casher_dir) or any(real.startswith(r + os.sep) for r in roots):
-                continue
-            if not any(first <= line <= last for first, last in spans.get(real, ())):
-                log.warning(
-                    "CASHER_CHECK_REACH: %s executed %s (%s:%d), which the static analysis did not reach; "
-                    "please report this as a casher bug",
-                    self._func.__qualname__,
-                    qualname,
-                    real,
-                    line,
-                )
 
     def _top_level_name(self) -> str | None:
         """The function's name when function-level analysis applies (a
@@ -312,9 +261,9 @@ class CachedFunction:
 
     # -- introspection ---------------------------------------------------
 
-    def cache_info(self) -> dict[str, int]:
+    def cache_info(self) -> CacheInfo:
         """Hits and misses in this process, and entries in the store."""
-        return {"hits": self._hits, "misses": self._misses, "entries": _cache(self._cache_dir).entries(self._description)}
+        return CacheInfo(self._hits, self._misses, None, _cache(self._cache_dir).entries(self._description))
 
     def cache_clear(self) -> int:
         """Removes every stored result of this function; returns how many."""
@@ -322,40 +271,7 @@ class CachedFunction:
 
     def explain(self, *args: Any, **kwargs: Any) -> str:
         """'hit', or 'miss: ' and what changed since the newest variant."""
-        return _cache(self._cache_dir).explain(self._key(args, kwargs))
-
-
-def _write_call(path: Path, args: tuple, kwargs: dict) -> None:
-    """Pickle protocol 5 with out-of-band buffers: large arrays go to the file
-    as raw bytes and are memory-mapped by the child, never copied in between."""
-    from casher import _transfer
-
-    buffers: list[pickle.PickleBuffer] = []
-    pickled = _transfer.dumps((args, kwargs), buffers)
-    raws = [b.raw() for b in buffers]
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raws)))
-        f.write(struct.pack(f"<{len(raws) + 1}Q", len(pickled), *(r.nbytes for r in raws)))
-        f.write(pickled)
-        for raw in raws:
-            f.write(raw)
-
-
-class ChildTraceback(Exception):
-    """The traceback of an exception raised in the traced process."""
-
-
-def _child_exception(result: dict, qualname: str) -> BaseException:
-    exc = None
-    if result.get("exception") is not None:
-        try:
-            exc = pickle.loads(result["exception"])
-        except Exception:
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = CasherError(f"{qualname} raised {result['type']}: {result['message']}")
-    exc.__cause__ = ChildTraceback("in the traced process running " + qualname + ":\n" + result["traceback"])
-    return exc
+        return _cache(self._cache_dir).explain(self._key(args, kwargs, self._state()))
 
 
 def cached(
@@ -365,14 +281,19 @@ def cached(
     cache_dir: str | os.PathLike[str] | None = None,
     ignore: Iterable[str] = (),
 ) -> Any:
-    """Cache a function by its code, arguments, files read and `env` vars.
+    """Cache a function by its code, arguments, files read and env vars read.
 
-    Use as `@cached` or `@cached(env=["MODE"], ignore=["logger"])`.
+    Use as `@cached`, `@cached(env=["MODE"], ignore=["logger"])` or
+    `cached(f, env=["MODE"])`. `env` names variables read by native code
+    (those read through `os.environ` are recorded automatically).
     """
     if func is not None:
-        return CachedFunction(func)
+        return CachedFunction(func, env=env, cache_dir=cache_dir, ignore=ignore)
 
     def wrap(f: Callable[..., Any]) -> CachedFunction:
         return CachedFunction(f, env=env, cache_dir=cache_dir, ignore=ignore)
 
     return wrap
+
+
+__all__ = ["CacheInfo", "CachedFunction", "CasherError", "cached"]

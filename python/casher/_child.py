@@ -1,10 +1,12 @@
-"""The traced child of a `@cached` call: loads the function's module, runs
-the function once on the arguments it is given, and writes back the return
-value (or the exception). What it read, imported modules included, the
-tracer records.
+"""The traced child of a `@cached` call: loads the function's module (or
+receives the function by value), brings the caller's state over, runs the
+function once on the arguments it is given, and writes back the return
+value (or the exception) with what the tracer cannot see: the project code
+the call executed, the environment variables it read and the log records it
+emitted. What it read, imported modules included, the tracer records.
 
-Run as `python -m casher._child CALL_FILE RESULT_FILE`. Never imported by
-user code.
+Run as `python -m casher._child CALL META RESULT` (paths, see
+`casher._transport`). Never imported by user code.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pickle
 import struct
 import sys
 import traceback
+from typing import Any
 
 BEGIN_MARKER = "/dev/null/.casher-begin"
 
@@ -39,41 +42,158 @@ def read_call(path: str):
     return pickled, buffers
 
 
-def load_module(payload: dict):
-    if payload["module"] == "__main__":
-        # A script: loaded under another name so its `if __name__ ==
-        # "__main__"` block does not run, and registered as __main__ too so
-        # pickles of its classes resolve.
-        spec = importlib.util.spec_from_file_location("__casher_main__", payload["file"])
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["__casher_main__"] = module
-        sys.modules["__main__"] = module
-        spec.loader.exec_module(module)
-        # Objects defined by the script say they come from __main__, as in
-        # the caller, so values pickled here unpickle there.
-        for value in list(vars(module).values()):
-            if getattr(value, "__module__", None) == "__casher_main__":
-                try:
-                    value.__module__ = "__main__"
-                except (AttributeError, TypeError):
-                    pass
+def _as_main(module: Any, name: str) -> None:
+    """Objects defined by the caller's `__main__` say they come from
+    `__main__`, as in the caller, so values pickled here unpickle there."""
+    sys.modules["__main__"] = module
+
+    def rename(value: Any) -> None:
+        if getattr(value, "__module__", None) == name:
+            try:
+                value.__module__ = "__main__"
+            except (AttributeError, TypeError):
+                pass
+
+    for value in list(vars(module).values()):
+        rename(value)
+        if isinstance(value, type):  # and its methods, as the caller's
+            for attr in list(vars(value).values()):
+                rename(getattr(attr, "__func__", attr))
+
+
+def load_module(payload: dict) -> Any:
+    if payload["module"] != "__main__":
+        return importlib.import_module(payload["module"])
+    if payload.get("main_spec"):
+        # `python -m pkg.mod`: imported under its package name, so its
+        # relative imports resolve; its `__main__` block does not run.
+        module = importlib.import_module(payload["main_spec"])
+        _as_main(module, payload["main_spec"])
         return module
-    return importlib.import_module(payload["module"])
+    # A script: loaded under another name so its `if __name__ ==
+    # "__main__"` block does not run.
+    spec = importlib.util.spec_from_file_location("__casher_main__", payload["file"])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["__casher_main__"] = module
+    sys.modules["__main__"] = module
+    spec.loader.exec_module(module)
+    _as_main(module, "__casher_main__")
+    return module
 
 
-def resolve(module, qualname: str):
+def resolve(module: Any, qualname: str) -> Any:
     target = module
     for part in qualname.split("."):
         target = getattr(target, part)
     return getattr(target, "__casher_original__", target)
 
 
+class StateMismatch(Exception):
+    """The caller's state differs from a fresh import and cannot be sent."""
+
+
+def apply_state(items: list) -> None:
+    """Brings the caller's module-level values over where they differ."""
+    from casher import _state
+
+    unsendable = []
+    for module_name, path, expected, blob in items:
+        module = sys.modules.get(module_name)
+        if module_name == "__main__" and module is None:
+            continue
+        if module is None:
+            try:
+                module = importlib.import_module(module_name)
+            except Exception:
+                unsendable.append(".".join((module_name, *path)))
+                continue
+        here = _state.lookup(module, path)
+        if not _state.is_missing(here) and not expected.startswith(_state.UNKNOWN) and _state.fingerprint(here) == expected:
+            continue
+        if blob is None:
+            unsendable.append(".".join((module_name, *path)))
+            continue
+        _state.assign(module, path, pickle.loads(blob))
+    if unsendable:
+        raise StateMismatch(", ".join(unsendable))
+
+
+def _codes_of(func: Any) -> list:
+    """Code that did not come from a module file: a function sent by value
+    and what it closes over."""
+    import types
+
+    codes, todo, seen = [], [func], set()
+    while todo:
+        f = todo.pop()
+        if id(f) in seen or not isinstance(f, types.FunctionType):
+            continue
+        seen.add(id(f))
+        codes.append(f.__code__)
+        for cell in f.__closure__ or ():
+            try:
+                todo.append(cell.cell_contents)
+            except ValueError:
+                pass
+        todo.extend(v for v in f.__globals__.values() if isinstance(v, types.FunctionType) and v.__module__ == f.__module__)
+    return codes
+
+
+def call(payload: dict, call_path: str) -> dict:
+    from casher import _executed, _observe
+
+    if payload.get("function") is not None:
+        with _observe.quiet():
+            func = pickle.loads(payload["function"])
+    else:
+        with _observe.quiet():
+            module = load_module(payload)
+        func = resolve(module, payload["qualname"])
+    apply_state(payload.get("state", []))
+    _observe.apply_levels(*payload.get("logging", ({}, 0)))
+    pickled, buffers = read_call(call_path)
+    args, kwargs = pickle.loads(pickled, buffers=buffers)
+    executed: set = set()
+    if os.environ.get("CASHER_CHECK_REACH") == "1":
+
+        def profile(frame, event, arg):
+            if event == "call":
+                code = frame.f_code
+                executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
+
+        sys.setprofile(profile)
+    try:
+        with _observe.env_reads() as env, _observe.log_records(payload.get("log_stream", 2)):
+            value, ran = _executed.run(lambda: func(*args, **kwargs), _codes_of(func))
+    finally:
+        sys.setprofile(None)
+    if payload.get("function") is not None:
+        # Its classes may exist only by value (defined in `python -c`).
+        import cloudpickle
+
+        blob = cloudpickle.dumps(value, protocol=5)
+    else:
+        blob = pickle.dumps(value, protocol=5)
+    return {
+        "ok": True,
+        "value": blob,
+        "executed": sorted(executed),
+        "ran": ran,
+        "env": sorted(env),
+    }
+
+
 def main() -> int:
-    call_path, result_path = sys.argv[1], sys.argv[2]
-    with open(call_path + ".meta", "rb") as f:
+    call_path, meta_path, result_path = sys.argv[1:4]
+    with open(meta_path, "rb") as f:
         payload = pickle.load(f)
     sys.path[:] = payload["sys_path"]
+    sys.argv[:] = payload.get("argv", sys.argv)
     os.environ["CASHER_CHILD"] = "1"
+    from casher import _executed, _imports
+
+    _imports.install()
+    _executed.capture_loads()
     # From here on, every file read is a dependency of the result.
     try:
         os.stat(BEGIN_MARKER)
@@ -81,23 +201,9 @@ def main() -> int:
         pass
     result: dict
     try:
-        module = load_module(payload)
-        func = resolve(module, payload["qualname"])
-        pickled, buffers = read_call(call_path)
-        args, kwargs = pickle.loads(pickled, buffers=buffers)
-        executed: set = set()
-        if os.environ.get("CASHER_CHECK_REACH") == "1":
-            def profile(frame, event, arg):
-                if event == "call":
-                    code = frame.f_code
-                    executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
-
-            sys.setprofile(profile)
-        try:
-            value = func(*args, **kwargs)
-        finally:
-            sys.setprofile(None)
-        result = {"ok": True, "value": pickle.dumps(value, protocol=5), "executed": sorted(executed)}
+        result = call(payload, call_path)
+    except StateMismatch as exc:
+        result = {"ok": False, "state": str(exc)}
     except BaseException as exc:  # reported to the caller, re-raised there
         try:
             blob = pickle.dumps(exc, protocol=5)
@@ -112,10 +218,9 @@ def main() -> int:
         }
     sys.stdout.flush()
     sys.stderr.flush()
-    tmp = result_path + ".tmp"
-    with open(tmp, "wb") as f:
-        pickle.dump(result, f, protocol=5)
-    os.replace(tmp, result_path)
+    from casher import _transport
+
+    _transport.write_result(result_path, pickle.dumps(result, protocol=5))
     return 0
 
 

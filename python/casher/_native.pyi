@@ -1,6 +1,19 @@
 """Type stubs for the Rust extension module `casher._native`."""
 
 import os
+from typing import Callable, Sequence
+
+__all__ = [
+    "Cache",
+    "CasherError",
+    "Hasher",
+    "TracedRun",
+    "__version__",
+    "cache_dir",
+    "deps_json",
+    "run_key",
+    "source_hash",
+]
 
 __version__: str
 
@@ -21,3 +34,80 @@ def deps_json(
 
 def cache_dir(cwd: str | os.PathLike[str], explicit: str | os.PathLike[str] | None = None) -> str:
     """The cache directory for a run started in ``cwd``."""
+
+def source_hash(source: str) -> str | None:
+    """The normalized-AST hash of a piece of source; None if it does not parse."""
+
+def run_key(
+    function: str,
+    module_path: str,
+    args_digest: str,
+    python: str,
+    env: Sequence[tuple[str, str | None]],
+    cwd: str | os.PathLike[str],
+) -> str:
+    """The invocation key of a function call (cwd included)."""
+
+class Hasher:
+    """BLAKE3 over bytes and raw memory (the GIL released for large buffers)."""
+
+    def __init__(self) -> None: ...
+    def update(self, data: bytes) -> None: ...
+    def update_memory(self, address: int, length: int) -> None: ...
+    def hexdigest(self) -> str: ...
+
+class TracedRun:
+    """A traced run of a function's child process, waiting to be recorded."""
+
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def uncacheable(self) -> list[str]: ...
+    def output(self) -> list[tuple[int, bytes]]: ...
+
+class Cache:
+    """The store and the tracer for ``@cached``."""
+
+    def __init__(
+        self,
+        cwd: str | os.PathLike[str],
+        cache_dir: str | os.PathLike[str] | None = None,
+        python: str | os.PathLike[str] | None = None,
+    ) -> None: ...
+    @property
+    def cache_dir(self) -> str: ...
+    def lookup(self, key: str, cwd: str | os.PathLike[str]) -> tuple[bool, object, bytes | None]:
+        """(True, output chunks, value bytes) on a hit (files restored);
+        (False, reason, None) on a miss."""
+    def flush(self) -> None: ...
+    def explain(self, key: str) -> str: ...
+    def observed(
+        self,
+        reads: Sequence[str],
+        listed: Sequence[str],
+        written: Sequence[str],
+        deleted: Sequence[str],
+        chunks: Sequence[tuple[int, bytes]],
+    ) -> TracedRun: ...
+    def run(
+        self,
+        argv: Sequence[str | os.PathLike[str]],
+        ignore: Sequence[str | os.PathLike[str]],
+        on_output: Callable[[int, bytes], None],
+    ) -> TracedRun: ...
+    def record(
+        self,
+        run: TracedRun,
+        key: str,
+        description: str,
+        value: bytes,
+        non_local: Sequence[str],
+        source: str | os.PathLike[str],
+        function: str | None = None,
+        executed: Sequence[tuple[str, int]] = (),
+        env: Sequence[str] = (),
+    ) -> list[tuple[str, int]]:
+        """Records a run; returns executed code the static identity missed."""
+    def reached(self, source: str | os.PathLike[str], function: str) -> list[tuple[str, int, int]] | None: ...
+    def clear(self, description: str) -> int: ...
+    def entries(self, description: str) -> int: ...

@@ -19,6 +19,7 @@ import enum
 import inspect
 import json
 import sys
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -40,6 +41,8 @@ def _read_frame(kind: str, path: str) -> Any:
     suffix = Path(path).suffix.lower()
     if suffix not in _FRAME_SUFFIXES:
         raise argparse.ArgumentTypeError(f"{path}: expected a {', '.join(_FRAME_SUFFIXES)} file")
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"{path}: no such file")
     if kind == "polars":
         import polars as pl
 
@@ -63,7 +66,8 @@ def _write_result(result: Any, path: Path) -> None:
 
 
 def _unwrap_optional(annotation: Any) -> Any:
-    if typing.get_origin(annotation) is typing.Union:
+    """`X | None` and `Optional[X]` (PEP 604 or typing) parse as X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) == 1:
             return args[0]
@@ -79,6 +83,7 @@ def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, an
         kwargs["default"] = param.default
     else:
         kwargs["required"] = True
+        kwargs["default"] = argparse.SUPPRESS  # no "(default: None)" in --help
     annotation = _unwrap_optional(annotation)
     origin = typing.get_origin(annotation)
     if annotation is bool:

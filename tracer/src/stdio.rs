@@ -240,11 +240,16 @@ impl Capture {
                     Err(_) => break,
                 };
                 let data = &buf[..n];
-                if let Ok(mut state) = state.lock() {
+                // The sink is called with the state locked, so what it sees
+                // (a Python caller waiting for the GIL, say) comes in the
+                // recorded order across stdout and stderr.
+                let mut recorded = state.lock().ok();
+                if let Some(state) = recorded.as_mut() {
                     state.add(stream, data);
                 }
                 if let Some(sink) = &sink {
                     (sink.0)(stream, data);
+                    drop(recorded);
                 } else if forward {
                     // A closed terminal must not stop the capture.
                     let _ = match stream {

@@ -1,0 +1,291 @@
+"""One `@cached` miss: send the call to a traced child, take its answer,
+record it; and what a hit gives back (output, log records, the value)."""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+import os
+import pickle
+import struct
+import sys
+from typing import TYPE_CHECKING, Any, Iterable
+
+from casher import _native, _roots, _transport
+from casher._observe import LOG_MARK
+from casher._native import CasherError
+
+if TYPE_CHECKING:
+    from casher._cached import CachedFunction
+
+log = logging.getLogger("casher")
+
+
+# -- values and log records ---------------------------------------------
+
+def dumps(value: Any) -> bytes:
+    """A return value as stored."""
+    return pickle.dumps(value, protocol=5)
+
+
+def loads(blob: bytes) -> Any:
+    return pickle.loads(blob)
+
+
+def replay_logs(records: Iterable[dict]) -> None:
+    """Hands log records to the caller's handlers, as if emitted here."""
+    for data in records:
+        record = logging.makeLogRecord(data)
+        logger = logging.getLogger(data["name"]) if data["name"] != "root" else logging.getLogger()
+        logger.handle(record)
+
+
+class _Writer:
+    """Forwards a child's output to sys.stdout/sys.stderr as it arrives
+    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks.
+    Log records the call emitted travel in its stdout or stderr, framed (see
+    `casher._observe.LOG_MARK`), at the point they were emitted: they are
+    taken out and handed to the caller's logging handlers, live on a miss
+    and in the same order on a hit."""
+
+    def __init__(self) -> None:
+        self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
+        self._pending = {1: b"", 2: b""}
+
+    def _write(self, stream: int, data: bytes) -> None:
+        if data:
+            target = sys.stdout if stream == 1 else sys.stderr
+            target.write(self._decoders[stream].decode(data))
+            target.flush()
+
+    def close(self) -> None:
+        """Writes what was held back as a possible start of a frame."""
+        for stream, data in self._pending.items():
+            self._write(stream, data)
+        self._pending = {1: b"", 2: b""}
+
+    def __call__(self, stream: int, data: bytes) -> None:
+        data, self._pending[stream] = self._pending[stream] + data, b""
+        while data:
+            at = data.find(LOG_MARK)
+            if at < 0:
+                keep = next((k for k in range(min(len(LOG_MARK) - 1, len(data)), 0, -1) if data.endswith(LOG_MARK[:k])), 0)
+                self._write(stream, data[: len(data) - keep])
+                self._pending[stream] = data[len(data) - keep :]
+                return
+            self._write(stream, data[:at])
+            body = data[at + len(LOG_MARK) :]
+            if len(body) < 8 or len(body) < 8 + struct.unpack_from("<Q", body)[0]:
+                self._pending[stream] = data[at:]
+                return
+            (size,) = struct.unpack_from("<Q", body)
+            try:
+                replay_logs([json.loads(body[8 : 8 + size])])
+            except Exception as exc:  # a broken record never breaks the program
+                log.debug("a log record from the traced call could not be replayed: %s", exc)
+            data = body[8 + size :]
+
+
+def log_stream() -> int:
+    """Where the caller's log records mostly go (1 = stdout, 2 = stderr):
+    the child frames them into that stream, so they keep their order with
+    what the call prints there."""
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is sys.stdout or stream is sys.__stdout__:
+            return 1
+        try:
+            if stream is not None and stream.fileno() == 1:
+                return 1
+        except Exception:
+            pass
+    return 2
+
+
+def replay(chunks: Iterable[tuple[int, bytes]]) -> None:
+    writer = _Writer()
+    for stream, data in chunks:
+        writer(stream, data)
+    writer.close()
+
+
+# -- sending a call -----------------------------------------------------
+
+def _write_call(f: Any, args: tuple, kwargs: dict, by_value: bool) -> None:
+    """Pickle protocol 5 with out-of-band buffers: large arrays go to the
+    channel as raw bytes and are memory-mapped by the child, never copied in
+    between. A function sent by value sends its arguments with cloudpickle,
+    so instances of classes defined in `__main__` arrive too."""
+    buffers: list[pickle.PickleBuffer] = []
+    if by_value:
+        import cloudpickle
+
+        pickled = cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append)
+    else:
+        from casher import _transfer
+
+        pickled = _transfer.dumps((args, kwargs), buffers)
+    raws = [b.raw() for b in buffers]
+    f.write(struct.pack("<Q", len(raws)))
+    f.write(struct.pack(f"<{len(raws) + 1}Q", len(pickled), *(r.nbytes for r in raws)))
+    f.write(pickled)
+    for raw in raws:
+        f.write(raw)
+
+
+def _pickled(value: Any) -> bytes | None:
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(value, protocol=5)
+    except Exception:
+        try:
+            return pickle.dumps(value, protocol=5)
+        except Exception:
+            return None
+
+
+def _main_spec() -> str | None:
+    """`pkg.mod` when the caller was started as `python -m pkg.mod`."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    return name if name and name != "__main__" else None
+
+
+def _found_by_name(item: Any) -> bool:
+    """A module, or a definition bound under its own name: a fresh import
+    has the same one (if not, the child says so), nothing to send."""
+    return item.fingerprint.startswith("module:") or item.fingerprint == f"ref:{item.module}:{'.'.join(item.path)}"
+
+
+class ChildTraceback(Exception):
+    """The traceback of an exception raised in the traced process."""
+
+
+def _child_exception(result: dict, qualname: str) -> BaseException:
+    exc = None
+    if result.get("exception") is not None:
+        try:
+            exc = pickle.loads(result["exception"])
+        except Exception:
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = CasherError(f"{qualname} raised {result['type']}: {result['message']}")
+    exc.__cause__ = ChildTraceback("in the traced process running " + qualname + ":\n" + result["traceback"])
+    return exc
+
+
+class Call:
+    """A miss of `fn` under `key`."""
+
+    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list) -> None:
+        self.fn, self.cache, self.key = fn, cache, key
+        self.function_blob = function_blob
+        self.state = state
+        self.qualname = fn._func.__qualname__
+
+    def _payload(self) -> dict:
+        from casher._cached import _logging_levels
+
+        return {
+            "module": self.fn._module,
+            "file": self.fn._file,
+            "qualname": self.qualname,
+            "main_spec": _main_spec() if self.fn._module == "__main__" else None,
+            "sys_path": list(sys.path),
+            "argv": list(sys.argv),
+            "function": self.function_blob,
+            "state": [(i.module, i.path, i.fingerprint, None if _found_by_name(i) else _pickled(i.value)) for i in self.state],
+            "logging": _logging_levels(),
+            "log_stream": log_stream(),
+        }
+
+    def run(self, args: tuple, kwargs: dict) -> Any:
+        channel = _transport.Channel(self.cache.cache_dir)
+        try:
+            try:
+                with channel.writer("call") as f:
+                    _write_call(f, args, kwargs, self.function_blob is not None)
+            except Exception as exc:  # unpicklable arguments cannot cross to the child
+                log.warning("%s not cached: its arguments cannot be sent to the traced process (%s)", self.qualname, exc)
+                return self.fn._func(*args, **kwargs)
+            with channel.writer("meta") as f:
+                pickle.dump(self._payload(), f, protocol=5)
+            argv = [sys.executable, "-m", "casher._child", *(channel.path(n) for n in _transport.NAMES)]
+            writer = _Writer()
+            run = self.cache.run(argv, [], writer)
+            writer.close()
+            data = channel.result()
+        finally:
+            channel.close()
+        try:
+            result = pickle.loads(data) if data else None
+        except Exception:
+            result = None
+        if result is None:
+            raise CasherError(
+                f"the traced process running {self.qualname} exited with status {run.exit_code} "
+                "without a result (it crashed or was killed); nothing was cached"
+            )
+        if not result["ok"]:
+            if "state" in result:
+                self.fn._warn_once(
+                    "state",
+                    "%s runs uncached: the caller changed module-level values it uses (%s) "
+                    "that cannot be sent to the traced process",
+                    self.qualname,
+                    result["state"],
+                )
+                return self.fn._func(*args, **kwargs)
+            raise _child_exception(result, self.qualname)
+        if result.get("executed"):
+            self._check_reach(result["executed"])
+        if run.uncacheable:
+            log.warning("%s not cached: %s", self.qualname, "; ".join(run.uncacheable))
+        else:
+            try:
+                missed = self.cache.record(
+                    run,
+                    self.key,
+                    self.fn._description,
+                    result["value"],
+                    list(_roots.non_local_roots()),
+                    self.fn._file,
+                    self.fn._top_level_name() if self.function_blob is None else None,
+                    [(path, line) for path, line, _ in result["ran"]],
+                    result["env"],
+                )
+                for path, line in missed:
+                    log.debug("%s executed code at %s:%d that the static analysis did not reach; keyed on the whole file", self.qualname, path, line)
+            except Exception as exc:
+                log.warning("%s", exc)
+        return loads(result["value"])
+
+    def _check_reach(self, executed: list) -> None:
+        """CASHER_CHECK_REACH=1: every project function the call executed
+        must lie in a statement the static analysis reached. One that does
+        not is a bug in the analysis (the run-time facts still make the
+        entry correct): said loudly so it gets reported."""
+        function = self.fn._top_level_name()
+        if self.function_blob is not None or not function:
+            return
+        reached = self.cache.reached(self.fn._file, function)
+        if reached is None:
+            return
+        spans: dict[str, list[tuple[int, int]]] = {}
+        for path, first, last in reached:
+            spans.setdefault(os.path.realpath(path), []).append((first, last))
+        for filename, line, qualname in executed:
+            real = _roots.project_file(filename)
+            if real is None:
+                continue
+            if not any(first <= line <= last for first, last in spans.get(real, ())):
+                log.warning(
+                    "CASHER_CHECK_REACH: %s executed %s (%s:%d), which the static analysis did not reach; "
+                    "please report this as a casher bug",
+                    self.qualname,
+                    qualname,
+                    real,
+                    line,
+                )

@@ -1,0 +1,271 @@
+"""The caller's state: module-level values a function reaches.
+
+The traced child imports the function's module afresh, so a global the
+caller changed at run time (a monkeypatched helper, a value set under
+`if __name__ == "__main__":`, a mutated default) would not be there. Each
+reached value gets a fingerprint: its canonical hash, or, for functions and
+classes, where they are defined. The fingerprints go into the key (a
+different value is a different result), and into the child, which compares
+them with its own fresh import: equal values stay as imported (shared
+objects stay shared), a different one is replaced by the caller's value.
+A value that differs and cannot be sent makes the call run in-process.
+
+Which values a function reaches is found by walking names its code uses
+(`co_names`, nested code included) through its globals, into project
+functions and classes it reaches, one attribute level into project
+modules it uses. Code that reaches globals dynamically (`globals()`,
+`vars()`, `eval`) takes every global of its module.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+import sys
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from casher import _hashing, _native
+from casher._roots import project_file
+
+_DYNAMIC = {"globals", "vars", "eval", "exec", "locals"}
+# Values that can be neither hashed nor pickled but whose state does not
+# decide a result: the same in the caller and a fresh import if their type
+# is. Any other such value cannot be compared, so it never counts as equal
+# (a generator's position, a connection's session...).
+_OPAQUE_TYPES = (
+    "_thread.lock",
+    "_thread.RLock",
+    "threading.Event",
+    "threading.Condition",
+    "threading.Semaphore",
+    "threading.BoundedSemaphore",
+    "_io.TextIOWrapper",
+    "_io.BufferedWriter",
+    "_io.BufferedReader",
+    "builtins.method",
+    "builtins.builtin_function_or_method",
+)
+
+
+@dataclass
+class Item:
+    """One reached value: `module.path` (path: attribute names from the
+    module, `__defaults__` and `__kwdefaults__` for a function's defaults)."""
+
+    module: str
+    path: tuple[str, ...]
+    value: Any
+    fingerprint: str
+
+
+def _names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+@functools.lru_cache(maxsize=4096)
+def _real_file(filename: str) -> bool:
+    return not filename.startswith("<") and os.path.isfile(filename)
+
+
+def ref(value: Any) -> str | None:
+    """Where a function, class or module is defined, if it can be found
+    again by that name in a fresh interpreter."""
+    if isinstance(value, types.ModuleType):
+        return f"module:{value.__name__}"
+    target = getattr(value, "__casher_original__", value)
+    module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+        return None
+    home: Any = sys.modules.get(module)
+    home_file = getattr(home, "__file__", None)
+    if not home_file or not _real_file(home_file):  # `python -c`, stdin, a notebook
+        return None
+    code = getattr(target, "__code__", None)
+    if isinstance(code, types.CodeType) and not _real_file(code.co_filename):
+        return None  # made by exec() or compile(): no file to load it from
+    found = home
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if getattr(found, "__casher_original__", found) is not target:
+        return None
+    return f"ref:{module}:{qualname}"
+
+
+def fingerprint(value: Any) -> str:
+    """The same in the caller and the child for equal values."""
+    if isinstance(value, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType)) or hasattr(value, "__casher_original__"):
+        found = ref(value)
+        if found is not None:
+            return found
+        if isinstance(value, types.FunctionType):
+            from casher import _byvalue
+
+            return "code:" + _byvalue.identity(value)
+    try:
+        return "hash:" + _hashing.digest(value, "global")
+    except TypeError:
+        pass
+    except Exception:
+        pass
+    t = type(value)
+    name = f"{t.__module__}.{t.__qualname__}"
+    if name in _OPAQUE_TYPES or isinstance(value, types.ModuleType):
+        return f"opaque:{name}"
+    for dumps in _picklers():
+        try:
+            data = dumps(value)
+        except Exception:
+            continue
+        h = _native.Hasher()
+        h.update(data)
+        return "pickle:" + h.hexdigest()
+    return f"{UNKNOWN}{name}"
+
+
+def _picklers() -> list:
+    """pickle, then cloudpickle (lambdas, local classes: a registry of
+    lambdas stays comparable)."""
+    found = [lambda v: pickle.dumps(v, protocol=5)]
+    try:
+        import cloudpickle
+
+        found.append(lambda v: cloudpickle.dumps(v, protocol=5))
+    except ImportError:
+        pass
+    return found
+
+
+UNKNOWN = "unknown:"
+"""Prefix of a fingerprint that equals nothing, not even itself."""
+
+
+def _project(value: Any) -> bool:
+    code = getattr(value, "__code__", None)
+    return isinstance(code, types.CodeType) and project_file(code.co_filename) is not None
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self.seen: set[int] = set()
+
+    def function(self, func: types.FunctionType) -> None:
+        if id(func) in self.seen:
+            return
+        self.seen.add(id(func))
+        module = func.__module__ or ""
+        qualname = func.__qualname__
+        if "<" not in qualname and module in sys.modules:
+            path = tuple(qualname.split("."))
+            if func.__defaults__:
+                self.items[(module, path + ("__defaults__",))] = func.__defaults__
+            if func.__kwdefaults__:
+                self.items[(module, path + ("__kwdefaults__",))] = func.__kwdefaults__
+        names = _names(func.__code__)
+        g = func.__globals__
+        if names & _DYNAMIC:
+            names |= {n for n in g if not n.startswith("__")}
+        for name in sorted(names):
+            if name in g:
+                self.value(module, (name,), g[name], names)
+        for cell in func.__closure__ or ():
+            try:
+                inner = cell.cell_contents
+            except ValueError:
+                continue
+            self.follow(inner)
+
+    def follow(self, value: Any) -> None:
+        """Walks into project code a value leads to."""
+        value = getattr(value, "__casher_original__", value)
+        if isinstance(value, types.FunctionType) and _project(value):
+            self.function(value)
+            wrapped = getattr(value, "__wrapped__", None)
+            if wrapped is not None:
+                self.follow(wrapped)
+        elif isinstance(value, types.MethodType):
+            self.follow(value.__func__)
+        elif isinstance(value, functools.partial):
+            self.follow(value.func)
+        elif isinstance(value, type) and id(value) not in self.seen:
+            self.seen.add(id(value))
+            if project_file(getattr(sys.modules.get(value.__module__), "__file__", None) or ""):
+                path = tuple(value.__qualname__.split("."))
+                for name, attr in list(vars(value).items()):
+                    if isinstance(attr, (staticmethod, classmethod)):
+                        attr = attr.__func__
+                    if isinstance(attr, property):
+                        for f in (attr.fget, attr.fset):
+                            if f is not None:
+                                self.follow(f)
+                    elif isinstance(attr, types.FunctionType):
+                        if "<" not in value.__qualname__:  # a monkeypatched method is a change
+                            self.items[(value.__module__, path + (name,))] = attr
+                        self.follow(attr)
+                    elif not name.startswith("__") and "<" not in value.__qualname__:
+                        self.items[(value.__module__, path + (name,))] = attr
+        elif hasattr(value, "__wrapped__") and not isinstance(value, type):
+            self.follow(value.__wrapped__)
+
+    def value(self, module: str, path: tuple[str, ...], value: Any, names: set[str]) -> None:
+        self.items[(module, path)] = value
+        if isinstance(value, types.ModuleType):
+            if project_file(getattr(value, "__file__", None) or ""):
+                for name in sorted(names):
+                    if name in vars(value) and not name.startswith("__") and (value.__name__, (name,)) not in self.items:
+                        self.value(value.__name__, (name,), vars(value)[name], names)
+            elif value is sys and "argv" in names:
+                self.items[("sys", ("argv",))] = sys.argv
+            return
+        self.follow(value)
+        if not isinstance(value, (type, types.FunctionType)) and project_file(getattr(sys.modules.get(type(value).__module__), "__file__", None) or ""):
+            self.follow(type(value))  # an instance: its class's methods and attributes
+
+
+def in_a_file(module: str) -> bool:
+    """Whether a fresh interpreter can import `module` (not `python -c`'s
+    or a notebook's `__main__`)."""
+    return _real_file(getattr(sys.modules.get(module), "__file__", None) or "<none>")
+
+
+def reached(func: Any) -> list[Item]:
+    """The module-level values `func` reaches, with their fingerprints."""
+    walker = _Walker()
+    walker.follow(func)
+    items = []
+    for (module, path), value in sorted(walker.items.items(), key=lambda kv: kv[0]):
+        if path == (getattr(func, "__name__", None),) and getattr(value, "__casher_original__", value) is func:
+            continue
+        items.append(Item(module, path, value, fingerprint(value)))
+    return items
+
+
+_MISSING = object()
+
+
+def lookup(module: Any, path: tuple[str, ...]) -> Any:
+    target = module
+    for part in path:
+        target = getattr(getattr(target, "__casher_original__", target), part, _MISSING)
+        if target is _MISSING:
+            return _MISSING
+    return target
+
+
+def assign(module: Any, path: tuple[str, ...], value: Any) -> None:
+    target = module
+    for part in path[:-1]:
+        target = getattr(target, part)
+        target = getattr(target, "__casher_original__", target)
+    setattr(target, path[-1], value)
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING

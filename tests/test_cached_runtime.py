@@ -1,0 +1,421 @@
+"""`@cached` gives the answer a plain call gives, where the answer depends
+on what only the run shows: code reached at run time, the caller's state,
+environment variables, the working directory. Each test runs the same
+script with casher and without it in fresh interpreters on identical
+copies (tests/cached_oracle.py), then changes one thing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cached_oracle import Twin
+
+# -- code reached only at run time ----------------------------------------
+
+RUNTIME_CODE = {
+    "singledispatch": (
+        {
+            "fmt.py": """
+                import functools
+
+                @functools.singledispatch
+                def fmt(x):
+                    return "any"
+
+                @fmt.register(int)
+                def _(x):
+                    return f"int {x * 2}"
+            """,
+            "main.py": """
+                from casher import cached
+                from fmt import fmt
+
+                @cached
+                def show(x):
+                    return fmt(x)
+
+                print(show(3))
+            """,
+        },
+        ("fmt.py", "x * 2", "x * 5"),
+    ),
+    "decorator-registry": (
+        {
+            "handlers.py": """
+                HANDLERS = {}
+
+                def register(name):
+                    def wrap(f):
+                        HANDLERS[name] = f
+                        return f
+                    return wrap
+
+                @register("double")
+                def double(x):
+                    return x * 2
+            """,
+            "main.py": """
+                from casher import cached
+                import handlers
+
+                @cached
+                def apply(name, x):
+                    return handlers.HANDLERS[name](x)
+
+                print(apply("double", 4))
+            """,
+        },
+        ("handlers.py", "x * 2", "x * 7"),
+    ),
+    "subclasses": (
+        {
+            "shapes.py": """
+                class Base:
+                    pass
+
+                class Square(Base):
+                    def area(self):
+                        return 4
+            """,
+            "main.py": """
+                from casher import cached
+                from shapes import Base
+
+                @cached
+                def areas():
+                    return [cls().area() for cls in Base.__subclasses__()]
+
+                print(areas())
+            """,
+        },
+        ("shapes.py", "return 4", "return 9"),
+    ),
+    "dataclass-argument": (
+        {
+            "model.py": """
+                from dataclasses import dataclass
+
+                @dataclass
+                class Rect:
+                    w: int
+                    h: int
+
+                    def area(self):
+                        return self.w * self.h
+            """,
+            "main.py": """
+                from casher import cached
+                from model import Rect
+
+                @cached
+                def measure(shape):
+                    return shape.area()
+
+                print(measure(Rect(2, 3)))
+            """,
+        },
+        ("model.py", "self.w * self.h", "self.w + self.h"),
+    ),
+    "init-subclass": (
+        {
+            "plugins.py": """
+                class Plugin:
+                    registry = []
+
+                    def __init_subclass__(cls, **kw):
+                        super().__init_subclass__(**kw)
+                        Plugin.registry.append(cls)
+
+                class Upper(Plugin):
+                    def run(self, s):
+                        return s.upper()
+            """,
+            "main.py": """
+                from casher import cached
+                import plugins
+
+                @cached
+                def run_all(s):
+                    return [p().run(s) for p in plugins.Plugin.registry]
+
+                print(run_all("abc"))
+            """,
+        },
+        ("plugins.py", "s.upper()", "s.title()"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUNTIME_CODE))
+def test_code_reached_only_at_run_time_is_covered(tmp_path: Path, cache_dir: Path, case: str) -> None:
+    files, (name, old, new) = RUNTIME_CODE[case]
+    twin = Twin(tmp_path, files)
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+    twin.edit(name, old, new)
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+
+
+# -- the caller's state ------------------------------------------------------
+
+CALLER_STATE = {
+    "global-changed-at-run-time": """
+        from casher import cached
+        SCALE = 2
+
+        @cached
+        def f(x):
+            return x * SCALE
+
+        globals()["SCALE"] = 3  # rebinding as a statement is the analyzer's "bound twice" case
+        print(f(5))
+    """,
+    "monkeypatched-helper": """
+        from casher import cached
+        import helper
+
+        @cached
+        def f(x):
+            return helper.scale(x)
+
+        helper.scale = lambda x: x + 100
+        print(f(5))
+    """,
+    "global-set-under-main": """
+        import sys
+        from casher import cached
+
+        @cached
+        def f(x):
+            return x * THRESHOLD
+
+        if __name__ == "__main__":
+            THRESHOLD = int(sys.argv[1])
+            print(f(5))
+    """,
+    "mutated-default": """
+        from casher import cached
+
+        @cached
+        def f(x, seen=[]):
+            return x + len(seen)
+
+        getattr(f, "__wrapped__", f).__defaults__[0].extend([1, 2])
+        print(f(5))
+    """,
+    "helper-default-mutated": """
+        from casher import cached
+
+        def g(x, acc=[]):
+            return x + sum(acc)
+
+        @cached
+        def f(x):
+            return g(x)
+
+        g.__defaults__[0].append(10)
+        print(f(5))
+    """,
+}
+
+
+@pytest.mark.parametrize("case", sorted(CALLER_STATE))
+def test_the_callers_state_counts(tmp_path: Path, cache_dir: Path, case: str) -> None:
+    twin = Twin(tmp_path, {"main.py": CALLER_STATE[case], "helper.py": "def scale(x):\n    return x * 2\n"})
+    twin.check("main.py", "4")
+    twin.check("main.py", "4", hits=1)
+    if case == "global-set-under-main":
+        twin.check("main.py", "6", hits=0)
+
+
+def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import sys
+                from casher import cached
+                LIMIT = 10
+
+                @cached
+                def f(x):
+                    return min(x, LIMIT)
+
+                if len(sys.argv) > 1:
+                    globals()["LIMIT"] = int(sys.argv[1])
+                print(f(50))
+            """
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+    twin.check("main.py", "20", hits=0)
+    twin.check("main.py", "20", hits=1)
+    twin.check("main.py", hits=1)
+
+
+def test_a_changed_value_that_cannot_be_sent_runs_uncached_with_one_warning(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                from casher import cached
+                COUNTER = None
+
+                @cached
+                def f(x):
+                    return x + (next(COUNTER) if COUNTER is not None else 0)
+
+                globals()["COUNTER"] = (i for i in range(10, 20))
+                print(f(1), f(1))
+            """
+        },
+    )
+    first = twin.check("main.py", hits=0)
+    assert first.out == "11 12\n"
+    assert first.err.count("cannot be sent to the traced process") == 1, first.err
+
+
+# -- environment and working directory ---------------------------------------
+
+def test_environment_read_inside_the_function_is_an_input(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import os
+                from casher import cached
+
+                @cached
+                def mode():
+                    value = os.environ["MODE"]
+                    return [len(value), value == "a", os.getenv("LEVEL"), "FLAG" in os.environ]
+
+                print(mode())
+            """
+        },
+    )
+    twin.check("main.py", env={"MODE": "a", "LEVEL": "1"}, hits=0)
+    twin.check("main.py", env={"MODE": "a", "LEVEL": "1", "OTHER": "x"}, hits=1)
+    twin.check("main.py", env={"MODE": "b", "LEVEL": "1"}, hits=0)
+    twin.check("main.py", env={"MODE": "b"}, hits=0)
+    twin.check("main.py", env={"MODE": "b", "FLAG": ""}, hits=0)
+    twin.check("main.py", env={"MODE": "a", "LEVEL": "1"}, hits=1)
+    twin.check("main.py", env={"MODE": "secret-value-xyz", "LEVEL": "1"}, hits=0)
+    store = "".join(p.read_bytes().decode("latin-1") for p in cache_dir.rglob("*") if p.is_file())
+    assert "MODE" in store and "secret-value-xyz" not in store
+
+
+def test_working_directory_is_part_of_the_key(tmp_path: Path, cache_dir: Path) -> None:
+    files = {
+        "tool.py": """
+            from pathlib import Path
+            from casher import cached
+
+            @cached
+            def copy_upper(src, dst):
+                Path(dst).write_text(Path(src).read_text().upper())
+                return len(Path(src).read_text())
+        """,
+        "main.py": """
+            import sys
+            sys.path.insert(0, sys.argv[1])
+            from tool import copy_upper
+            print(copy_upper("in.txt", "out.txt"))
+        """,
+        "a/in.txt": "first",
+        "b/in.txt": "second one",
+    }
+    twin = Twin(tmp_path, files)
+    twin.check("../main.py", "..", cwd="a")
+    twin.check("../main.py", "..", cwd="b", hits=0)
+    for base in (twin.plain, twin.cached):
+        assert (base / "a/out.txt").read_text() == "FIRST"
+        assert (base / "b/out.txt").read_text() == "SECOND ONE"
+    (twin.cached / "a/out.txt").unlink()
+    twin.check("../main.py", "..", cwd="a", hits=1)
+    assert (twin.cached / "a/out.txt").read_text() == "FIRST"
+    assert (twin.cached / "b/out.txt").read_text() == "SECOND ONE"
+
+
+# -- concurrent misses ---------------------------------------------------------
+
+def test_two_processes_missing_the_same_key_compute_once(tmp_path: Path, cache_dir: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    counter = Path("/dev/shm") / f"casher-test-{uuid.uuid4().hex}"  # /dev is not traced: a side channel
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": f"""
+                import time
+                from casher import cached
+
+                @cached
+                def slow(x):
+                    with open({str(counter)!r}, "a") as f:
+                        f.write("x")
+                    time.sleep(3)
+                    return x * 2
+
+                if __name__ == "__main__":
+                    print(slow(21))
+            """
+        },
+    )
+    try:
+        env = dict(os.environ, CASHER_LOG="info")
+        env.pop("CASHER_CHECK_REACH", None)
+        procs = [
+            subprocess.Popen([sys.executable, "main.py"], cwd=twin.cached, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        results = [p.communicate(timeout=180) for p in procs]
+        assert [out for out, _ in results] == ["42\n", "42\n"], results
+        assert counter.read_text() == "x", "computed once"
+        waited = [err for _, err in results if "is computing the same call" in err]
+        assert len(waited) == 1 and "process " in waited[0], results
+    finally:
+        counter.unlink(missing_ok=True)
+
+
+def test_state_reached_by_a_closure_through_an_imported_helper(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "helper.py": """
+                FACTOR = 2
+
+                def scale(x):
+                    return x * FACTOR
+
+                class Model:
+                    def predict(self, x):
+                        return x + 1
+
+                MODEL = Model()
+            """,
+            "main.py": """
+                from casher import cached
+                import helper
+
+                def make(offset):
+                    @cached
+                    def f(x):
+                        return helper.scale(x) + offset + helper.MODEL.predict(x)
+                    return f
+
+                helper.FACTOR = 5
+                helper.Model.predict = lambda self, x: x + 100
+                print(make(1)(3))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)

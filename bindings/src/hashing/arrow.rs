@@ -1,0 +1,351 @@
+//! Canonical hashing of Arrow data (pyarrow, polars, pandas' Arrow-backed
+//! columns) straight from its buffers, through the Arrow C data interface.
+//!
+//! A column is hashed as separate streams (validity, values, variable-length
+//! data, children), each fed element by element in order and skipping null
+//! slots (whose bytes are undefined). So the digest depends only on the
+//! logical values: chunking, slicing offsets, dictionary encoding per chunk
+//! and string layout (offsets vs views) do not change it, while the type, a
+//! value, a null and the field names do.
+
+use super::ffi::{ArrowArray, ArrowSchema};
+use super::stream::Stream;
+
+/// Why an array cannot be hashed here (the caller falls back to a
+/// per-element walk in Python).
+#[derive(Debug)]
+pub(crate) struct Unsupported(pub String);
+
+/// The canonical state of one column (or nested child) across its chunks.
+pub(crate) struct Column {
+    format: String,
+    name: String,
+    metadata: Vec<u8>,
+    len: u64,
+    saw_null: bool,
+    validity: Stream,
+    values: Stream,
+    data: Stream,
+    children: Vec<Column>,
+    /// A dictionary column's decoded values.
+    decoded: Option<Box<Column>>,
+}
+
+/// Byte width of fixed-width formats; None for everything else.
+fn fixed_width(format: &str) -> Option<usize> {
+    Some(match format {
+        "c" | "C" => 1,
+        "s" | "S" | "e" => 2,
+        "i" | "I" | "f" | "tdD" | "tts" | "ttm" | "tiM" => 4,
+        "l" | "L" | "g" | "tdm" | "ttu" | "ttn" | "tiD" => 8,
+        "tin" => 16,
+        f if f.starts_with("ts") || f.starts_with("tD") => 8,
+        f if f.starts_with("w:") => f[2..].parse().ok()?,
+        f if f.starts_with("d:") => match f.split(',').nth(2) {
+            Some(bits) => bits.parse::<usize>().ok()? / 8,
+            None => 16,
+        },
+        _ => return None,
+    })
+}
+
+impl Column {
+    pub(crate) fn new(schema: &ArrowSchema, with_metadata: bool) -> Result<Self, Unsupported> {
+        let mut format = schema.format().to_owned();
+        let decoded = match schema.dictionary() {
+            Some(dict) => {
+                format = format!("dictionary<{format}>");
+                Some(Box::new(Column::new(dict, with_metadata)?))
+            }
+            None => None,
+        };
+        let children = (0..schema.children())
+            .map(|i| Column::new(schema.child(i), with_metadata))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            format,
+            name: schema.name().to_owned(),
+            metadata: if with_metadata {
+                schema.metadata().to_vec()
+            } else {
+                Vec::new()
+            },
+            len: 0,
+            saw_null: false,
+            validity: Stream::new(),
+            values: Stream::new(),
+            data: Stream::new(),
+            children,
+            decoded,
+        })
+    }
+
+    /// Feeds elements `start..start + len` of `array` (relative to its
+    /// offset), whose type is `schema`.
+    pub(crate) fn feed(
+        &mut self,
+        schema: &ArrowSchema,
+        array: &ArrowArray,
+        start: usize,
+        len: usize,
+    ) -> Result<(), Unsupported> {
+        if start + len > array.length.max(0) as usize {
+            return Err(Unsupported("slice beyond the array's length".into()));
+        }
+        let nulls = array.has_nulls() && self.format != "n";
+        // Validity is a stream of one byte per element from the first null
+        // on (with the elements before it as valid): chunks without nulls
+        // then cost nothing, and chunking does not change the stream.
+        if nulls && !self.saw_null {
+            self.saw_null = true;
+            for _ in 0..self.len {
+                self.validity.byte(1);
+            }
+        }
+        if self.saw_null {
+            for i in start..start + len {
+                self.validity.byte(array.is_valid(i) as u8);
+            }
+        }
+        self.len += len as u64;
+        let base = array.offset.max(0) as usize;
+        // Runs of valid elements, in absolute (offset-applied) positions.
+        let runs = valid_runs(array, start, len, nulls);
+        let format = self.format.clone();
+        if let (Some(dict_schema), Some(decoded)) = (schema.dictionary(), self.decoded.as_mut()) {
+            let dict = array
+                .dictionary()
+                .ok_or_else(|| Unsupported("dictionary array without dictionary".into()))?;
+            let width = fixed_width(schema.format())
+                .ok_or_else(|| Unsupported(format!("dictionary index type {format}")))?;
+            let indices = array.buffer(1);
+            for (a, b) in runs {
+                for i in a..b {
+                    let index = read_index(indices, i, width, schema.format());
+                    decoded.feed(dict_schema, dict, index, 1)?;
+                }
+            }
+            return Ok(());
+        }
+        if let Some(width) = fixed_width(&format) {
+            let values = array.buffer(1);
+            for (a, b) in runs {
+                // SAFETY: the values buffer holds offset + length elements.
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(values.add(a * width), (b - a) * width) };
+                self.values.bytes(bytes);
+            }
+            return Ok(());
+        }
+        match format.as_str() {
+            "n" => Ok(()),
+            "b" => {
+                let bits = array.buffer(1);
+                for (a, b) in runs {
+                    for i in a..b {
+                        // SAFETY: the bitmap holds offset + length bits.
+                        let bit = unsafe { *bits.add(i / 8) } & (1 << (i % 8)) != 0;
+                        self.values.byte(bit as u8);
+                    }
+                }
+                Ok(())
+            }
+            "u" | "z" => self.var_len::<i32>(array, runs),
+            "U" | "Z" => self.var_len::<i64>(array, runs),
+            "vu" | "vz" => self.views(array, runs),
+            "+l" | "+m" => self.list::<i32>(schema, array, runs),
+            "+L" => self.list::<i64>(schema, array, runs),
+            "+s" => {
+                // Every slot of the children, also under a null parent: a
+                // program can read them (`StructArray.field`).
+                for (i, child) in self.children.iter_mut().enumerate() {
+                    let data = array
+                        .child(i)
+                        .ok_or_else(|| Unsupported("struct array without child".into()))?;
+                    child.feed(schema.child(i), data, base + start, len)?;
+                }
+                Ok(())
+            }
+            f if f.starts_with("+w:") => {
+                let size: usize = f[3..]
+                    .parse()
+                    .map_err(|_| Unsupported(format!("format {f}")))?;
+                let data = array
+                    .child(0)
+                    .ok_or_else(|| Unsupported("list array without child".into()))?;
+                for (a, b) in runs {
+                    self.children[0].feed(schema.child(0), data, a * size, (b - a) * size)?;
+                }
+                Ok(())
+            }
+            other => Err(Unsupported(format!("Arrow format {other:?}"))),
+        }
+    }
+
+    fn var_len<O: Offset>(
+        &mut self,
+        array: &ArrowArray,
+        runs: Vec<(usize, usize)>,
+    ) -> Result<(), Unsupported> {
+        let offsets = array.buffer(1) as *const O;
+        let data = array.buffer(2);
+        for (a, b) in runs {
+            // SAFETY: offsets hold offset + length + 1 entries into `data`.
+            unsafe {
+                for i in a..b {
+                    let n = (*offsets.add(i + 1)).to_usize() - (*offsets.add(i)).to_usize();
+                    self.values.bytes(&(n as u64).to_le_bytes());
+                }
+                let (first, last) = ((*offsets.add(a)).to_usize(), (*offsets.add(b)).to_usize());
+                if last > first {
+                    self.data
+                        .bytes(std::slice::from_raw_parts(data.add(first), last - first));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn views(&mut self, array: &ArrowArray, runs: Vec<(usize, usize)>) -> Result<(), Unsupported> {
+        let views = array.buffer(1);
+        for (a, b) in runs {
+            for i in a..b {
+                // SAFETY: 16-byte views; long ones point into the variadic
+                // data buffers (buffer 2 onwards).
+                unsafe {
+                    let view = views.add(i * 16);
+                    let n = i32::from_le_bytes(*(view as *const [u8; 4])) as usize;
+                    self.values.bytes(&(n as u64).to_le_bytes());
+                    if n <= 12 {
+                        self.data.bytes(std::slice::from_raw_parts(view.add(4), n));
+                    } else {
+                        let index = i32::from_le_bytes(*(view.add(8) as *const [u8; 4])) as usize;
+                        let at = i32::from_le_bytes(*(view.add(12) as *const [u8; 4])) as usize;
+                        let buffer = array.buffer(2 + index);
+                        if buffer.is_null() {
+                            return Err(Unsupported("string view past its buffers".into()));
+                        }
+                        self.data
+                            .bytes(std::slice::from_raw_parts(buffer.add(at), n));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn list<O: Offset>(
+        &mut self,
+        schema: &ArrowSchema,
+        array: &ArrowArray,
+        runs: Vec<(usize, usize)>,
+    ) -> Result<(), Unsupported> {
+        let offsets = array.buffer(1) as *const O;
+        let data = array
+            .child(0)
+            .ok_or_else(|| Unsupported("list array without child".into()))?;
+        for (a, b) in runs {
+            // SAFETY: offsets hold offset + length + 1 entries into the child.
+            unsafe {
+                for i in a..b {
+                    let n = (*offsets.add(i + 1)).to_usize() - (*offsets.add(i)).to_usize();
+                    self.values.bytes(&(n as u64).to_le_bytes());
+                }
+                let (first, last) = ((*offsets.add(a)).to_usize(), (*offsets.add(b)).to_usize());
+                self.children[0].feed(schema.child(0), data, first, last - first)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The column's digest: its type, name, length and every stream.
+    pub(crate) fn finish(self) -> [u8; 32] {
+        let mut h = blake3::Hasher::new();
+        let mut text = |tag: &[u8], s: &[u8]| {
+            h.update(tag);
+            h.update(&(s.len() as u64).to_le_bytes());
+            h.update(s);
+        };
+        text(b"format", self.format.as_bytes());
+        text(b"name", self.name.as_bytes());
+        text(b"metadata", &self.metadata);
+        h.update(&self.len.to_le_bytes());
+        h.update(&self.validity.finish());
+        h.update(&self.values.finish());
+        h.update(&self.data.finish());
+        h.update(&(self.children.len() as u64).to_le_bytes());
+        for child in self.children {
+            h.update(&child.finish());
+        }
+        if let Some(decoded) = self.decoded {
+            h.update(&decoded.finish());
+        }
+        *h.finalize().as_bytes()
+    }
+}
+
+/// Runs `[a, b)` of valid elements among `start..start + len`, as absolute
+/// positions (the array's offset applied).
+fn valid_runs(array: &ArrowArray, start: usize, len: usize, nulls: bool) -> Vec<(usize, usize)> {
+    let base = array.offset.max(0) as usize;
+    if !nulls {
+        return if len > 0 {
+            vec![(base + start, base + start + len)]
+        } else {
+            Vec::new()
+        };
+    }
+    let mut runs = Vec::new();
+    let mut run_start = None;
+    for i in start..start + len {
+        match (array.is_valid(i), run_start) {
+            (true, None) => run_start = Some(base + i),
+            (false, Some(a)) => {
+                runs.push((a, base + i));
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(a) = run_start {
+        runs.push((a, base + start + len));
+    }
+    runs
+}
+
+fn read_index(indices: *const u8, i: usize, width: usize, format: &str) -> usize {
+    // SAFETY: the index buffer holds offset + length integers of `width`.
+    unsafe {
+        let p = indices.add(i * width);
+        let signed = format
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase());
+        match (width, signed) {
+            (1, true) => *(p as *const i8) as usize,
+            (1, false) => *p as usize,
+            (2, true) => i16::from_ne_bytes(*(p as *const [u8; 2])) as usize,
+            (2, false) => u16::from_ne_bytes(*(p as *const [u8; 2])) as usize,
+            (4, true) => i32::from_ne_bytes(*(p as *const [u8; 4])) as usize,
+            (4, false) => u32::from_ne_bytes(*(p as *const [u8; 4])) as usize,
+            _ => u64::from_ne_bytes(*(p as *const [u8; 8])) as usize,
+        }
+    }
+}
+
+/// Offsets of variable-length layouts: 32 or 64 bits.
+pub(crate) trait Offset: Copy {
+    fn to_usize(self) -> usize;
+}
+
+impl Offset for i32 {
+    fn to_usize(self) -> usize {
+        self.max(0) as usize
+    }
+}
+
+impl Offset for i64 {
+    fn to_usize(self) -> usize {
+        self.max(0) as usize
+    }
+}

@@ -103,9 +103,10 @@ impl Column {
             }
         }
         if self.saw_null {
-            for i in start..start + len {
-                self.validity.byte(array.is_valid(i) as u8);
-            }
+            let bytes: Vec<u8> = (start..start + len)
+                .map(|i| array.is_valid(i) as u8)
+                .collect();
+            self.validity.bytes(&bytes);
         }
         self.len += len as u64;
         let base = array.offset.max(0) as usize;
@@ -192,10 +193,12 @@ impl Column {
         for (a, b) in runs {
             // SAFETY: offsets hold offset + length + 1 entries into `data`.
             unsafe {
+                let mut lengths = Vec::with_capacity(b - a);
                 for i in a..b {
                     let n = (*offsets.add(i + 1)).to_usize() - (*offsets.add(i)).to_usize();
-                    self.values.bytes(&(n as u64).to_le_bytes());
+                    varint(&mut lengths, n as u64);
                 }
+                self.values.bytes(&lengths);
                 let (first, last) = ((*offsets.add(a)).to_usize(), (*offsets.add(b)).to_usize());
                 if last > first {
                     self.data
@@ -208,6 +211,9 @@ impl Column {
 
     fn views(&mut self, array: &ArrowArray, runs: Vec<(usize, usize)>) -> Result<(), Unsupported> {
         let views = array.buffer(1);
+        // Buffers: validity, views, the data buffers, then their sizes.
+        let data_buffers = (array.n_buffers.max(3) - 3) as usize;
+        let mut lengths = Vec::new();
         for (a, b) in runs {
             for i in a..b {
                 // SAFETY: 16-byte views; long ones point into the variadic
@@ -215,22 +221,27 @@ impl Column {
                 unsafe {
                     let view = views.add(i * 16);
                     let n = i32::from_le_bytes(*(view as *const [u8; 4])) as usize;
-                    self.values.bytes(&(n as u64).to_le_bytes());
+                    varint(&mut lengths, n as u64);
                     if n <= 12 {
                         self.data.bytes(std::slice::from_raw_parts(view.add(4), n));
                     } else {
                         let index = i32::from_le_bytes(*(view.add(8) as *const [u8; 4])) as usize;
                         let at = i32::from_le_bytes(*(view.add(12) as *const [u8; 4])) as usize;
                         let buffer = array.buffer(2 + index);
-                        if buffer.is_null() {
+                        if index >= data_buffers || buffer.is_null() {
                             return Err(Unsupported("string view past its buffers".into()));
                         }
                         self.data
                             .bytes(std::slice::from_raw_parts(buffer.add(at), n));
                     }
                 }
+                if lengths.len() >= 64 * 1024 {
+                    self.values.bytes(&lengths);
+                    lengths.clear();
+                }
             }
         }
+        self.values.bytes(&lengths);
         Ok(())
     }
 
@@ -247,10 +258,12 @@ impl Column {
         for (a, b) in runs {
             // SAFETY: offsets hold offset + length + 1 entries into the child.
             unsafe {
+                let mut lengths = Vec::with_capacity(b - a);
                 for i in a..b {
                     let n = (*offsets.add(i + 1)).to_usize() - (*offsets.add(i)).to_usize();
-                    self.values.bytes(&(n as u64).to_le_bytes());
+                    varint(&mut lengths, n as u64);
                 }
+                self.values.bytes(&lengths);
                 let (first, last) = ((*offsets.add(a)).to_usize(), (*offsets.add(b)).to_usize());
                 self.children[0].feed(schema.child(0), data, first, last - first)?;
             }
@@ -311,6 +324,16 @@ fn valid_runs(array: &ArrowArray, start: usize, len: usize, nulls: bool) -> Vec<
         runs.push((a, base + start + len));
     }
     runs
+}
+
+/// Lengths as LEB128: short strings cost one byte, and the encoding is the
+/// same whatever the offset width (32, 64 bits or views).
+fn varint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
 }
 
 fn read_index(indices: *const u8, i: usize, width: usize, format: &str) -> usize {

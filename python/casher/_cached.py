@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from casher import _hashing, _native
+from casher import _hashing, _native, _values
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -169,7 +169,7 @@ class CachedFunction:
             self._hits += 1
             log.debug("%s: hit %s", self._func.__qualname__, key[:16])
             _replay(found)
-            return pickle.loads(value)
+            return _values.loads(value)
         self._misses += 1
         log.debug("%s: miss %s (%s)", self._func.__qualname__, key[:16], found)
         return self._run_traced(cache, key, args, kwargs)
@@ -210,14 +210,21 @@ class CachedFunction:
             raise _child_exception(result, self._func.__qualname__)
         if result.get("executed"):
             self._check_reach(cache, result["executed"])
-        if run.uncacheable:
-            log.warning("%s not cached: %s", self._func.__qualname__, "; ".join(run.uncacheable))
-        else:
-            try:
-                cache.record(run, key, self._description, result["value"], _non_local_roots(), self._file, self._top_level_name())
-            except Exception as exc:
-                log.warning("%s", exc)
-        return pickle.loads(result["value"])
+        buffers = result.get("buffers") or []
+        try:
+            # Mapped before the store adopts the buffer files (by rename:
+            # the mappings stay valid), so the value is never copied.
+            value = _values.loads((result["value"], buffers))
+            if run.uncacheable:
+                log.warning("%s not cached: %s", self._func.__qualname__, "; ".join(run.uncacheable))
+            else:
+                try:
+                    cache.record(run, key, self._description, result["value"], _non_local_roots(), self._file, self._top_level_name(), buffers=buffers)
+                except Exception as exc:
+                    log.warning("%s", exc)
+        finally:
+            _values.discard(buffers)
+        return value
 
     def _in_process_identity(self) -> str:
         """For functions run in-process: their source (normalized) and the
@@ -265,7 +272,7 @@ class CachedFunction:
         if hit:
             self._hits += 1
             _replay(found)
-            return pickle.loads(value)
+            return _values.loads(value)
         self._misses += 1
         result, seen = _inprocess.run(self._func, args, kwargs)
         try:

@@ -97,7 +97,10 @@ def main() -> int:
             value = func(*args, **kwargs)
         finally:
             sys.setprofile(None)
-        result = {"ok": True, "value": pickle.dumps(value, protocol=5), "executed": sorted(executed)}
+        from casher import _values
+
+        payload, buffers = _values.dump_to_files(value, result_path)
+        result = {"ok": True, "value": payload, "buffers": buffers, "executed": sorted(executed)}
     except BaseException as exc:  # reported to the caller, re-raised there
         try:
             blob = pickle.dumps(exc, protocol=5)

@@ -25,7 +25,7 @@ def polars_series(name: str, array: Any) -> Any:
     return pl.from_arrow(array).alias(name)
 
 
-class _Pickler(pickle.Pickler):
+class Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if "polars" in sys.modules:
             import polars as pl
@@ -40,5 +40,5 @@ class _Pickler(pickle.Pickler):
 def dumps(value: Any, buffers: list) -> bytes:
     """Protocol 5; large buffers are appended to `buffers` instead of copied."""
     out = io.BytesIO()
-    _Pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
+    Pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
     return out.getvalue()

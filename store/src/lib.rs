@@ -34,7 +34,8 @@ pub use location::{cache_dir, ensure_cache_dir, CacheDirSource};
 pub use lookup::{dir_listing_hash, output_names, Change, ChangeKind, CodeOracle, Miss, NoCode};
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
-    Bytes, Input, Output, StdioChunk, StoredPath, Stream, Variant, RECORD_FORMAT_VERSION,
+    Bytes, Input, Output, StdioChunk, StoredPath, Stream, ValueBuffer, Variant,
+    RECORD_FORMAT_VERSION,
 };
 pub use restore::{restore, AllowedRoots, RestoreReport};
 pub use store::{Lookup, Store, StoreConfig};

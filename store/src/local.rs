@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{Backend, StoredVariant};
 use crate::error::{Result, StoreError};
-use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic};
+use crate::fsutil::{copy_hashing, temp_path, try_reflink, write_atomic, Stamp};
 use crate::id::ObjectId;
 use crate::record::Variant;
 
@@ -227,6 +227,42 @@ impl Backend for LocalBackend {
             std::io::copy(&mut src, &mut dst).and_then(|_| hash_mapped(&tmp))
         };
         self.publish(&tmp, copied)
+    }
+
+    fn adopt_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
+        // Same filesystem (the caller's file lives under the cache
+        // directory): hash in place on all cores, then rename; no copy.
+        if !path.starts_with(self.root.parent().unwrap_or(&self.root)) {
+            let stored = self.put_file(path)?;
+            let _ = std::fs::remove_file(path);
+            return Ok(stored);
+        }
+        match hash_mapped(path) {
+            Ok((hash, size)) => {
+                self.commit_object(path, hash.into())?;
+                Ok((hash.into(), size))
+            }
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    fn mappable_object(
+        &self,
+        id: &ObjectId,
+        verified: Option<&Stamp>,
+    ) -> Result<Option<(PathBuf, Stamp)>> {
+        let path = self.object_path(id);
+        let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?;
+        let stamp = Stamp::of(&meta);
+        if verified == Some(&stamp) {
+            return Ok(Some((path, stamp)));
+        }
+        let (hash, _) = hash_mapped(&path).map_err(|e| StoreError::io(&path, e))?;
+        if ObjectId::from(hash) != *id {
+            let _ = std::fs::remove_file(&path);
+            return Err(StoreError::CorruptObject { path });
+        }
+        Ok(Some((path, stamp)))
     }
 
     fn has_object(&self, id: &ObjectId) -> bool {

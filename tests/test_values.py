@@ -347,3 +347,75 @@ def test_pyarrow_tables_batches_arrays() -> None:
 
 def test_typing_annotations_do_not_crash() -> None:
     same(typing.Optional[int], typing.Optional[int])
+
+
+# -- property-based: hash equal exactly when observably equal --------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+KINDS = ["int64", "float64", "Int64", "Float64", "boolean", "str", "object", "category", "string[pyarrow]", "datetime64[ns]"]
+
+
+def _values(kind: str):
+    if kind in ("int64", "Int64", "datetime64[ns]"):
+        item = st.integers(-5, 5)
+    elif kind in ("float64", "Float64"):
+        item = st.sampled_from([0.5, 1.0, 2.5, float("nan"), -1.0])
+    elif kind == "boolean":
+        item = st.booleans()
+    else:
+        item = st.sampled_from(["a", "b", "", "ab", "é"])
+    if kind in ("Int64", "Float64", "boolean", "str", "object", "category", "string[pyarrow]"):
+        item = st.one_of(item, st.none(), st.just(float("nan"))) if kind == "object" else st.one_of(item, st.none())
+    return item
+
+
+def _frame(values: list, kind: str, split: int, name: str) -> pd.DataFrame:
+    if kind == "datetime64[ns]":
+        column = pd.Series(pd.to_datetime(values, unit="D"))
+    elif kind == "int64":
+        column = pd.Series(values, dtype="int64")
+    else:
+        column = pd.Series(values, dtype=kind)
+    df = pd.DataFrame({name: column, "k": np.arange(len(values))})
+    if 0 < split < len(values):  # another layout of the same values
+        df = pd.concat([df.iloc[:split], df.iloc[split:]])
+    return df
+
+
+def _observably_equal(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    if not (a.equals(b) and list(a.dtypes) == list(b.dtypes) and list(a.columns) == list(b.columns)):
+        return False
+    return all([repr(v) for v in a[c].tolist()] == [repr(v) for v in b[c].tolist()] for c in a.columns) and a.index.equals(b.index)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_frames_hash_equal_exactly_when_observably_equal(data) -> None:
+    kind_a = data.draw(st.sampled_from(KINDS))
+    kind_b = data.draw(st.sampled_from([kind_a, kind_a, *KINDS]))
+    values_a = data.draw(st.lists(_values(kind_a), max_size=12))
+    same_values = data.draw(st.booleans())
+    values_b = list(values_a) if same_values and kind_a == kind_b else data.draw(st.lists(_values(kind_b), min_size=len(values_a), max_size=len(values_a) + 1))
+    name_b = data.draw(st.sampled_from(["v", "v", "w"]))
+    a = _frame(values_a, kind_a, 0, "v")
+    try:
+        b = _frame(values_b, kind_b, data.draw(st.integers(0, 12)), name_b)
+    except (TypeError, ValueError):
+        return
+    assert (d(a) == d(b)) == _observably_equal(a, b), (a, b)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(st.integers(-3, 3), st.none()), max_size=20), st.integers(0, 20))
+def test_polars_and_arrow_chunking_never_counts(values, split) -> None:
+    s = pl.Series("v", values, dtype=pl.Int64)
+    chunked = pl.concat([s.slice(0, split), s.slice(split)], rechunk=False)
+    same(s, chunked)
+    t = pa.table({"v": pa.array(values, type=pa.int64())})
+    same(t, pa.concat_tables([t.slice(0, split), t.slice(split)]))
+    if values:
+        changed = list(values)
+        changed[0] = None if values[0] is not None else 0
+        distinct(s, pl.Series("v", changed, dtype=pl.Int64))

@@ -102,16 +102,24 @@ impl Column {
                 self.validity.byte(1);
             }
         }
+        // One byte per element, extracted once: the validity stream and the
+        // runs of valid elements both come from it.
+        let valid = if nulls {
+            validity_bytes(array, start, len)
+        } else {
+            Vec::new()
+        };
         if self.saw_null {
-            let bytes: Vec<u8> = (start..start + len)
-                .map(|i| array.is_valid(i) as u8)
-                .collect();
-            self.validity.bytes(&bytes);
+            if nulls {
+                self.validity.bytes(&valid);
+            } else {
+                self.validity.bytes(&vec![1u8; len]);
+            }
         }
         self.len += len as u64;
         let base = array.offset.max(0) as usize;
         // Runs of valid elements, in absolute (offset-applied) positions.
-        let runs = valid_runs(array, start, len, nulls);
+        let runs = valid_runs(&valid, base + start, len, nulls);
         let format = self.format.clone();
         if let (Some(dict_schema), Some(decoded)) = (schema.dictionary(), self.decoded.as_mut()) {
             let dict = array
@@ -299,31 +307,40 @@ impl Column {
 
 /// Runs `[a, b)` of valid elements among `start..start + len`, as absolute
 /// positions (the array's offset applied).
-fn valid_runs(array: &ArrowArray, start: usize, len: usize, nulls: bool) -> Vec<(usize, usize)> {
-    let base = array.offset.max(0) as usize;
+fn valid_runs(valid: &[u8], first: usize, len: usize, nulls: bool) -> Vec<(usize, usize)> {
     if !nulls {
         return if len > 0 {
-            vec![(base + start, base + start + len)]
+            vec![(first, first + len)]
         } else {
             Vec::new()
         };
     }
     let mut runs = Vec::new();
-    let mut run_start = None;
-    for i in start..start + len {
-        match (array.is_valid(i), run_start) {
-            (true, None) => run_start = Some(base + i),
-            (false, Some(a)) => {
-                runs.push((a, base + i));
-                run_start = None;
-            }
-            _ => {}
+    let mut i = 0;
+    while i < len {
+        match valid[i..].iter().position(|&v| v == 1) {
+            None => break,
+            Some(skip) => i += skip,
         }
-    }
-    if let Some(a) = run_start {
-        runs.push((a, base + start + len));
+        let end = valid[i..]
+            .iter()
+            .position(|&v| v == 0)
+            .map_or(len, |n| i + n);
+        runs.push((first + i, first + end));
+        i = end;
     }
     runs
+}
+
+/// Validity of elements `start..start + len` as 0/1 bytes.
+fn validity_bytes(array: &ArrowArray, start: usize, len: usize) -> Vec<u8> {
+    let bits = array.buffer(0);
+    let first = array.offset.max(0) as usize + start;
+    // SAFETY: the bitmap covers offset + length bits (has_nulls checked it
+    // is present).
+    (first..first + len)
+        .map(|at| unsafe { (*bits.add(at >> 3) >> (at & 7)) & 1 })
+        .collect()
 }
 
 /// Lengths as LEB128: short strings cost one byte, and the encoding is the

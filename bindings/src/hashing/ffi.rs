@@ -145,17 +145,6 @@ impl ArrowArray {
         unsafe { self.dictionary.as_ref() }
     }
 
-    /// Whether element `i` (relative to the array's own offset) is valid.
-    pub(crate) fn is_valid(&self, i: usize) -> bool {
-        let bits = self.buffer(0);
-        if bits.is_null() || self.null_count == 0 {
-            return true;
-        }
-        let at = self.offset as usize + i;
-        // SAFETY: the bitmap covers offset + length bits.
-        unsafe { *bits.add(at / 8) & (1 << (at % 8)) != 0 }
-    }
-
     pub(crate) fn has_nulls(&self) -> bool {
         self.null_count != 0 && !self.buffer(0).is_null()
     }

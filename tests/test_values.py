@@ -22,7 +22,6 @@ import polars as pl
 import pyarrow as pa
 import pydantic
 import pytest
-
 from casher._hashing import UnsupportedArgument, digest
 
 
@@ -104,7 +103,7 @@ def test_datetimes_with_time_zones() -> None:
 
 
 def test_numbers_decimal_fraction_complex() -> None:
-    distinct(decimal.Decimal("1.10"), decimal.Decimal("1.1"), decimal.Decimal("-0"), decimal.Decimal("0"), decimal.Decimal("1E+1"), decimal.Decimal("10"))
+    distinct(decimal.Decimal("1.10"), decimal.Decimal("1.1"), decimal.Decimal("-0"), decimal.Decimal(0), decimal.Decimal("1E+1"), decimal.Decimal(10))
     same(decimal.Decimal("1.10"), decimal.Decimal("1.10"))
     distinct(fractions.Fraction(1, 3), fractions.Fraction(2, 3), 1 / 3)
     same(fractions.Fraction(2, 6), fractions.Fraction(1, 3))
@@ -351,8 +350,8 @@ def test_typing_annotations_do_not_crash() -> None:
 
 # -- property-based: hash equal exactly when observably equal --------------
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 KINDS = ["int64", "float64", "Int64", "Float64", "boolean", "str", "object", "category", "string[pyarrow]", "datetime64[ns]"]
 

@@ -15,7 +15,6 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-
 from test_cached import project, unique  # noqa: F401  (fixture)
 
 MODULE = """

@@ -198,19 +198,33 @@ impl Column {
     ) -> Result<(), Unsupported> {
         let offsets = array.buffer(1) as *const O;
         let data = array.buffer(2);
-        for (a, b) in runs {
-            // SAFETY: offsets hold offset + length + 1 entries into `data`.
-            unsafe {
-                let mut lengths = Vec::with_capacity(b - a);
-                for i in a..b {
-                    let n = (*offsets.add(i + 1)).to_usize() - (*offsets.add(i)).to_usize();
-                    varint(&mut lengths, n as u64);
-                }
-                self.values.bytes(&lengths);
-                let (first, last) = ((*offsets.add(a)).to_usize(), (*offsets.add(b)).to_usize());
-                if last > first {
-                    self.data
-                        .bytes(std::slice::from_raw_parts(data.add(first), last - first));
+        let (Some(&(start, _)), Some(&(_, end))) = (runs.first(), runs.last()) else {
+            return Ok(());
+        };
+        // SAFETY: offsets hold offset + length + 1 entries into `data`.
+        let at = |i: usize| unsafe { (*offsets.add(i)).to_usize() };
+        let mut lengths = Vec::with_capacity(end - start);
+        let mut valid_bytes = 0;
+        for &(a, b) in &runs {
+            for i in a..b {
+                varint(&mut lengths, (at(i + 1) - at(i)) as u64);
+            }
+            valid_bytes += at(b) - at(a);
+        }
+        self.values.bytes(&lengths);
+        let (first, last) = (at(start), at(end));
+        // SAFETY: the data buffer holds every byte the offsets point to.
+        let slice = |a: usize, b: usize| unsafe { std::slice::from_raw_parts(data.add(a), b - a) };
+        if valid_bytes == last - first {
+            // Null slots hold no bytes (the usual layout): the valid data is
+            // one contiguous range, hashed in one go (on all cores if large).
+            if last > first {
+                self.data.bytes(slice(first, last));
+            }
+        } else {
+            for (a, b) in runs {
+                if at(b) > at(a) {
+                    self.data.bytes(slice(at(a), at(b)));
                 }
             }
         }

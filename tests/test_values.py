@@ -171,6 +171,8 @@ def test_cycles_and_functions() -> None:
 
     distinct(f, g, len, print)
     same(len, len)
+    distinct([1].append, [2].append, [1].extend)
+    same([1].append, [1].append)
 
 
 def test_pickled_as_last_resort_and_refused_when_it_does_not_pickle() -> None:

@@ -166,3 +166,31 @@ def test_small_values_stay_inline(value) -> None:
     assert buffers == []
     restored = _values.loads(payload)
     assert type(restored) is type(value)
+
+
+def test_polars_values_keep_their_exact_dtypes_through_transfer() -> None:
+    import datetime as dt
+    import decimal
+    import pickle
+
+    from casher import _values
+
+    df = pl.DataFrame(
+        {
+            "enum": pl.Series(["a", "b"] * 20_000, dtype=pl.Enum(["a", "b", "c"])),
+            "cat": pl.Series(["x", "y"] * 20_000, dtype=pl.Categorical),
+            "dt": pl.Series([dt.datetime(2024, 1, 1), None] * 20_000).dt.replace_time_zone("Europe/Paris"),
+            "dec": pl.Series([decimal.Decimal("1.10"), None] * 20_000),
+            "arr": pl.Series([[1, 2], [3, 4]] * 20_000, dtype=pl.Array(pl.Int64, 2)),
+            "st": [{"a": 1}, {"a": 2}] * 20_000,
+        }
+    )
+    for value in [df, *df.get_columns(), df.head(2), *df.head(2).get_columns()]:
+        payload, buffers = _values.dumps(value)
+        back = pickle.loads(payload, buffers=buffers)
+        assert type(back) is type(value)
+        assert back.equals(value)
+        if isinstance(value, pl.DataFrame):
+            assert back.schema == value.schema
+        else:
+            assert (back.name, back.dtype) == (value.name, value.dtype)

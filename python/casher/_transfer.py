@@ -20,9 +20,18 @@ def polars_frame(table: Any) -> Any:
 
 
 def polars_series(name: str, array: Any) -> Any:
+    """Kept for pickles written before `polars_series_of_frame`."""
     import polars as pl
 
     return pl.from_arrow(array).alias(name)
+
+
+def polars_series_of_frame(table: Any) -> Any:
+    # Through a one-column table: a bare Arrow array loses what polars keeps
+    # in the field's metadata (an Enum would come back as a Categorical).
+    import polars as pl
+
+    return pl.from_arrow(table).to_series(0)
 
 
 class Pickler(pickle.Pickler):
@@ -33,7 +42,7 @@ class Pickler(pickle.Pickler):
             if type(obj) is pl.DataFrame:
                 return polars_frame, (obj.to_arrow(),)
             if type(obj) is pl.Series:
-                return polars_series, (obj.name, obj.to_arrow())
+                return polars_series_of_frame, (obj.to_frame().to_arrow(),)
         return NotImplemented
 
 

@@ -17,12 +17,14 @@ import deps_bench  # noqa: E402
 import run_bench  # noqa: E402
 import cached_bench  # noqa: E402
 import precision  # noqa: E402
+import values_bench  # noqa: E402
 
 
 def main() -> int:
     deps_bench.main()
     run_bench.main()
     cached_bench.main()
+    values_bench.main()
     precision.main()
     # The store's own benchmark is Rust (lookup latency, store/restore vs cp).
     subprocess.run(

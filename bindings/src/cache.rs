@@ -105,7 +105,7 @@ impl TracedRun {
 /// A lookup's answer before it becomes Python objects: the output chunks
 /// and value bytes of a hit, or the reason for a miss.
 enum Outcome {
-    Hit(Vec<(u8, Vec<u8>)>, Option<Vec<u8>>),
+    Hit(Vec<(u8, Vec<u8>)>, Option<Vec<u8>>, Vec<PathBuf>),
     Miss(String),
 }
 
@@ -113,6 +113,7 @@ enum Outcome {
 pub struct Cache {
     store: Store,
     analysis: Analysis,
+    verified: crate::values::Verified,
 }
 
 /// Streams as Python sees them: 1 = stdout, 2 = stderr.
@@ -141,7 +142,11 @@ impl Cache {
             python: python.unwrap_or_else(|| PathBuf::from("python3")),
             cache_dir: dir,
         };
-        Ok(Self { store, analysis })
+        Ok(Self {
+            store,
+            analysis,
+            verified: Default::default(),
+        })
     }
 
     #[getter]
@@ -174,6 +179,8 @@ impl Cache {
                         }
                         None => None,
                     };
+                    let buffers =
+                        crate::values::paths(&self.store, &variant.value_buffers, &self.verified)?;
                     let mut chunks = Vec::with_capacity(variant.stdio.len());
                     for chunk in &variant.stdio {
                         let bytes = match &chunk.bytes {
@@ -187,17 +194,26 @@ impl Cache {
                         variant,
                         &AllowedRoots::default_for(&cwd),
                     )?;
-                    Ok(Outcome::Hit(chunks, value))
+                    Ok(Outcome::Hit(chunks, value, buffers))
                 }
             }
         });
         match found {
-            Ok(Outcome::Hit(chunks, value)) => {
+            Ok(Outcome::Hit(chunks, value, buffers)) => {
                 let chunks: Vec<(u8, Bound<'py, PyBytes>)> = chunks
                     .iter()
                     .map(|(s, b)| (*s, PyBytes::new(py, b)))
                     .collect();
-                let value = value.map(|v| PyBytes::new(py, &v).into_any().unbind());
+                // With out-of-band buffers: (pickle, [object paths to map]).
+                let value = match value {
+                    Some(v) if !buffers.is_empty() => Some(
+                        (PyBytes::new(py, &v), buffers)
+                            .into_pyobject(py)?
+                            .into_any()
+                            .unbind(),
+                    ),
+                    v => v.map(|v| PyBytes::new(py, &v).into_any().unbind()),
+                };
                 Ok((
                     true,
                     chunks.into_pyobject(py)?.into_any().unbind(),
@@ -340,7 +356,9 @@ impl Cache {
         Ok(TracedRun { report, created_ns })
     }
 
-    /// Records a successful run under `key` with the pickled return value.
+    /// Records a successful run under `key` with the pickled return value
+    /// and the files holding its out-of-band `buffers` (moved into the
+    /// store, in order).
     /// `.py` files outside `non_local` become code inputs (normalized hash).
     /// With `function` (a top-level function of `source`), the files its
     /// reachable code lives in are covered by one function-level input
@@ -353,7 +371,7 @@ impl Cache {
     /// subclass found at run time) makes its whole file an input, and is
     /// returned so the caller can say so. `env` names the environment
     /// variables the call read: their current values (hashed) are inputs.
-    #[pyo3(signature = (run, key, description, value, non_local, source, function=None, executed=Vec::new(), env=Vec::new()))]
+    #[pyo3(signature = (run, key, description, value, non_local, source, function=None, executed=Vec::new(), env=Vec::new(), buffers=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python call, plus `py`
     fn record(
         &self,
@@ -367,6 +385,7 @@ impl Cache {
         function: Option<String>,
         executed: Vec<(PathBuf, u32)>,
         env: Vec<String>,
+        buffers: Vec<PathBuf>,
     ) -> PyResult<Vec<(PathBuf, u32)>> {
         let value = value.to_vec();
         let analysis = self.analysis.clone();
@@ -465,6 +484,8 @@ impl Cache {
                     hash,
                 });
             }
+            variant.value_buffers = crate::values::adopt(&self.store, &buffers, &self.verified)
+                .map_err(|e| e.to_string())?;
             variant.value = Some(if value.len() <= casher_record::INLINE_LIMIT {
                 Bytes::Inline(value)
             } else {

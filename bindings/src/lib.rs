@@ -7,6 +7,7 @@ mod cache;
 mod code;
 mod errors;
 mod hashing;
+mod values;
 
 use casher_analyzer::{analyze, AnalyzeOptions, AnalyzerError};
 use errors::CasherError;

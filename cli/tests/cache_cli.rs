@@ -61,6 +61,7 @@ fn populate(cache: &Path, work: &Path) -> String {
         }],
         exit_code: 0,
         value: None,
+        value_buffers: Vec::new(),
     };
     store.record(&variant).unwrap();
     key

@@ -12,7 +12,9 @@ import struct
 import sys
 from typing import TYPE_CHECKING, Any, Iterable
 
-from casher import _native, _roots, _transport
+import itertools
+
+from casher import _native, _roots, _transport, _values
 from casher._observe import LOG_MARK
 from casher._native import CasherError
 
@@ -29,8 +31,19 @@ def dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=5)
 
 
-def loads(blob: bytes) -> Any:
-    return pickle.loads(blob)
+_buffer_counter = itertools.count()
+
+
+def _buffers_stem(cache_dir: str) -> str:
+    calls = os.path.join(cache_dir, "calls")
+    os.makedirs(calls, exist_ok=True)
+    return os.path.join(calls, f"{os.getpid()}-{next(_buffer_counter)}")
+
+
+def loads(value: Any) -> Any:
+    """A stored value: pickle bytes, or (pickle, paths of its out-of-band
+    buffers), mapped without a copy (`_values`)."""
+    return _values.loads(value)
 
 
 def replay_logs(records: Iterable[dict]) -> None:
@@ -199,6 +212,9 @@ class Call:
             "state": [(i.module, i.path, i.fingerprint, None if _found_by_name(i) else _pickled(i.value)) for i in self.state],
             "logging": _logging_levels(),
             "log_stream": log_stream(),
+            # Large buffers of the result go to files beside the store's
+            # objects (outside what is traced), adopted by rename.
+            "buffers_stem": _buffers_stem(self.cache.cache_dir),
         }
 
     def run(self, args: tuple, kwargs: dict) -> Any:
@@ -241,6 +257,17 @@ class Call:
             raise _child_exception(result, self.qualname)
         if result.get("executed"):
             self._check_reach(result["executed"])
+        buffers = result.get("buffers") or []
+        try:
+            # Mapped before the store adopts the buffer files (by rename: the
+            # mappings stay valid), so the value is never copied.
+            value = loads((result["value"], buffers) if buffers else result["value"])
+            self._record(run, result, buffers)
+        finally:
+            _values.discard(buffers)
+        return value
+
+    def _record(self, run: Any, result: dict, buffers: list[str]) -> None:
         if run.uncacheable:
             log.warning("%s not cached: %s", self.qualname, "; ".join(run.uncacheable))
         else:
@@ -255,12 +282,12 @@ class Call:
                     self.fn._top_level_name() if self.function_blob is None else None,
                     [(path, line) for path, line, _ in result["ran"]],
                     result["env"],
+                    buffers=buffers,
                 )
                 for path, line in missed:
                     log.debug("%s executed code at %s:%d that the static analysis did not reach; keyed on the whole file", self.qualname, path, line)
             except Exception as exc:
                 log.warning("%s", exc)
-        return loads(result["value"])
 
     def _check_reach(self, executed: list) -> None:
         """CASHER_CHECK_REACH=1: every project function the call executed

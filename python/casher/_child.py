@@ -139,7 +139,7 @@ def _codes_of(func: Any) -> list:
     return codes
 
 
-def call(payload: dict, call_path: str) -> dict:
+def call(payload: dict, call_path: str, result_path: str) -> dict:
     from casher import _executed, _observe
 
     if payload.get("function") is not None:
@@ -171,12 +171,16 @@ def call(payload: dict, call_path: str) -> dict:
         # Its classes may exist only by value (defined in `python -c`).
         import cloudpickle
 
-        blob = cloudpickle.dumps(value, protocol=5)
+        blob, buffers = cloudpickle.dumps(value, protocol=5), []
     else:
-        blob = pickle.dumps(value, protocol=5)
+        from casher import _values
+
+        # Large buffers leave the pickle for files the store adopts.
+        blob, buffers = _values.dump_to_files(value, payload.get("buffers_stem") or result_path)
     return {
         "ok": True,
         "value": blob,
+        "buffers": buffers,
         "executed": sorted(executed),
         "ran": ran,
         "env": sorted(env),
@@ -201,7 +205,7 @@ def main() -> int:
         pass
     result: dict
     try:
-        result = call(payload, call_path)
+        result = call(payload, call_path, result_path)
     except StateMismatch as exc:
         result = {"ok": False, "state": str(exc)}
     except BaseException as exc:  # reported to the caller, re-raised there

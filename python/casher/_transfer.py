@@ -20,12 +20,21 @@ def polars_frame(table: Any) -> Any:
 
 
 def polars_series(name: str, array: Any) -> Any:
+    """Kept for pickles written before `polars_series_of_frame`."""
     import polars as pl
 
     return pl.from_arrow(array).alias(name)
 
 
-class _Pickler(pickle.Pickler):
+def polars_series_of_frame(table: Any) -> Any:
+    # Through a one-column table: a bare Arrow array loses what polars keeps
+    # in the field's metadata (an Enum would come back as a Categorical).
+    import polars as pl
+
+    return pl.from_arrow(table).to_series(0)
+
+
+class Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
         if "polars" in sys.modules:
             import polars as pl
@@ -33,12 +42,12 @@ class _Pickler(pickle.Pickler):
             if type(obj) is pl.DataFrame:
                 return polars_frame, (obj.to_arrow(),)
             if type(obj) is pl.Series:
-                return polars_series, (obj.name, obj.to_arrow())
+                return polars_series_of_frame, (obj.to_frame().to_arrow(),)
         return NotImplemented
 
 
 def dumps(value: Any, buffers: list) -> bytes:
     """Protocol 5; large buffers are appended to `buffers` instead of copied."""
     out = io.BytesIO()
-    _Pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
+    Pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
     return out.getvalue()

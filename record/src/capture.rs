@@ -80,6 +80,7 @@ pub fn to_variant(
         stdio,
         exit_code: report.exit.shell_code(),
         value: None,
+        value_buffers: Vec::new(),
     })
 }
 

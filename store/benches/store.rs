@@ -86,6 +86,7 @@ fn lookup_table(work: &Path) {
                     stdio: vec![],
                     exit_code: 0,
                     value: None,
+                    value_buffers: Vec::new(),
                 };
                 store.record(&variant).unwrap();
             }
@@ -100,6 +101,7 @@ fn lookup_table(work: &Path) {
                 stdio: vec![],
                 exit_code: 0,
                 value: None,
+                value_buffers: Vec::new(),
             };
             store.record(&variant).unwrap();
             let newest = measure(&store, &key);
@@ -191,6 +193,7 @@ fn throughput(work: &Path) {
             stdio: vec![],
             exit_code: 0,
             value: None,
+            value_buffers: Vec::new(),
         };
         let roots = AllowedRoots::new(vec![work.to_path_buf()]);
         settle();

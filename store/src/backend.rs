@@ -28,6 +28,27 @@ pub trait Backend: Send + Sync {
     /// Stores a local file, by reflink where possible.
     fn put_file(&self, path: &Path) -> Result<(ObjectId, u64)>;
 
+    /// Moves a finished local file into the store (a function's return
+    /// value buffer): hashed, then renamed to its address where the store
+    /// is local, so the bytes are not copied. The file is gone afterwards.
+    fn adopt_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
+        let stored = self.put_file(path)?;
+        let _ = std::fs::remove_file(path);
+        Ok(stored)
+    }
+
+    /// A local path to a verified object, to be memory-mapped, and its stat
+    /// stamp. `verified` is the stamp at which it was last verified: the
+    /// object is re-hashed only when its stamp differs (a corrupt object is
+    /// removed and an error). `None` when the backend keeps no local files.
+    fn mappable_object(
+        &self,
+        _id: &ObjectId,
+        _verified: Option<&crate::fsutil::Stamp>,
+    ) -> Result<Option<(std::path::PathBuf, crate::fsutil::Stamp)>> {
+        Ok(None)
+    }
+
     /// Whether an object is present (not verified).
     fn has_object(&self, id: &ObjectId) -> bool;
 

@@ -20,7 +20,7 @@ use crate::auth::Keys;
 use crate::backend::{Backend, StoredVariant};
 use crate::counters::Counters;
 use crate::error::{Result, StoreError};
-use crate::fsutil::{copy_hashing, temp_path, write_atomic};
+use crate::fsutil::{copy_hashing, hash_file, temp_path, write_atomic, Stamp};
 use crate::id::ObjectId;
 use crate::record::{Rejected, Variant};
 
@@ -260,6 +260,42 @@ impl Backend for LocalBackend {
 
     fn stream_object(&self, id: &ObjectId, out: &mut dyn Write) -> Result<u64> {
         crate::local_io::stream_object(self, id, out)
+    }
+
+    fn adopt_file(&self, path: &Path) -> Result<(ObjectId, u64)> {
+        // Same filesystem (the caller's file lives under the cache
+        // directory): hash in place on all cores, then rename; no copy.
+        if !path.starts_with(self.root.parent().unwrap_or(&self.root)) {
+            let stored = self.put_file(path)?;
+            let _ = std::fs::remove_file(path);
+            return Ok(stored);
+        }
+        match hash_file(path) {
+            Ok((hash, size)) => {
+                self.commit_object(path, hash.into())?;
+                Ok((hash.into(), size))
+            }
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    fn mappable_object(
+        &self,
+        id: &ObjectId,
+        verified: Option<&Stamp>,
+    ) -> Result<Option<(PathBuf, Stamp)>> {
+        let path = self.object_path(id);
+        let meta = std::fs::metadata(&path).map_err(|e| StoreError::io(&path, e))?;
+        let stamp = Stamp::of(&meta);
+        if verified == Some(&stamp) {
+            return Ok(Some((path, stamp)));
+        }
+        let (hash, _) = hash_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        if ObjectId::from(hash) != *id {
+            let _ = std::fs::remove_file(&path);
+            return Err(StoreError::CorruptObject { path });
+        }
+        Ok(Some((path, stamp)))
     }
 
     fn has_object(&self, id: &ObjectId) -> bool {

@@ -243,6 +243,19 @@ pub struct Variant {
     /// The pickled return value of a function: inline when small (a hit
     /// then reads one file), else an object.
     pub value: Option<Bytes>,
+    /// The return value's large buffers (pickle protocol 5, out-of-band),
+    /// in the pickle's order: each an object, memory-mapped on a hit
+    /// instead of copied.
+    pub value_buffers: Vec<ValueBuffer>,
+}
+
+/// One out-of-band buffer of a return value, with the object's stat stamp
+/// when it was verified: a hit re-hashes it only when the stamp changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValueBuffer {
+    pub id: ObjectId,
+    pub size: u64,
+    pub stamp: Stamp,
 }
 
 impl Variant {
@@ -288,6 +301,7 @@ impl Variant {
         if let Some(Bytes::Object { id, .. }) = &self.value {
             ids.push(*id);
         }
+        ids.extend(self.value_buffers.iter().map(|b| b.id));
         ids
     }
 
@@ -366,6 +380,7 @@ mod tests {
             }],
             exit_code: 0,
             value: None,
+            value_buffers: Vec::new(),
         }
     }
 

@@ -53,6 +53,7 @@ fn variant(key: &str, inputs: Vec<Input>, outputs: Vec<Output>) -> Variant {
         }],
         exit_code: 0,
         value: None,
+        value_buffers: Vec::new(),
     }
 }
 

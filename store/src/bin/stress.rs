@@ -74,6 +74,7 @@ fn main() {
                     }],
                     exit_code: 0,
                     value: None,
+                    value_buffers: Vec::new(),
                 };
                 let _ = store.record(&variant);
             }

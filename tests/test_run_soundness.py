@@ -294,6 +294,31 @@ def test_dotdot_after_a_symlink_is_resolved_like_the_kernel(pair: Pair) -> None:
     assert pair.run(*cmd).hit
 
 
+def test_repointing_the_link_before_dotdot(pair: Pair) -> None:
+    pair.both(write("a/sub/.keep", ""))
+    pair.both(write("b/sub/.keep", ""))
+    pair.both(write("a/cfg", "in a\n"))
+    pair.both(write("b/cfg", "in b\n"))
+    pair.both(lambda r: os.symlink("a/sub", r / "link"))
+    cmd = ("sh", "-c", "cat link/../cfg")
+    pair.run(*cmd)
+    assert pair.run(*cmd).hit
+
+    def repoint(target: str):
+        def change(r: Path):
+            (r / "link").unlink()
+            os.symlink(target, r / "link")
+
+        return change
+
+    pair.both(repoint("b/sub"))
+    assert pair.run(*cmd).stdout == "in b\n"
+    pair.both(repoint("nowhere/sub"))
+    assert pair.run(*cmd, flags=("--cache-failures",)).stdout == ""
+    pair.both(repoint("a/sub"))
+    assert pair.run(*cmd).stdout == "in a\n"
+
+
 def test_proc_self_cwd_alias_is_an_ordinary_input(pair: Pair) -> None:
     pair.both(write("f", "one\n"))
     cmd = ("cat", "/proc/self/cwd/f")

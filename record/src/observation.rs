@@ -25,17 +25,15 @@ fn kind(kind: Kind) -> FileKind {
 /// - `access`, `chdir`, `exec`: type and permissions;
 /// - a full `stat` of a file: type, permissions, size, mtime, owner (what
 ///   `ls -l`, `make`, `tar` and Python's bytecode check use);
-/// - of a directory: type, permissions, owner, size and mtime for `casher
-///   run` (`stat dir`, `ls -ld`); where the run writes entries into it, the
-///   mtime is kept as an order only (`relate_output_mtimes`), since the
-///   run's own writes (or a hit's restore) change it. Not for `@cached`,
-///   where only Python's import system stats directories, to refresh its
-///   own caches;
+/// - of a directory: type, permissions, owner. Not its size or mtime: they
+///   change whenever an entry is added or removed, which a hit's own
+///   restore does, so checking them would make every later lookup a miss
+///   (entries themselves are checked where the directory was listed);
 /// - of a symlink (`lstat`): type, size (the target's length), mtime.
 ///
 /// Never the inode number, link count, atime or ctime (see
 /// docs/limitations.md).
-pub fn observed_meta(facts: &StatFacts, reveals: Reveals, dir_times: bool) -> Meta {
+pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
     let mut meta = Meta {
         kind: kind(facts.kind),
         mode: None,
@@ -49,13 +47,7 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals, dir_times: bool) -> Me
     }
     if reveals == Reveals::All {
         match facts.kind {
-            Kind::Dir => {
-                meta.owner = Some((facts.uid, facts.gid));
-                if dir_times {
-                    meta.size = Some(facts.size);
-                    meta.mtime_ns = Some(facts.mtime_ns);
-                }
-            }
+            Kind::Dir => meta.owner = Some((facts.uid, facts.gid)),
             Kind::Symlink => {
                 meta.size = Some(facts.size);
                 meta.mtime_ns = Some(facts.mtime_ns);
@@ -80,26 +72,10 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals, dir_times: bool) -> Me
 pub fn relate_output_mtimes(inputs: &mut [Input], outputs: &[casher_store::Output]) {
     let written: std::collections::HashSet<&casher_store::StoredPath> =
         outputs.iter().map(casher_store::Output::path).collect();
-    // Directories the run adds entries to or removes entries from: those
-    // of its outputs, and of paths it found free of any entry (where it may
-    // have created and removed a temp file).
-    let no_entry = inputs.iter().filter_map(|i| match i {
-        Input::NoEntry { path } => Some(path),
-        _ => None,
-    });
-    let parents: std::collections::HashSet<casher_store::StoredPath> = outputs
-        .iter()
-        .map(casher_store::Output::path)
-        .chain(no_entry)
-        .filter_map(|p| p.path().parent().map(casher_store::StoredPath::new))
-        .collect();
-    let rewritten = |path: &casher_store::StoredPath, meta: &Meta| {
-        written.contains(path) || (meta.kind == FileKind::Dir && parents.contains(path))
-    };
     let mut anchors: Vec<i64> = inputs
         .iter()
         .filter_map(|i| match i {
-            Input::Meta { path, meta, .. } if !rewritten(path, meta) => meta.mtime_ns,
+            Input::Meta { path, meta, .. } if !written.contains(path) => meta.mtime_ns,
             _ => None,
         })
         .collect();
@@ -107,11 +83,8 @@ pub fn relate_output_mtimes(inputs: &mut [Input], outputs: &[casher_store::Outpu
     anchors.dedup();
     for input in inputs {
         if let Input::Meta { path, meta, .. } = input {
-            if let (true, Some(mtime)) = (rewritten(path, meta), meta.mtime_ns) {
+            if let (true, Some(mtime)) = (written.contains(&*path), meta.mtime_ns) {
                 meta.mtime_ns = None;
-                if meta.kind == FileKind::Dir {
-                    meta.size = None;
-                }
                 meta.mtime_window = Some(casher_store::MtimeWindow::of(mtime, &anchors));
             }
         }
@@ -270,13 +243,12 @@ mod tests {
     }
 
     #[test]
-    fn directory_times_only_for_commands() {
+    fn directories_never_check_size_or_mtime() {
         let dir = tempfile::tempdir().unwrap();
         let facts = StatFacts::of(&std::fs::metadata(dir.path()).unwrap());
-        let meta = observed_meta(&facts, Reveals::All, false);
+        let meta = observed_meta(&facts, Reveals::All);
         assert_eq!(meta.kind, FileKind::Dir);
         assert!(meta.size.is_none() && meta.mtime_ns.is_none());
         assert!(meta.mode.is_some());
-        assert!(observed_meta(&facts, Reveals::All, true).mtime_ns.is_some());
     }
 }

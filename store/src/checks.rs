@@ -22,24 +22,37 @@ pub(crate) enum InputCheck {
 /// the errno it failed with.
 type StatResult = Result<std::fs::Metadata, i32>;
 
-/// Memoized `stat`/`lstat` results of one variant check.
+/// Memoized `stat`/`lstat` results of one variant check. One `lstat`
+/// answers both questions unless the path is a symlink (then a `stat`
+/// follows it): most paths cost one syscall whatever is checked about them.
 #[derive(Default)]
-pub(crate) struct StatMemo {
-    results: HashMap<(PathBuf, bool), StatResult>,
+pub(crate) struct StatMemo<'a> {
+    results: HashMap<(&'a [u8], bool), StatResult>,
 }
 
-impl StatMemo {
-    fn get(&mut self, path: &StoredPath, follow: bool) -> &StatResult {
-        self.results
-            .entry((path.path(), follow))
-            .or_insert_with_key(|(p, follow)| {
-                let result = if *follow {
-                    std::fs::metadata(p)
-                } else {
-                    std::fs::symlink_metadata(p)
-                };
-                result.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-            })
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl<'a> StatMemo<'a> {
+    fn get(&mut self, path: &'a StoredPath, follow: bool) -> &StatResult {
+        let key = (path.0.as_slice(), follow);
+        if !self.results.contains_key(&key) {
+            let p = path.path();
+            let lstat = match self.results.get(&(path.0.as_slice(), false)) {
+                Some(known) => known.clone(),
+                None => std::fs::symlink_metadata(&p).map_err(|e| errno_of(&e)),
+            };
+            let is_link = matches!(&lstat, Ok(m) if m.file_type().is_symlink());
+            if !is_link {
+                self.results.insert((path.0.as_slice(), true), lstat.clone());
+            } else if follow {
+                let stat = std::fs::metadata(&p).map_err(|e| errno_of(&e));
+                self.results.insert((path.0.as_slice(), true), stat);
+            }
+            self.results.insert((path.0.as_slice(), false), lstat);
+        }
+        &self.results[&key]
     }
 }
 
@@ -104,11 +117,11 @@ fn compare_meta(recorded: &Meta, now: &std::fs::Metadata) -> Option<String> {
     None
 }
 
-fn check_content(
-    path: &StoredPath,
+fn check_content<'a>(
+    path: &'a StoredPath,
     hash: &ObjectId,
     stamp: &Stamp,
-    memo: &mut StatMemo,
+    memo: &mut StatMemo<'a>,
 ) -> InputCheck {
     let meta = match memo.get(path, true) {
         Ok(meta) => meta.clone(),
@@ -145,11 +158,11 @@ fn check_content(
     }
 }
 
-pub(crate) fn check_input(
-    input: &Input,
+pub(crate) fn check_input<'a>(
+    input: &'a Input,
     oracle: &dyn CodeOracle,
     own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
-    memo: &mut StatMemo,
+    memo: &mut StatMemo<'a>,
 ) -> InputCheck {
     match input {
         Input::File { path, hash, stamp } => check_content(path, hash, stamp, memo),

@@ -45,7 +45,8 @@ impl<'a> StatMemo<'a> {
             };
             let is_link = matches!(&lstat, Ok(m) if m.file_type().is_symlink());
             if !is_link {
-                self.results.insert((path.0.as_slice(), true), lstat.clone());
+                self.results
+                    .insert((path.0.as_slice(), true), lstat.clone());
             } else if follow {
                 let stat = std::fs::metadata(&p).map_err(|e| errno_of(&e));
                 self.results.insert((path.0.as_slice(), true), stat);

@@ -36,12 +36,14 @@ pub fn absolute(base: Option<&Path>, path: &OsStr) -> Option<PathBuf> {
 }
 
 /// [`absolute`], also noting in `links` the symlinks (and their targets)
-/// that a `..` was applied after: re-pointing one of them changes where
-/// the path leads, so each is an input of the call.
+/// that a `..` was applied after, and (with no target) each path a `..`
+/// was applied to, which must stay a directory: re-pointing a link or
+/// removing what it points to changes where the path leads, so each is an
+/// input of the call.
 pub fn absolute_noting(
     base: Option<&Path>,
     path: &OsStr,
-    links: &mut Vec<(PathBuf, PathBuf)>,
+    links: &mut Vec<(PathBuf, Option<PathBuf>)>,
 ) -> Option<PathBuf> {
     let path = Path::new(path);
     let joined = if path.is_absolute() {
@@ -65,6 +67,8 @@ pub fn absolute_noting(
                     note_links(&out, links);
                     match std::fs::canonicalize(&out) {
                         Ok(real) => {
+                            // `..` of it works only while it is a directory.
+                            links.push((out.clone(), None));
                             out = real;
                             physical = true;
                         }
@@ -87,13 +91,13 @@ pub fn absolute_noting(
 }
 
 /// The symlinks among the prefixes of `path`.
-fn note_links(path: &Path, links: &mut Vec<(PathBuf, PathBuf)>) {
+fn note_links(path: &Path, links: &mut Vec<(PathBuf, Option<PathBuf>)>) {
     let mut prefix = PathBuf::from("/");
     for part in path.iter().skip(1) {
         prefix.push(part);
         if let Ok(target) = std::fs::read_link(&prefix) {
             if !links.iter().any(|(p, _)| *p == prefix) {
-                links.push((prefix.clone(), target));
+                links.push((prefix.clone(), Some(target)));
             }
         }
     }
@@ -154,7 +158,7 @@ pub fn resolve_noting(
     tid: i32,
     dirfd: i64,
     path: &OsStr,
-    links: &mut Vec<(PathBuf, PathBuf)>,
+    links: &mut Vec<(PathBuf, Option<PathBuf>)>,
 ) -> Option<PathBuf> {
     let resolved = if path.as_bytes().is_empty() {
         if dirfd == i64::from(libc::AT_FDCWD) {

@@ -96,7 +96,7 @@ fn path_arg(
     tid: i32,
     dirfd: i64,
     addr: u64,
-    links: &mut Vec<(PathBuf, PathBuf)>,
+    links: &mut Vec<(PathBuf, Option<PathBuf>)>,
 ) -> Option<PathBuf> {
     let raw = read_cstring(tid, addr)?;
     resolve_noting(tid, dirfd, &raw, links)
@@ -185,8 +185,15 @@ pub fn decode(rec: &mut Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
     let pending = decode_call(rec, tid, nr, a, &mut |dirfd, addr| {
         path_arg(tid, dirfd, addr, &mut links)
     });
-    for (link, target) in links {
-        rec.link(&link, Some(target));
+    for (path, target) in links {
+        match target {
+            Some(target) => rec.link(&path, Some(target)),
+            None => {
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    rec.stat(&path, true, &meta, Reveals::Kind);
+                }
+            }
+        }
     }
     pending
 }

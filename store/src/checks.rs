@@ -170,7 +170,7 @@ pub(crate) fn check_input<'a>(
         // "Absent" means resolving the path finds nothing (a dangling
         // symlink included), as the run's stat/open saw it.
         Input::Absent { path } => match memo.get(path, true) {
-            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
             Err(errno) => changed(
                 path,
                 ChangeKind::Resolution {
@@ -181,7 +181,7 @@ pub(crate) fn check_input<'a>(
             Ok(_) => changed(path, ChangeKind::Appeared),
         },
         Input::NoEntry { path } => match memo.get(path, false) {
-            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
             Err(errno) => changed(
                 path,
                 ChangeKind::Resolution {
@@ -217,7 +217,7 @@ pub(crate) fn check_input<'a>(
             Err(errno) => changed(path, ChangeKind::Unreadable(errno_text(*errno))),
         },
         Input::Replaceable { path, mode } => match memo.get(path, false) {
-            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
             Ok(now) if now.is_file() && now.mode() & 0o7777 == *mode => InputCheck::Same,
             Ok(now) => changed(
                 path,

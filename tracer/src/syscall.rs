@@ -345,8 +345,10 @@ impl Pending {
     }
 }
 
+/// "No such file": an `Absent` observation. Any other failure (`ENOTDIR`
+/// included: a program prints a different message) is kept with its errno.
 fn is_absent(errno: i32) -> bool {
-    errno == libc::ENOENT || errno == libc::ENOTDIR
+    errno == libc::ENOENT
 }
 
 /// Records what a lookup of `path` finds now (at a call's entry).

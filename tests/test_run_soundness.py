@@ -319,6 +319,21 @@ def test_repointing_the_link_before_dotdot(pair: Pair) -> None:
     assert pair.run(*cmd).stdout == "in a\n"
 
 
+def test_directory_mtime_shown_by_stat(pair: Pair) -> None:
+    pair.both(write("d/x", "1"))
+    pair.both(lambda r: os.utime(r / "d", (1_000_000_000, 1_000_000_000)))
+    cmd = ("stat", "-c", "%n %Y", "d")
+    pair.run(*cmd)
+    assert pair.run(*cmd).hit
+    pair.both(lambda r: os.utime(r / "d", (1_100_000_000, 1_100_000_000)))
+    assert pair.run(*cmd).stdout == "d 1100000000\n"
+    # A command writing into the directory it stats still hits.
+    write_in = ("sh", "-c", "stat -c %F . ; echo x > out")
+    pair.run(*write_in)
+    pair.run(*write_in)
+    assert pair.run(*write_in).hit
+
+
 def test_proc_self_cwd_alias_is_an_ordinary_input(pair: Pair) -> None:
     pair.both(write("f", "one\n"))
     cmd = ("cat", "/proc/self/cwd/f")

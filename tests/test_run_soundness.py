@@ -189,10 +189,24 @@ def test_readlink_after_repointing_to_equal_content(pair: Pair) -> None:
 
 
 def test_dangling_symlink_appearing(pair: Pair) -> None:
-    cmd = ("sh", "-c", "ls; [ -L d ] && echo link || echo none")
-    pair.run(*cmd)
-    pair.both(lambda r: os.symlink("nowhere", r / "d"))
-    assert pair.run(*cmd).stdout.endswith("link\n")
+    def clear(r: Path) -> None:
+        for n in "def":
+            p = r / n
+            if p.is_symlink() or p.is_file():
+                p.unlink()
+            elif p.is_dir():
+                shutil.rmtree(p)
+
+    for script in ("ls; [ -L d ] && echo link || echo none", "[ -L e ] && echo link || echo none", "mkdir f && echo made"):
+        cmd = ("sh", "-c", script)
+        for _ in range(2):
+            pair.both(clear)
+            pair.run(*cmd)
+        pair.both(clear)
+        pair.both(lambda r: [os.symlink("nowhere", r / n) for n in "def"])
+        out = pair.run(*cmd)
+        assert not out.hit, (script, out.notes)
+        pair.both(clear)
 
 
 def test_tar_listing_shows_modes_and_mtimes(pair: Pair) -> None:
@@ -278,6 +292,46 @@ def test_dotdot_after_a_symlink_is_resolved_like_the_kernel(pair: Pair) -> None:
     assert pair.run(*cmd).stdout == "physical, edited\n"
     pair.both(write("cfg", "lexical, edited\n"))
     assert pair.run(*cmd).hit
+
+
+def test_repointing_the_link_before_dotdot(pair: Pair) -> None:
+    pair.both(write("a/sub/.keep", ""))
+    pair.both(write("b/sub/.keep", ""))
+    pair.both(write("a/cfg", "in a\n"))
+    pair.both(write("b/cfg", "in b\n"))
+    pair.both(lambda r: os.symlink("a/sub", r / "link"))
+    cmd = ("sh", "-c", "cat link/../cfg")
+    pair.run(*cmd)
+    assert pair.run(*cmd).hit
+
+    def repoint(target: str):
+        def change(r: Path):
+            (r / "link").unlink()
+            os.symlink(target, r / "link")
+
+        return change
+
+    pair.both(repoint("b/sub"))
+    assert pair.run(*cmd).stdout == "in b\n"
+    pair.both(repoint("nowhere/sub"))
+    assert pair.run(*cmd, flags=("--cache-failures",)).stdout == ""
+    pair.both(repoint("a/sub"))
+    assert pair.run(*cmd).stdout == "in a\n"
+
+
+def test_directory_mtime_shown_by_stat(pair: Pair) -> None:
+    pair.both(write("d/x", "1"))
+    pair.both(lambda r: os.utime(r / "d", (1_000_000_000, 1_000_000_000)))
+    cmd = ("stat", "-c", "%n %Y", "d")
+    pair.run(*cmd)
+    assert pair.run(*cmd).hit
+    pair.both(lambda r: os.utime(r / "d", (1_100_000_000, 1_100_000_000)))
+    assert pair.run(*cmd).stdout == "d 1100000000\n"
+    # A command writing into the directory it stats still hits.
+    write_in = ("sh", "-c", "stat -c %F . ; echo x > out")
+    pair.run(*write_in)
+    pair.run(*write_in)
+    assert pair.run(*write_in).hit
 
 
 def test_proc_self_cwd_alias_is_an_ordinary_input(pair: Pair) -> None:

@@ -177,7 +177,7 @@ fn to_input(
         } => Input::Meta {
             path: StoredPath::new(path),
             follow: *follow,
-            meta: crate::observation::observed_meta(facts, *reveals),
+            meta: crate::observation::observed_meta(facts, *reveals, code.is_none()),
         },
         ObservedInput::Link { path, target } => Input::Link {
             path: StoredPath::new(path),

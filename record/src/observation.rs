@@ -25,15 +25,17 @@ fn kind(kind: Kind) -> FileKind {
 /// - `access`, `chdir`, `exec`: type and permissions;
 /// - a full `stat` of a file: type, permissions, size, mtime, owner (what
 ///   `ls -l`, `make`, `tar` and Python's bytecode check use);
-/// - of a directory: type, permissions, owner. Not its size or mtime: they
-///   change whenever an entry is added or removed, which a hit's own
-///   restore does, so checking them would make every later lookup a miss
-///   (entries themselves are checked where the directory was listed);
+/// - of a directory: type, permissions, owner, size and mtime for `casher
+///   run` (`stat dir`, `ls -ld`); not its size and mtime where the run
+///   itself adds or removes entries (`relate_output_mtimes`): its own
+///   writes (or a hit's restore) change them every time. Not for
+///   `@cached`, where only Python's import system stats directories, to
+///   refresh its own caches;
 /// - of a symlink (`lstat`): type, size (the target's length), mtime.
 ///
 /// Never the inode number, link count, atime or ctime (see
 /// docs/limitations.md).
-pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
+pub fn observed_meta(facts: &StatFacts, reveals: Reveals, dir_times: bool) -> Meta {
     let mut meta = Meta {
         kind: kind(facts.kind),
         mode: None,
@@ -47,7 +49,13 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
     }
     if reveals == Reveals::All {
         match facts.kind {
-            Kind::Dir => meta.owner = Some((facts.uid, facts.gid)),
+            Kind::Dir => {
+                meta.owner = Some((facts.uid, facts.gid));
+                if dir_times {
+                    meta.size = Some(facts.size);
+                    meta.mtime_ns = Some(facts.mtime_ns);
+                }
+            }
             Kind::Symlink => {
                 meta.size = Some(facts.size);
                 meta.mtime_ns = Some(facts.mtime_ns);
@@ -69,26 +77,53 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals) -> Meta {
 /// replaces every time: `gcc -o main.o` stats `main.o` first, and must
 /// still hit; `make` compares a target with its prerequisites, and that
 /// order is what is kept.
-pub fn relate_output_mtimes(inputs: &mut [Input], outputs: &[casher_store::Output]) {
+pub fn relate_output_mtimes(inputs: &mut Vec<Input>, outputs: &[casher_store::Output]) {
     let written: std::collections::HashSet<&casher_store::StoredPath> =
         outputs.iter().map(casher_store::Output::path).collect();
+    // Directories the run adds entries to or removes entries from: those
+    // of its outputs, and of paths it found free of any entry (where it may
+    // have created and removed a temp file).
+    let no_entry = inputs.iter().filter_map(|i| match i {
+        Input::NoEntry { path } => Some(path),
+        _ => None,
+    });
+    let parents: std::collections::HashSet<casher_store::StoredPath> = outputs
+        .iter()
+        .map(casher_store::Output::path)
+        .chain(no_entry)
+        .filter_map(|p| p.path().parent().map(casher_store::StoredPath::new))
+        .collect();
+    let rewritten = |path: &casher_store::StoredPath, meta: &Meta| {
+        written.contains(path) || (meta.kind == FileKind::Dir && parents.contains(path))
+    };
     let mut anchors: Vec<i64> = inputs
         .iter()
         .filter_map(|i| match i {
-            Input::Meta { path, meta, .. } if !written.contains(path) => meta.mtime_ns,
+            Input::Meta { path, meta, .. } if !rewritten(path, meta) => meta.mtime_ns,
             _ => None,
         })
         .collect();
     anchors.sort_unstable();
     anchors.dedup();
-    for input in inputs {
+    for input in inputs.iter_mut() {
         if let Input::Meta { path, meta, .. } = input {
-            if let (true, Some(mtime)) = (written.contains(&*path), meta.mtime_ns) {
+            if let (true, Some(mtime)) = (rewritten(path, meta), meta.mtime_ns) {
                 meta.mtime_ns = None;
-                meta.mtime_window = Some(casher_store::MtimeWindow::of(mtime, &anchors));
+                if meta.kind == FileKind::Dir {
+                    meta.size = None;
+                } else {
+                    meta.mtime_window = Some(casher_store::MtimeWindow::of(mtime, &anchors));
+                }
             }
         }
     }
+    // A directory's times change with any entry: checked last, so a miss
+    // names the entry that changed rather than its directory.
+    let (dirs, mut rest): (Vec<Input>, Vec<Input>) = std::mem::take(inputs)
+        .into_iter()
+        .partition(|i| matches!(i, Input::Meta { meta, .. } if meta.kind == FileKind::Dir && meta.mtime_ns.is_some()));
+    rest.extend(dirs);
+    *inputs = rest;
 }
 
 // The tracer hashes files read within `RECENT_NS` of their last change as
@@ -243,12 +278,13 @@ mod tests {
     }
 
     #[test]
-    fn directories_never_check_size_or_mtime() {
+    fn directory_times_only_for_commands() {
         let dir = tempfile::tempdir().unwrap();
         let facts = StatFacts::of(&std::fs::metadata(dir.path()).unwrap());
-        let meta = observed_meta(&facts, Reveals::All);
+        let meta = observed_meta(&facts, Reveals::All, false);
         assert_eq!(meta.kind, FileKind::Dir);
         assert!(meta.size.is_none() && meta.mtime_ns.is_none());
         assert!(meta.mode.is_some());
+        assert!(observed_meta(&facts, Reveals::All, true).mtime_ns.is_some());
     }
 }

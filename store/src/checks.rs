@@ -22,24 +22,38 @@ pub(crate) enum InputCheck {
 /// the errno it failed with.
 type StatResult = Result<std::fs::Metadata, i32>;
 
-/// Memoized `stat`/`lstat` results of one variant check.
+/// Memoized `stat`/`lstat` results of one variant check. One `lstat`
+/// answers both questions unless the path is a symlink (then a `stat`
+/// follows it): most paths cost one syscall whatever is checked about them.
 #[derive(Default)]
-pub(crate) struct StatMemo {
-    results: HashMap<(PathBuf, bool), StatResult>,
+pub(crate) struct StatMemo<'a> {
+    results: HashMap<(&'a [u8], bool), StatResult>,
 }
 
-impl StatMemo {
-    fn get(&mut self, path: &StoredPath, follow: bool) -> &StatResult {
-        self.results
-            .entry((path.path(), follow))
-            .or_insert_with_key(|(p, follow)| {
-                let result = if *follow {
-                    std::fs::metadata(p)
-                } else {
-                    std::fs::symlink_metadata(p)
-                };
-                result.map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
-            })
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+impl<'a> StatMemo<'a> {
+    fn get(&mut self, path: &'a StoredPath, follow: bool) -> &StatResult {
+        let key = (path.0.as_slice(), follow);
+        if !self.results.contains_key(&key) {
+            let p = path.path();
+            let lstat = match self.results.get(&(path.0.as_slice(), false)) {
+                Some(known) => known.clone(),
+                None => std::fs::symlink_metadata(&p).map_err(|e| errno_of(&e)),
+            };
+            let is_link = matches!(&lstat, Ok(m) if m.file_type().is_symlink());
+            if !is_link {
+                self.results
+                    .insert((path.0.as_slice(), true), lstat.clone());
+            } else if follow {
+                let stat = std::fs::metadata(&p).map_err(|e| errno_of(&e));
+                self.results.insert((path.0.as_slice(), true), stat);
+            }
+            self.results.insert((path.0.as_slice(), false), lstat);
+        }
+        &self.results[&key]
     }
 }
 
@@ -104,11 +118,11 @@ fn compare_meta(recorded: &Meta, now: &std::fs::Metadata) -> Option<String> {
     None
 }
 
-fn check_content(
-    path: &StoredPath,
+fn check_content<'a>(
+    path: &'a StoredPath,
     hash: &ObjectId,
     stamp: &Stamp,
-    memo: &mut StatMemo,
+    memo: &mut StatMemo<'a>,
 ) -> InputCheck {
     let meta = match memo.get(path, true) {
         Ok(meta) => meta.clone(),
@@ -145,18 +159,18 @@ fn check_content(
     }
 }
 
-pub(crate) fn check_input(
-    input: &Input,
+pub(crate) fn check_input<'a>(
+    input: &'a Input,
     oracle: &dyn CodeOracle,
     own: &HashMap<PathBuf, HashSet<Vec<u8>>>,
-    memo: &mut StatMemo,
+    memo: &mut StatMemo<'a>,
 ) -> InputCheck {
     match input {
         Input::File { path, hash, stamp } => check_content(path, hash, stamp, memo),
         // "Absent" means resolving the path finds nothing (a dangling
         // symlink included), as the run's stat/open saw it.
         Input::Absent { path } => match memo.get(path, true) {
-            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
             Err(errno) => changed(
                 path,
                 ChangeKind::Resolution {
@@ -167,7 +181,7 @@ pub(crate) fn check_input(
             Ok(_) => changed(path, ChangeKind::Appeared),
         },
         Input::NoEntry { path } => match memo.get(path, false) {
-            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
             Err(errno) => changed(
                 path,
                 ChangeKind::Resolution {
@@ -203,7 +217,7 @@ pub(crate) fn check_input(
             Err(errno) => changed(path, ChangeKind::Unreadable(errno_text(*errno))),
         },
         Input::Replaceable { path, mode } => match memo.get(path, false) {
-            Err(errno) if is_absent(*errno) => InputCheck::Same,
+            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
             Ok(now) if now.is_file() && now.mode() & 0o7777 == *mode => InputCheck::Same,
             Ok(now) => changed(
                 path,

@@ -28,7 +28,7 @@ fn lookup_errno(result: &std::io::Result<std::fs::Metadata>) -> Option<i32> {
 }
 
 fn is_absent(errno: i32) -> bool {
-    errno == libc::ENOENT || errno == libc::ENOTDIR
+    errno == libc::ENOENT
 }
 
 pub(crate) fn finish(

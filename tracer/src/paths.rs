@@ -32,6 +32,19 @@ pub fn fd_path(tid: i32, fd: i64) -> Option<PathBuf> {
 /// that directory does not exist, `..` is kept, so the path still fails
 /// to resolve exactly as it did for the program.
 pub fn absolute(base: Option<&Path>, path: &OsStr) -> Option<PathBuf> {
+    absolute_noting(base, path, &mut Vec::new())
+}
+
+/// [`absolute`], also noting in `links` the symlinks (and their targets)
+/// that a `..` was applied after, and (with no target) each path a `..`
+/// was applied to, which must stay a directory: re-pointing a link or
+/// removing what it points to changes where the path leads, so each is an
+/// input of the call.
+pub fn absolute_noting(
+    base: Option<&Path>,
+    path: &OsStr,
+    links: &mut Vec<(PathBuf, Option<PathBuf>)>,
+) -> Option<PathBuf> {
     let path = Path::new(path);
     let joined = if path.is_absolute() {
         path.to_path_buf()
@@ -51,8 +64,11 @@ pub fn absolute(base: Option<&Path>, path: &OsStr) -> Option<PathBuf> {
                     continue;
                 }
                 if !physical {
+                    note_links(&out, links);
                     match std::fs::canonicalize(&out) {
                         Ok(real) => {
+                            // `..` of it works only while it is a directory.
+                            links.push((out.clone(), None));
                             out = real;
                             physical = true;
                         }
@@ -72,6 +88,19 @@ pub fn absolute(base: Option<&Path>, path: &OsStr) -> Option<PathBuf> {
         }
     }
     Some(out)
+}
+
+/// The symlinks among the prefixes of `path`.
+fn note_links(path: &Path, links: &mut Vec<(PathBuf, Option<PathBuf>)>) {
+    let mut prefix = PathBuf::from("/");
+    for part in path.iter().skip(1) {
+        prefix.push(part);
+        if let Ok(target) = std::fs::read_link(&prefix) {
+            if !links.iter().any(|(p, _)| *p == prefix) {
+                links.push((prefix.clone(), Some(target)));
+            }
+        }
+    }
 }
 
 /// `/proc/{self,thread-self,<pid>}/{cwd,root,exe,fd/N}/rest` and
@@ -119,7 +148,18 @@ pub fn unalias(tid: i32, path: &Path) -> Option<PathBuf> {
 
 /// Resolves a `(dirfd, path)` pair of thread `tid`. An empty path with
 /// `AT_EMPTY_PATH` means the descriptor itself.
+#[cfg(test)]
 pub fn resolve(tid: i32, dirfd: i64, path: &OsStr) -> Option<PathBuf> {
+    resolve_noting(tid, dirfd, path, &mut Vec::new())
+}
+
+/// [`resolve`], noting the symlinks `..` was applied after.
+pub fn resolve_noting(
+    tid: i32,
+    dirfd: i64,
+    path: &OsStr,
+    links: &mut Vec<(PathBuf, Option<PathBuf>)>,
+) -> Option<PathBuf> {
     let resolved = if path.as_bytes().is_empty() {
         if dirfd == i64::from(libc::AT_FDCWD) {
             dir_of(tid, dirfd)
@@ -134,9 +174,9 @@ pub fn resolve(tid: i32, dirfd: i64, path: &OsStr) -> Option<PathBuf> {
                 return Some(real);
             }
         }
-        absolute(None, path)
+        absolute_noting(None, path, links)
     } else {
-        absolute(dir_of(tid, dirfd).as_deref(), path)
+        absolute_noting(dir_of(tid, dirfd).as_deref(), path, links)
     }?;
     if resolved.starts_with("/proc") || resolved.starts_with("/dev") {
         if let Some(real) = unalias(tid, &resolved) {

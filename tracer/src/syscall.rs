@@ -10,7 +10,7 @@ use crate::effects::{Before, Recorder};
 use crate::memory::{read_cstring, read_u64};
 use crate::net::{peer, Peer};
 use crate::observe::{Kind, Reveals, StatFacts};
-use crate::paths::{absolute, fd_path, resolve};
+use crate::paths::{absolute, fd_path, resolve_noting};
 
 /// What a path-changing call does to a path, which decides what about its
 /// earlier state the call's success reveals.
@@ -90,9 +90,16 @@ const RENAME_NOREPLACE: u64 = 1;
 
 const CWD: i64 = libc::AT_FDCWD as i64;
 
-fn path_arg(tid: i32, dirfd: i64, addr: u64) -> Option<PathBuf> {
+/// A path argument, resolved; the symlinks a `..` in it was applied after
+/// are inputs (their targets decide where the path leads).
+fn path_arg(
+    tid: i32,
+    dirfd: i64,
+    addr: u64,
+    links: &mut Vec<(PathBuf, Option<PathBuf>)>,
+) -> Option<PathBuf> {
     let raw = read_cstring(tid, addr)?;
-    resolve(tid, dirfd, &raw)
+    resolve_noting(tid, dirfd, &raw, links)
 }
 
 /// A call that follows a final symlink acts on the link's target: the
@@ -174,11 +181,35 @@ fn socket(tid: i32, addr: u64, len: u64, verb: &'static str) -> Pending {
 
 /// Decodes a system-call entry of thread `tid`.
 pub fn decode(rec: &mut Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
+    let mut links = Vec::new();
+    let pending = decode_call(rec, tid, nr, a, &mut |dirfd, addr| {
+        path_arg(tid, dirfd, addr, &mut links)
+    });
+    for (path, target) in links {
+        match target {
+            Some(target) => rec.link(&path, Some(target)),
+            None => {
+                if let Ok(meta) = std::fs::metadata(&path) {
+                    rec.stat(&path, true, &meta, Reveals::Kind);
+                }
+            }
+        }
+    }
+    pending
+}
+
+fn decode_call(
+    rec: &mut Recorder,
+    tid: i32,
+    nr: i64,
+    a: [u64; 6],
+    p: &mut dyn FnMut(i64, u64) -> Option<PathBuf>,
+) -> Pending {
     let fd = |i: usize| a[i] as i32 as i64;
     let nofollow = |flags: u64| flags & AT_SYMLINK_NOFOLLOW != 0;
     match nr {
-        libc::SYS_open => open(rec, path_arg(tid, CWD, a[0]), a[1]),
-        libc::SYS_openat => open(rec, path_arg(tid, fd(0), a[1]), a[2]),
+        libc::SYS_open => open(rec, p(CWD, a[0]), a[1]),
+        libc::SYS_openat => open(rec, p(fd(0), a[1]), a[2]),
         libc::SYS_openat2 => {
             let flags = read_u64(tid, a[2]).unwrap_or(0);
             let resolve_flags = read_u64(tid, a[2] + 16).unwrap_or(0);
@@ -188,47 +219,47 @@ pub fn decode(rec: &mut Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
                         .to_owned(),
                 );
             }
-            open(rec, path_arg(tid, fd(0), a[1]), flags)
+            open(rec, p(fd(0), a[1]), flags)
         }
-        libc::SYS_creat => open(rec, path_arg(tid, CWD, a[0]), O_CREAT | O_WRONLY | O_TRUNC),
+        libc::SYS_creat => open(rec, p(CWD, a[0]), O_CREAT | O_WRONLY | O_TRUNC),
         libc::SYS_open_by_handle_at => Pending::Refuse(
             "the command opened a file by handle (open_by_handle_at), which casher cannot trace"
                 .to_owned(),
         ),
-        libc::SYS_stat => probe(path_arg(tid, CWD, a[0]), Probe::Stat { follow: true }),
-        libc::SYS_lstat => probe(path_arg(tid, CWD, a[0]), Probe::Stat { follow: false }),
+        libc::SYS_stat => probe(p(CWD, a[0]), Probe::Stat { follow: true }),
+        libc::SYS_lstat => probe(p(CWD, a[0]), Probe::Stat { follow: false }),
         libc::SYS_newfstatat => probe(
-            path_arg(tid, fd(0), a[1]),
+            p(fd(0), a[1]),
             Probe::Stat {
                 follow: !nofollow(a[3]),
             },
         ),
         libc::SYS_statx => probe(
-            path_arg(tid, fd(0), a[1]),
+            p(fd(0), a[1]),
             Probe::Stat {
                 follow: !nofollow(a[2]),
             },
         ),
-        libc::SYS_access | libc::SYS_chdir => probe(path_arg(tid, CWD, a[0]), Probe::Access),
+        libc::SYS_access | libc::SYS_chdir => probe(p(CWD, a[0]), Probe::Access),
         libc::SYS_faccessat | libc::SYS_faccessat2 => {
-            probe(path_arg(tid, fd(0), a[1]), Probe::Access)
+            probe(p(fd(0), a[1]), Probe::Access)
         }
-        libc::SYS_readlink => probe(path_arg(tid, CWD, a[0]), Probe::Readlink),
-        libc::SYS_readlinkat => probe(path_arg(tid, fd(0), a[1]), Probe::Readlink),
+        libc::SYS_readlink => probe(p(CWD, a[0]), Probe::Readlink),
+        libc::SYS_readlinkat => probe(p(fd(0), a[1]), Probe::Readlink),
         libc::SYS_getdents | libc::SYS_getdents64 => {
             fd_path(tid, fd(0)).map_or(Pending::Nothing, |path| Pending::List { path })
         }
         libc::SYS_execve => {
-            path_arg(tid, CWD, a[0]).map_or(Pending::Nothing, |path| Pending::Exec { path })
+            p(CWD, a[0]).map_or(Pending::Nothing, |path| Pending::Exec { path })
         }
         libc::SYS_execveat => {
-            path_arg(tid, fd(0), a[1]).map_or(Pending::Nothing, |path| Pending::Exec { path })
+            p(fd(0), a[1]).map_or(Pending::Nothing, |path| Pending::Exec { path })
         }
         libc::SYS_rename => mutate(
             rec,
             vec![
-                (path_arg(tid, CWD, a[0]), Role::Remove),
-                (path_arg(tid, CWD, a[1]), Role::Replace),
+                (p(CWD, a[0]), Role::Remove),
+                (p(CWD, a[1]), Role::Replace),
             ],
         ),
         libc::SYS_renameat | libc::SYS_renameat2 => {
@@ -244,46 +275,46 @@ pub fn decode(rec: &mut Recorder, tid: i32, nr: i64, a: [u64; 6]) -> Pending {
             mutate(
                 rec,
                 vec![
-                    (path_arg(tid, fd(0), a[1]), Role::Remove),
-                    (path_arg(tid, fd(2), a[3]), target),
+                    (p(fd(0), a[1]), Role::Remove),
+                    (p(fd(2), a[3]), target),
                 ],
             )
         }
         libc::SYS_unlink | libc::SYS_rmdir => {
-            mutate(rec, vec![(path_arg(tid, CWD, a[0]), Role::Remove)])
+            mutate(rec, vec![(p(CWD, a[0]), Role::Remove)])
         }
-        libc::SYS_unlinkat => mutate(rec, vec![(path_arg(tid, fd(0), a[1]), Role::Remove)]),
+        libc::SYS_unlinkat => mutate(rec, vec![(p(fd(0), a[1]), Role::Remove)]),
         libc::SYS_mkdir | libc::SYS_mknod => {
-            mutate(rec, vec![(path_arg(tid, CWD, a[0]), Role::Create)])
+            mutate(rec, vec![(p(CWD, a[0]), Role::Create)])
         }
         libc::SYS_mkdirat | libc::SYS_mknodat => {
-            mutate(rec, vec![(path_arg(tid, fd(0), a[1]), Role::Create)])
+            mutate(rec, vec![(p(fd(0), a[1]), Role::Create)])
         }
-        libc::SYS_link => mutate(rec, vec![(path_arg(tid, CWD, a[1]), Role::Create)]),
-        libc::SYS_linkat => mutate(rec, vec![(path_arg(tid, fd(2), a[3]), Role::Create)]),
-        libc::SYS_symlink => mutate(rec, vec![(path_arg(tid, CWD, a[1]), Role::Create)]),
-        libc::SYS_symlinkat => mutate(rec, vec![(path_arg(tid, fd(1), a[2]), Role::Create)]),
+        libc::SYS_link => mutate(rec, vec![(p(CWD, a[1]), Role::Create)]),
+        libc::SYS_linkat => mutate(rec, vec![(p(fd(2), a[3]), Role::Create)]),
+        libc::SYS_symlink => mutate(rec, vec![(p(CWD, a[1]), Role::Create)]),
+        libc::SYS_symlinkat => mutate(rec, vec![(p(fd(1), a[2]), Role::Create)]),
         libc::SYS_truncate
         | libc::SYS_chmod
         | libc::SYS_chown
         | libc::SYS_utime
-        | libc::SYS_utimes => mutate(rec, vec![(path_arg(tid, CWD, a[0]), Role::Change)]),
+        | libc::SYS_utimes => mutate(rec, vec![(p(CWD, a[0]), Role::Change)]),
         libc::SYS_lchown => {
-            let path = path_arg(tid, CWD, a[0]);
+            let path = p(CWD, a[0]);
             let before = path.as_ref().and_then(|p| rec.snapshot(p, true));
             Pending::Mutate {
                 paths: path.map(|p| (p, before, Role::Change)).into_iter().collect(),
             }
         }
         libc::SYS_fchmodat | libc::SYS_fchownat | libc::SYS_futimesat => {
-            mutate(rec, vec![(path_arg(tid, fd(0), a[1]), Role::Change)])
+            mutate(rec, vec![(p(fd(0), a[1]), Role::Change)])
         }
         libc::SYS_utimensat => {
             // A NULL path is `futimens(fd)`.
             let path = if a[1] == 0 {
                 fd_path(tid, fd(0))
             } else {
-                path_arg(tid, fd(0), a[1])
+                p(fd(0), a[1])
             };
             mutate(rec, vec![(path, Role::Change)])
         }
@@ -314,8 +345,10 @@ impl Pending {
     }
 }
 
+/// "No such file": an `Absent` observation. Any other failure (`ENOTDIR`
+/// included: a program prints a different message) is kept with its errno.
 fn is_absent(errno: i32) -> bool {
-    errno == libc::ENOENT || errno == libc::ENOTDIR
+    errno == libc::ENOENT
 }
 
 /// Records what a lookup of `path` finds now (at a call's entry).

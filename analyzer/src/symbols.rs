@@ -236,19 +236,11 @@ impl<'a> Visitor<'a> for Collector {
                 return;
             }
             Expr::Call(call) => {
-                let callee = match &*call.func {
-                    Expr::Name(f) => Some(f.id.as_str()),
-                    Expr::Attribute(a) => Some(a.attr.id.as_str()),
-                    _ => None,
-                };
-                if matches!(callee, Some("import_module" | "__import__"))
-                    && !matches!(call.arguments.args.first(), Some(Expr::StringLiteral(_)))
-                {
-                    self.opaque = self
-                        .opaque
-                        .take()
-                        .or(Some("imports a module by a computed name".to_owned()));
-                }
+                // An import by a computed name is not opaque here: its
+                // target is unknown, so counting the importing module
+                // whole would not cover it. The walk warns about it, and
+                // the traced child reports the modules it really imported
+                // (they become code inputs).
                 if let Expr::Name(f) = &*call.func {
                     let name = f.id.as_str();
                     let literal_second =
@@ -260,6 +252,7 @@ impl<'a> Visitor<'a> for Collector {
                         // passed to it is a bare use, counted whole.
                         "vars" if !no_args => None,
                         "globals" | "vars" | "locals" | "eval" | "exec" => {
+                            self.binds_dynamically = true;
                             Some(format!("uses {name}()"))
                         }
                         "getattr" | "setattr" | "delattr" if !literal_second => {

@@ -315,12 +315,7 @@ impl<'m, 'a> Walker<'m, 'a> {
         }
         let parsed = view.parsed?;
         // `globals()[...] = ...` and the like can bind anything.
-        if parsed.facts.all_dynamic
-            || parsed
-                .statements
-                .iter()
-                .any(|s| s.opaque.is_some() || s.binds_dynamically)
-        {
+        if parsed.facts.all_dynamic || parsed.statements.iter().any(|s| s.binds_dynamically) {
             return None;
         }
         if let Some(all) = &parsed.facts.all {
@@ -485,11 +480,11 @@ impl<'m, 'a> Walker<'m, 'a> {
             }),
             Some(Bound::Module { module: m, level }) => self.absolute(module, &m, level),
             Some(Bound::Star { .. }) => None,
-            // A submodule bound in its package by being imported.
+            // A submodule bound in its package by being imported (as
+            // `name` treats it when chained).
             None => {
                 let sub = format!("{module}.{used}");
-                (self.view(module).is_some_and(|v| v.is_package) && self.modules.contains_key(&sub))
-                    .then_some(sub)
+                self.modules.contains_key(&sub).then_some(sub)
             }
         };
         if let Some(target) = target {

@@ -27,10 +27,11 @@ use serde::{Deserialize, Serialize};
 /// What a top-level statement runs at import, beyond binding names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectFacts {
-    /// The root names of the decorators evaluated when the statement runs
-    /// (a class's own and its methods'): `register` for `@register("x")`,
-    /// `fmt` for `@fmt.register`. `None` for an expression with no root
-    /// name (`@(lambda f: f)`).
+    /// The root names of the decorator calls and attributes evaluated when
+    /// the statement runs (a class's own and its methods'): `register` for
+    /// `@register("x")`, `fmt` for `@fmt.register`. `None` for an
+    /// expression with no root name (`@(lambda f: f)`). Plain-name
+    /// decorators (`@deco`) are left out (see [`acting`]).
     pub decorators: Vec<Option<String>>,
     /// A class's bases, as dotted chains (`["mod", "Base"]` for
     /// `mod.Base`, `["Generic"]` for `Generic[T]`); `None` for an
@@ -70,9 +71,11 @@ impl EffectFacts {
         let mut facts = EffectFacts::default();
         match stmt {
             Stmt::FunctionDef(f) => {
-                facts
-                    .decorators
-                    .extend(f.decorator_list.iter().map(|d| root_name(&d.expression)));
+                facts.decorators.extend(
+                    f.decorator_list
+                        .iter()
+                        .filter_map(|d| acting(&d.expression)),
+                );
             }
             Stmt::ClassDef(c) => facts.class(c, true),
             Stmt::Assign(a) => mutations(&a.value, &mut facts.mutates),
@@ -100,7 +103,7 @@ impl EffectFacts {
             class
                 .decorator_list
                 .iter()
-                .map(|d| root_name(&d.expression)),
+                .filter_map(|d| acting(&d.expression)),
         );
         if let Some(arguments) = &class.arguments {
             if top {
@@ -142,7 +145,7 @@ impl EffectFacts {
                     self.decorators.extend(
                         f.decorator_list
                             .iter()
-                            .map(|d| root_name(&d.expression))
+                            .filter_map(|d| acting(&d.expression))
                             .filter(|n| !n.as_deref().is_some_and(|n| own.contains(&n))),
                     );
                 }
@@ -150,6 +153,19 @@ impl EffectFacts {
                 _ => {}
             }
         }
+    }
+}
+
+/// The root name of a decorator that may register what it decorates: a
+/// call (`@register("x")`, `@app.route("/")`) or an attribute
+/// (`@fmt.register`); `Some(None)` for another expression. A plain name
+/// (`@wraps_it`) only wraps: `None`, it does not count (a plain decorator
+/// that registers is seen by the run-time check).
+fn acting(expr: &Expr) -> Option<Option<String>> {
+    match expr {
+        Expr::Name(_) => None,
+        Expr::Call(_) | Expr::Attribute(_) => Some(root_name(expr)),
+        _ => Some(None),
     }
 }
 

@@ -236,34 +236,25 @@ impl<'a> Visitor<'a> for Collector {
                 return;
             }
             Expr::Call(call) => {
-                let callee = match &*call.func {
-                    Expr::Name(f) => Some(f.id.as_str()),
-                    Expr::Attribute(a) => Some(a.attr.id.as_str()),
-                    _ => None,
-                };
-                if matches!(callee, Some("import_module" | "__import__"))
-                    && !matches!(call.arguments.args.first(), Some(Expr::StringLiteral(_)))
-                {
-                    self.opaque = self
-                        .opaque
-                        .take()
-                        .or(Some("imports a module by a computed name".to_owned()));
-                }
+                // An import by a computed name is not opaque here: its
+                // target is unknown, so counting the importing module
+                // whole would not cover it. The walk warns about it, and
+                // the traced child reports the modules it really imported
+                // (they become code inputs).
                 if let Expr::Name(f) = &*call.func {
                     let name = f.id.as_str();
-                    let literal_second =
-                        matches!(call.arguments.args.get(1), Some(Expr::StringLiteral(_)));
                     let no_args =
                         call.arguments.args.is_empty() && call.arguments.keywords.is_empty();
+                    // `getattr(obj, name)` and `vars(obj)` read `obj`'s
+                    // attributes, not this module's names: a project
+                    // module passed to them is a bare use (counted whole),
+                    // a class is reached whole when named. So a computed
+                    // name there makes nothing of this module opaque.
                     self.opaque = self.opaque.take().or(match name {
-                        // `vars(obj)` reads `obj`'s attributes: a module
-                        // passed to it is a bare use, counted whole.
                         "vars" if !no_args => None,
                         "globals" | "vars" | "locals" | "eval" | "exec" => {
+                            self.binds_dynamically = true;
                             Some(format!("uses {name}()"))
-                        }
-                        "getattr" | "setattr" | "delattr" if !literal_second => {
-                            Some(format!("uses {name}() with a computed name"))
                         }
                         _ => None,
                     });

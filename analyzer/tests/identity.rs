@@ -166,6 +166,8 @@ fn wrapped_rebinding_and_two_star_imports() {
         ids.keys().any(|k| k.starts_with("statement pkg.fit#")),
         "{ids:?}"
     );
+    // The rebinding reads the star-bound `fit`: its definition counts.
+    assert!(ids.contains_key("function pkg.a.fit#0"), "{ids:?}");
     assert_eq!(ids.len(), r.definitions.len());
 }
 

@@ -237,49 +237,11 @@ impl<'m, 'a> Walker<'m, 'a> {
             {
                 return;
             }
-            let stars: Vec<(String, u32)> = parsed
-                .statements
-                .iter()
-                .flat_map(|s| s.imports.iter())
-                .filter_map(|(_, b)| match b {
-                    Bound::Star { module, level } => Some((module.clone(), *level)),
-                    _ => None,
-                })
-                .collect();
             let is_local_somewhere = parsed
                 .statements
                 .iter()
                 .any(|s| s.locals.iter().any(|l| l == name));
-            // A star import binds exactly its source's `__all__`, or its
-            // public top-level names: follow the name into the sources
-            // that can bind it; count a source whole only when that is
-            // unknown.
-            let mut may_bind = false;
-            for (star, level) in stars {
-                let Some(source) = self.absolute(module, &star, level) else {
-                    may_bind = true;
-                    self.fallback(
-                        module,
-                        format!("an unresolvable star import may bind {name}"),
-                    );
-                    continue;
-                };
-                match self.star_binds(&source, name) {
-                    Some(false) => {}
-                    Some(true) => {
-                        may_bind = true;
-                        // Not chained: a module-valued binding there counts whole.
-                        self.name(&source, name, referrer, false);
-                    }
-                    None => {
-                        may_bind = true;
-                        self.fallback(
-                            &source,
-                            format!("{name} may come from `from {source} import *`"),
-                        );
-                    }
-                }
-            }
+            let may_bind = self.star_sources(module, parsed, name, referrer);
             if !may_bind && !is_local_somewhere {
                 self.fallback(
                     module,
@@ -288,6 +250,9 @@ impl<'m, 'a> Walker<'m, 'a> {
             }
             return;
         }
+        // A star import may bind it too (read by a later rebinding such
+        // as `fit = fit.__wrapped__`, or rebinding it after).
+        self.star_sources(module, parsed, name, referrer);
         for i in binders {
             self.enqueue(module, i, format!("used by {referrer}"));
             // Re-exports: follow what an import binds this name to.
@@ -303,6 +268,55 @@ impl<'m, 'a> Walker<'m, 'a> {
         }
     }
 
+    /// Follows `name` into the star imports of `module` that may bind it
+    /// (a star import binds exactly its source's `__all__`, or its public
+    /// top-level names); a source counts whole only when that is unknown.
+    /// Returns whether some star import may bind it.
+    fn star_sources(
+        &mut self,
+        module: &str,
+        parsed: &ParsedFile,
+        name: &str,
+        referrer: &str,
+    ) -> bool {
+        let stars: Vec<(String, u32)> = parsed
+            .statements
+            .iter()
+            .flat_map(|s| s.imports.iter())
+            .filter_map(|(_, b)| match b {
+                Bound::Star { module, level } => Some((module.clone(), *level)),
+                _ => None,
+            })
+            .collect();
+        let mut may_bind = false;
+        for (star, level) in stars {
+            let Some(source) = self.absolute(module, &star, level) else {
+                may_bind = true;
+                self.fallback(
+                    module,
+                    format!("an unresolvable star import may bind {name}"),
+                );
+                continue;
+            };
+            match self.star_binds(&source, name) {
+                Some(false) => {}
+                Some(true) => {
+                    may_bind = true;
+                    // Not chained: a module-valued binding there counts whole.
+                    self.name(&source, name, referrer, false);
+                }
+                None => {
+                    may_bind = true;
+                    self.fallback(
+                        &source,
+                        format!("{name} may come from `from {source} import *`"),
+                    );
+                }
+            }
+        }
+        may_bind
+    }
+
     /// Whether `from source import *` can bind `name`: `Some(false)` when
     /// it cannot (not in a literal `__all__`, or private, or bound nowhere in
     /// a source without `__all__` or star imports of its own), `None` when
@@ -315,12 +329,7 @@ impl<'m, 'a> Walker<'m, 'a> {
         }
         let parsed = view.parsed?;
         // `globals()[...] = ...` and the like can bind anything.
-        if parsed.facts.all_dynamic
-            || parsed
-                .statements
-                .iter()
-                .any(|s| s.opaque.is_some() || s.binds_dynamically)
-        {
+        if parsed.facts.all_dynamic || parsed.statements.iter().any(|s| s.binds_dynamically) {
             return None;
         }
         if let Some(all) = &parsed.facts.all {
@@ -485,11 +494,11 @@ impl<'m, 'a> Walker<'m, 'a> {
             }),
             Some(Bound::Module { module: m, level }) => self.absolute(module, &m, level),
             Some(Bound::Star { .. }) => None,
-            // A submodule bound in its package by being imported.
+            // A submodule bound in its package by being imported (as
+            // `name` treats it when chained).
             None => {
                 let sub = format!("{module}.{used}");
-                (self.view(module).is_some_and(|v| v.is_package) && self.modules.contains_key(&sub))
-                    .then_some(sub)
+                self.modules.contains_key(&sub).then_some(sub)
             }
         };
         if let Some(target) = target {

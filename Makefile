@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 CASHER := $(VENV)/bin/casher
 
-.PHONY: all build venv install test test-rust test-python test-tools lint fmt demo bench clean
+.PHONY: all build venv install test test-rust test-python test-tools lint fmt demo bench difftest clean
 
 all: build
 
@@ -57,6 +57,11 @@ $(VENV)/.stamp-bench: requirements-bench.txt $(VENV)/.stamp-dev
 
 bench: install $(VENV)/.stamp-bench
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) bench/run.py
+	$(MAKE) difftest
+
+# `casher run` against plain runs, random seed (DIFFTEST_SEED=S replays one).
+difftest: install
+	$(PY) bench/difftest.py --iterations $${DIFFTEST_ITERATIONS:-1000}
 
 clean:
 	rm -rf $(VENV) build python/casher/_native*.so python/*.egg-info

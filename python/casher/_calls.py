@@ -33,6 +33,33 @@ def loads(blob: bytes) -> Any:
     return pickle.loads(blob)
 
 
+_EXTRAS = b"casher-extras-v1\n"
+
+
+def pack_value(value: bytes, defaults: bytes | None) -> bytes:
+    """The stored blob: the pickled value, preceded by the function's
+    defaults as the call left them when it changed them (a pickle never
+    starts with `_EXTRAS`)."""
+    if defaults is None:
+        return value
+    return _EXTRAS + struct.pack("<Q", len(defaults)) + defaults + value
+
+
+def unpack_value(blob: bytes) -> tuple[bytes, bytes | None]:
+    if not blob.startswith(_EXTRAS):
+        return blob, None
+    at = len(_EXTRAS)
+    (size,) = struct.unpack_from("<Q", blob, at)
+    at += 8
+    return blob[at + size :], blob[at : at + size]
+
+
+def apply_defaults(func: Any, defaults: bytes | None) -> None:
+    """Leaves the function's defaults as the call left them."""
+    if defaults is not None:
+        func.__defaults__, func.__kwdefaults__ = pickle.loads(defaults)
+
+
 def replay_logs(records: Iterable[dict]) -> None:
     """Hands log records to the caller's handlers, as if emitted here."""
     for data in records:
@@ -249,7 +276,7 @@ class Call:
                     run,
                     self.key,
                     self.fn._description,
-                    result["value"],
+                    pack_value(result["value"], result.get("defaults")),
                     list(_roots.non_local_roots()),
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,
@@ -260,6 +287,7 @@ class Call:
                     log.debug("%s executed code at %s:%d that the static analysis did not reach; keyed on the whole file", self.qualname, path, line)
             except Exception as exc:
                 log.warning("%s", exc)
+        apply_defaults(self.fn._func, result.get("defaults"))
         return loads(result["value"])
 
     def _check_reach(self, executed: list) -> None:

@@ -418,3 +418,28 @@ def test_check_reach_flags_what_static_analysis_missed_and_the_safety_net_holds(
     helper.write_text("def h():\n    return 2\n")
     assert mod.f() == 2
     caplog.clear()
+
+
+def test_calls_travel_through_memfd_or_files_and_leave_nothing_behind(project, cache_dir, monkeypatch) -> None:
+    import numpy as np
+
+    root, write, load = project
+    name = unique()
+    write(
+        f"{name}.py",
+        """
+        import numpy as np
+        from casher import cached
+
+        @cached
+        def total(a, scale=1):
+            return float(a.sum()) * scale
+        """,
+    )
+    mod = load(name)
+    big = np.arange(1_000_000, dtype=np.float64)  # out-of-band buffer
+    assert mod.total(big) == float(big.sum())
+    monkeypatch.delattr("os.memfd_create")  # the file fallback
+    assert mod.total(big, scale=2) == 2 * float(big.sum())
+    assert mod.total.cache_info().misses == 2
+    assert not list((cache_dir / "calls").glob("*")), "no call file left behind"

@@ -227,6 +227,8 @@ class CachedFunction:
         self._hits += 1
         log.debug("%s: hit %s", self._func.__qualname__, key[:16])
         _calls.replay(chunks)
+        value, defaults = _calls.unpack_value(value)
+        _calls.apply_defaults(self._func, defaults)
         return _calls.loads(value)
 
     def _warn_once(self, what: str, message: str, *args: Any) -> None:

@@ -46,6 +46,33 @@ def loads(value: Any) -> Any:
     return _values.loads(value)
 
 
+_EXTRAS = b"casher-extras-v1\n"
+
+
+def pack_value(value: bytes, defaults: bytes | None) -> bytes:
+    """The stored blob: the pickled value, preceded by the function's
+    defaults as the call left them when it changed them (a pickle never
+    starts with `_EXTRAS`)."""
+    if defaults is None:
+        return value
+    return _EXTRAS + struct.pack("<Q", len(defaults)) + defaults + value
+
+
+def unpack_value(blob: bytes) -> tuple[bytes, bytes | None]:
+    if not blob.startswith(_EXTRAS):
+        return blob, None
+    at = len(_EXTRAS)
+    (size,) = struct.unpack_from("<Q", blob, at)
+    at += 8
+    return blob[at + size :], blob[at : at + size]
+
+
+def apply_defaults(func: Any, defaults: bytes | None) -> None:
+    """Leaves the function's defaults as the call left them."""
+    if defaults is not None:
+        func.__defaults__, func.__kwdefaults__ = pickle.loads(defaults)
+
+
 def replay_logs(records: Iterable[dict]) -> None:
     """Hands log records to the caller's handlers, as if emitted here."""
     for data in records:
@@ -265,6 +292,7 @@ class Call:
             self._record(run, result, buffers)
         finally:
             _values.discard(buffers)
+        apply_defaults(self.fn._func, result.get("defaults"))
         return value
 
     def _record(self, run: Any, result: dict, buffers: list[str]) -> None:
@@ -276,7 +304,7 @@ class Call:
                     run,
                     self.key,
                     self.fn._description,
-                    result["value"],
+                    pack_value(result["value"], result.get("defaults")),
                     list(_roots.non_local_roots()),
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,

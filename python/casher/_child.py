@@ -11,6 +11,7 @@ Run as `python -m casher._child CALL META RESULT` (paths, see
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import mmap
@@ -92,11 +93,12 @@ class StateMismatch(Exception):
     """The caller's state differs from a fresh import and cannot be sent."""
 
 
-def apply_state(items: list) -> None:
-    """Brings the caller's module-level values over where they differ."""
+def apply_state(items: list) -> list:
+    """Brings the caller's module-level values over where they differ;
+    returns the values it brought."""
     from casher import _state
 
-    unsendable = []
+    unsendable, brought = [], []
     for module_name, path, expected, blob in items:
         module = sys.modules.get(module_name)
         if module_name == "__main__" and module is None:
@@ -113,9 +115,12 @@ def apply_state(items: list) -> None:
         if blob is None:
             unsendable.append(".".join((module_name, *path)))
             continue
-        _state.assign(module, path, pickle.loads(blob))
+        value = pickle.loads(blob)
+        _state.assign(module, path, value)
+        brought.append(value)
     if unsendable:
         raise StateMismatch(", ".join(unsendable))
+    return brought
 
 
 def _codes_of(func: Any) -> list:
@@ -149,7 +154,7 @@ def call(payload: dict, call_path: str, result_path: str) -> dict:
         with _observe.quiet():
             module = load_module(payload)
         func = resolve(module, payload["qualname"])
-    apply_state(payload.get("state", []))
+    brought = apply_state(payload.get("state", []))
     _observe.apply_levels(*payload.get("logging", ({}, 0)))
     pickled, buffers = read_call(call_path)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
@@ -164,7 +169,14 @@ def call(payload: dict, call_path: str, result_path: str) -> dict:
         sys.setprofile(profile)
     try:
         with _observe.env_reads() as env, _observe.log_records(payload.get("log_stream", 2)):
-            value, ran = _executed.run(lambda: func(*args, **kwargs), _codes_of(func))
+            # Code that arrived by value (the function, values of the
+            # caller's state) is watched too: it has no module file.
+            extra = _codes_of(func) + [c for v in brought for c in _codes_of(getattr(v, "__func__", v))]
+            try:
+                defaults = (copy.deepcopy(func.__defaults__), copy.deepcopy(func.__kwdefaults__))
+            except Exception:  # defaults that cannot be copied are not sent back
+                defaults = None
+            value, ran = _executed.run(lambda: func(*args, **kwargs), extra)
     finally:
         sys.setprofile(None)
     if payload.get("function") is not None:
@@ -177,10 +189,19 @@ def call(payload: dict, call_path: str, result_path: str) -> dict:
 
         # Large buffers leave the pickle for files the store adopts.
         blob, buffers = _values.dump_to_files(value, payload.get("buffers_stem") or result_path)
+    # A call that mutates its own defaults (`acc=[]`) changes the caller's
+    # function too: the defaults it leaves are sent back.
+    after = None
+    try:
+        if defaults is not None and (func.__defaults__, func.__kwdefaults__) != defaults:
+            after = pickle.dumps((func.__defaults__, func.__kwdefaults__), protocol=5)
+    except Exception:
+        after = None
     return {
         "ok": True,
         "value": blob,
         "buffers": buffers,
+        "defaults": after,
         "executed": sorted(executed),
         "ran": ran,
         "env": sorted(env),

@@ -251,6 +251,9 @@ impl Capture {
                     (sink.0)(stream, data);
                     drop(recorded);
                 } else if forward {
+                    // Our own streams may block (a slow reader): the other
+                    // stream's pump must not wait for that.
+                    drop(recorded);
                     // A closed terminal must not stop the capture.
                     let _ = match stream {
                         Stream::Stdout => {

@@ -479,5 +479,5 @@ def test_cache_show_prints_symlink_targets(casher_bin, cache_dir, work) -> None:
     key = json.loads(run(casher_bin, "cache", "ls", "--json", cwd=work).stdout)[0]["key"]
     show = run(casher_bin, "cache", "show", key[:12], cwd=work)
     assert show.returncode == 0
-    line = next(line for line in show.stdout.decode().splitlines() if "symlink" in line)
+    line = next(line for line in show.stdout.decode().splitlines() if line.strip().startswith("symlink "))
     assert line.rstrip().endswith("-> the-target"), line

@@ -58,13 +58,17 @@ def pack_value(value: bytes, defaults: bytes | None) -> bytes:
     return _EXTRAS + struct.pack("<Q", len(defaults)) + defaults + value
 
 
-def unpack_value(blob: bytes) -> tuple[bytes, bytes | None]:
-    if not blob.startswith(_EXTRAS):
-        return blob, None
-    at = len(_EXTRAS)
-    (size,) = struct.unpack_from("<Q", blob, at)
-    at += 8
-    return blob[at + size :], blob[at : at + size]
+def unpack_value(stored: Any) -> tuple[Any, bytes | None]:
+    """Splits what a lookup returned (the blob, or the blob and the paths of
+    its out-of-band buffers) into the value to load and the defaults."""
+    blob, buffers = stored if isinstance(stored, tuple) else (stored, None)
+    defaults = None
+    if blob.startswith(_EXTRAS):
+        at = len(_EXTRAS)
+        (size,) = struct.unpack_from("<Q", blob, at)
+        at += 8
+        blob, defaults = blob[at + size :], blob[at : at + size]
+    return (blob if buffers is None else (blob, buffers)), defaults
 
 
 def apply_defaults(func: Any, defaults: bytes | None) -> None:

@@ -175,6 +175,30 @@ class CachedFunction:
         return self._run_traced(cache, key, args, kwargs)
 
     def _run_traced(self, cache: _native.Cache, key: str, args: tuple, kwargs: dict) -> Any:
+        from casher import _server
+
+        # Several processes missing this key at once: one computes, the
+        # others wait for it and then find its result.
+        lock = _server.lock_key(cache, key, self._func.__qualname__)
+        try:
+            if lock is not None and lock.waited:
+                hit, found, value = cache.lookup(key, os.getcwd())
+                if hit:
+                    _replay(found)
+                    return pickle.loads(value)
+            payload = {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)}
+            served = _server.call(cache, payload, args, kwargs, _Writer(), _write_call)
+            if served is None:
+                served = self._run_fresh(cache, payload, args, kwargs)
+            if served is None:  # the arguments cannot cross to the child
+                return self._func(*args, **kwargs)
+            return self._finish_traced(cache, key, *served)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run_fresh(self, cache: _native.Cache, payload: dict, args: tuple, kwargs: dict) -> tuple[Any, dict] | None:
+        """A fresh traced interpreter for this call alone."""
         calls = Path(cache.cache_dir) / "calls"
         calls.mkdir(parents=True, exist_ok=True)
         stem = calls / f"{os.getpid()}-{next(_counter)}"
@@ -188,24 +212,26 @@ class CachedFunction:
                     self._func.__qualname__,
                     exc,
                 )
-                return self._func(*args, **kwargs)
+                return None
             with open(f"{call_file}.meta", "wb") as f:
-                pickle.dump(
-                    {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)},
-                    f,
-                )
+                pickle.dump(payload, f)
             argv = [sys.executable, "-m", "casher._child", str(call_file), str(result_file)]
             run = cache.run(argv, [], _Writer())
             if not result_file.exists():
-                raise CasherError(
-                    f"the traced process running {self._func.__qualname__} exited with status {run.exit_code} "
-                    "without a result (it crashed or was killed); nothing was cached"
-                )
+                return run, None
             with open(result_file, "rb") as f:
-                result = pickle.load(f)
+                return run, pickle.load(f)
         finally:
             for path in (call_file, Path(f"{call_file}.meta"), result_file):
                 path.unlink(missing_ok=True)
+
+    def _finish_traced(self, cache: _native.Cache, key: str, run: Any, result: dict | None) -> Any:
+        """The traced call's answer: recorded, and returned or raised."""
+        if result is None:
+            raise CasherError(
+                f"the traced process running {self._func.__qualname__} exited with status {run.exit_code} "
+                "without a result (it crashed or was killed); nothing was cached"
+            )
         if not result["ok"]:
             raise _child_exception(result, self._func.__qualname__)
         if result.get("executed"):

@@ -21,10 +21,14 @@ import traceback
 BEGIN_MARKER = "/dev/null/.casher-begin"
 
 
-def read_call(path: str):
-    """Header length, pickle, then the out-of-band buffers, memory-mapped."""
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+def read_call(source: str | int):
+    """Header length, pickle, then the out-of-band buffers, memory-mapped
+    from a file or (from the fork server) a shared-memory descriptor."""
+    if isinstance(source, int):
+        mapped = mmap.mmap(source, 0, access=mmap.ACCESS_READ)
+    else:
+        with open(source, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     view = memoryview(mapped)
     (n_buffers,) = struct.unpack_from("<Q", view, 0)
     at = 8
@@ -68,48 +72,62 @@ def resolve(module, qualname: str):
     return getattr(target, "__casher_original__", target)
 
 
-def main() -> int:
-    call_path, result_path = sys.argv[1], sys.argv[2]
-    with open(call_path + ".meta", "rb") as f:
-        payload = pickle.load(f)
+def prepare(payload: dict) -> None:
+    """The caller's import path; from here on, every file read is a
+    dependency of the result."""
     sys.path[:] = payload["sys_path"]
     os.environ["CASHER_CHILD"] = "1"
-    # From here on, every file read is a dependency of the result.
     try:
         os.stat(BEGIN_MARKER)
     except OSError:
         pass
-    result: dict
-    try:
-        module = load_module(payload)
-        func = resolve(module, payload["qualname"])
-        pickled, buffers = read_call(call_path)
-        args, kwargs = pickle.loads(pickled, buffers=buffers)
-        executed: set = set()
-        if os.environ.get("CASHER_CHECK_REACH") == "1":
-            def profile(frame, event, arg):
-                if event == "call":
-                    code = frame.f_code
-                    executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
 
-            sys.setprofile(profile)
-        try:
-            value = func(*args, **kwargs)
-        finally:
-            sys.setprofile(None)
-        result = {"ok": True, "value": pickle.dumps(value, protocol=5), "executed": sorted(executed)}
+
+def call(payload: dict, call_source: str | int) -> dict:
+    """Runs the call; its answer (the pickled value, what it executed)."""
+    module = load_module(payload)
+    func = resolve(module, payload["qualname"])
+    pickled, buffers = read_call(call_source)
+    args, kwargs = pickle.loads(pickled, buffers=buffers)
+    executed: set = set()
+    if os.environ.get("CASHER_CHECK_REACH") == "1":
+        def profile(frame, event, arg):
+            if event == "call":
+                code = frame.f_code
+                executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
+
+        sys.setprofile(profile)
+    try:
+        value = func(*args, **kwargs)
+    finally:
+        sys.setprofile(None)
+    return {"ok": True, "value": pickle.dumps(value, protocol=5), "executed": sorted(executed)}
+
+
+def answer(payload: dict, call_source: str | int) -> dict:
+    """`call`'s answer, or the exception it raised, for the caller."""
+    try:
+        return call(payload, call_source)
     except BaseException as exc:  # reported to the caller, re-raised there
         try:
             blob = pickle.dumps(exc, protocol=5)
         except Exception:
             blob = None
-        result = {
+        return {
             "ok": False,
             "exception": blob,
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
             "message": str(exc),
             "traceback": traceback.format_exc(),
         }
+
+
+def main() -> int:
+    call_path, result_path = sys.argv[1], sys.argv[2]
+    with open(call_path + ".meta", "rb") as f:
+        payload = pickle.load(f)
+    prepare(payload)
+    result = answer(payload, call_path)
     sys.stdout.flush()
     sys.stderr.flush()
     tmp = result_path + ".tmp"

@@ -41,6 +41,15 @@ pub enum StoreError {
     #[error("refusing to restore {}: {reason}\nhint: add its directory to CASHER_ALLOWED_ROOTS if this entry is trusted", path.display())]
     Forbidden { path: PathBuf, reason: String },
 
+    /// Another process has been computing the same key for longer than the
+    /// wait allows.
+    #[error("waited {waited_s} s for process {holder} to finish computing key {key}; computing it here too\nhint: if process {holder} is stuck, end it")]
+    Busy {
+        key: String,
+        holder: String,
+        waited_s: u64,
+    },
+
     /// No entry key starts with the given prefix, or more than one does.
     #[error("{message}")]
     KeyPrefix { message: String },

@@ -49,7 +49,7 @@ pub struct Before {
     hash: Option<[u8; 32]>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct PathState {
     read: bool,
     probed_exists: bool,
@@ -59,7 +59,8 @@ struct PathState {
     before: Option<Before>,
 }
 
-#[derive(Default)]
+/// Clone: a session's calls each start from the server's observations.
+#[derive(Default, Clone)]
 pub struct Recorder {
     ignore: Vec<PathBuf>,
     states: HashMap<PathBuf, PathState>,

@@ -12,6 +12,7 @@ mod exec;
 mod filter;
 mod memory;
 mod paths;
+mod session;
 mod spawn;
 mod stdio;
 mod syscall;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 
 pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
+pub use session::{CallOutput, Session, SessionConfig};
 pub use stdio::{Chunk, OutputSink, Stream};
 pub use tracer::Exit;
 
@@ -65,7 +67,7 @@ pub struct TraceReport {
     pub uncacheable: Vec<String>,
 }
 
-fn now_ns() -> i128 {
+pub(crate) fn now_ns() -> i128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i128)
@@ -98,6 +100,8 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         stdin: stdin_read.as_ref().map(AsRawFd::as_raw_fd),
         stdout: out_write.as_raw_fd(),
         stderr: err_write.as_ref().unwrap_or(&out_write).as_raw_fd(),
+        control: None,
+        die_with_parent: false,
     };
     // Like a shell with a foreground job: Ctrl-C goes to the command, and
     // we report how it ended.
@@ -162,7 +166,7 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
     })
 }
 
-fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {
+pub(crate) fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {
     match spawn::read_failure(fd) {
         Some(failure) => describe(failure, program),
         None => TraceError::PtraceRefused("the child exited before it could be traced".to_owned()),
@@ -182,12 +186,12 @@ fn describe(failure: ChildFailure, program: &str) -> TraceError {
 }
 
 /// Pins the calling thread to the CPU it runs on; restores the old mask on drop.
-struct Pinned {
+pub(crate) struct Pinned {
     old: libc::cpu_set_t,
 }
 
 impl Pinned {
-    fn to_current_cpu() -> Self {
+    pub(crate) fn to_current_cpu() -> Self {
         // SAFETY: plain libc calls on a zeroed cpu_set_t we own.
         unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();

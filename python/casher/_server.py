@@ -1,0 +1,346 @@
+"""The traced fork server of `@cached` misses.
+
+A miss used to start a fresh traced interpreter that imported the
+function's module again (~800 ms with pandas). Instead, one traced server
+per (interpreter, `sys.path`, module, working directory, environment)
+imports the module once; each miss forks one child from it that runs
+exactly one call, so every call starts from the state of a fresh import
+and no state leaks from one call to the next. The tracer (`Session`) gives
+each call the server's import-time observations plus its own; its output
+goes to per-call pipes (passed with SCM_RIGHTS), its arguments and result
+through memfds (pickle protocol 5, out-of-band buffers).
+
+The server is replaced when an input of its import changes (stat check
+before each miss), and dies with its caller (`PR_SET_PDEATHSIG` and the
+tracer's `PTRACE_O_EXITKILL`). Where the import leaves threads running that
+are not known to survive `fork` (polars' pool, a Python thread), misses use
+a fresh interpreter each, said once at debug level.
+
+Caller side: `call`, `warm`, `lock_key`. Server side: `python -m casher._server`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import sys
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger("casher")
+
+_MAX_SERVERS = 8
+_servers: dict[bytes, "_Server"] = {}
+_unsafe: dict[bytes, str] = {}
+_lock = threading.Lock()
+
+# -- the wire: 8-byte length, pickle; descriptors ride on the first part --
+
+
+def _send(sock: socket.socket, obj: Any, fds: list[int] = ()) -> None:
+    data = pickle.dumps(obj, protocol=5)
+    data = struct.pack("<Q", len(data)) + data
+    sent = socket.send_fds(sock, [data], list(fds)) if fds else sock.send(data)
+    if sent < len(data):
+        sock.sendall(data[sent:])
+
+
+def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
+    data, fds, _, _ = socket.recv_fds(sock, 1 << 16, max_fds) if max_fds else (sock.recv(1 << 16), [], 0, None)
+    if not data:
+        raise EOFError("the other side closed the connection")
+    while len(data) < 8 or len(data) < 8 + struct.unpack_from("<Q", data)[0]:
+        more = sock.recv(1 << 16)
+        if not more:
+            raise EOFError("the other side closed the connection")
+        data += more
+    return pickle.loads(data[8:]), fds
+
+
+# -- caller side -------------------------------------------------------
+
+
+def _identity(payload: dict) -> bytes:
+    """What the server's state depends on: a different one is another server."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (
+        sys.executable,
+        os.getcwd(),
+        payload["module"],
+        payload["file"],
+        payload.get("main_spec"),
+        payload["sys_path"],
+        payload.get("argv"),
+        sorted(os.environ.items()),
+    ):
+        h.update(repr(part).encode("utf-8", "surrogateescape"))
+        h.update(b"\0")
+    return h.digest()
+
+
+class _Server:
+    """A started server: its traced session and our end of its socket."""
+
+    def __init__(self, native: Any, sock: socket.socket) -> None:
+        self.native = native
+        self.sock = sock
+        self.lock = threading.Lock()
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        finally:
+            self.native.close()
+
+    def call(self, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable) -> tuple[Any, dict | None] | None:
+        args_fd = os.memfd_create("casher-call", os.MFD_CLOEXEC)
+        result_fd = os.memfd_create("casher-result", os.MFD_CLOEXEC)
+        try:
+            try:
+                write_call(f"/proc/self/fd/{args_fd}", args, kwargs)
+            except Exception:
+                return None  # the fresh path says why (unpicklable arguments)
+            out_w, err_w = self.native.open_call(writer)
+            try:
+                _send(self.sock, payload, [args_fd, result_fd, out_w, err_w])
+                os.close(out_w)
+                os.close(err_w)
+                out_w = err_w = -1
+                (pid,), _ = _recv(self.sock)
+            except BaseException:
+                for fd in (out_w, err_w):
+                    if fd >= 0:
+                        os.close(fd)
+                self.native.abort_call()
+                raise
+            run = self.native.finish_call(pid)
+            with os.fdopen(os.dup(result_fd), "rb") as f:
+                f.seek(0)
+                data = f.read()
+            return run, (pickle.loads(data) if data else None)
+        finally:
+            os.close(args_fd)
+            os.close(result_fd)
+
+
+def _start(cache: Any, payload: dict) -> tuple[_Server | None, str]:
+    from casher import _native
+
+    native = _native.Server([sys.executable, "-m", "casher._server"], [cache.cache_dir])
+    sock = socket.socket(fileno=native.take_control())
+    server = _Server(native, sock)
+    try:
+        _send(sock, {key: payload.get(key) for key in ("module", "file", "main_spec", "sys_path", "argv")})
+        reply, _ = _recv(sock)
+    except (OSError, EOFError) as exc:
+        output = native.server_output().decode("utf-8", "replace").strip()
+        server.close()
+        return None, f"the server failed ({exc}){': ' + output if output else ''}"
+    if not reply.get("ok"):
+        server.close()
+        return None, reply.get("reason", "the server could not start")
+    native.mark_ready()
+    return server, ""
+
+
+def call(cache: Any, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable) -> tuple[Any, dict | None] | None:
+    """Runs one call in the module's fork server: (traced run, the child's
+    answer, None if it died without one). None: use a fresh interpreter."""
+    if os.environ.get("CASHER_FORK_SERVER", "1") == "0" or payload.get("function") is not None:
+        return None
+    identity = _identity(payload)
+    server = _server(cache, payload, identity)
+    if server is None:
+        return None
+    with server.lock:
+        try:
+            return server.call(payload, args, kwargs, writer, write_call)
+        except (OSError, EOFError, ValueError) as exc:
+            log.debug("the traced server of %s failed (%s); running this call in a fresh interpreter", payload["module"], exc)
+            _drop(identity, server)
+            return None
+
+
+def warm(cache: Any, payload: dict) -> bool:
+    """Starts the server for `payload`'s module ahead of its first miss."""
+    return _server(cache, payload, _identity(payload)) is not None
+
+
+def _drop(identity: bytes, server: _Server) -> None:
+    with _lock:
+        if _servers.get(identity) is server:
+            del _servers[identity]
+    server.close()
+
+
+def _server(cache: Any, payload: dict, identity: bytes) -> _Server | None:
+    with _lock:
+        if identity in _unsafe:
+            return None
+        server = _servers.get(identity)
+    if server is not None:
+        reason = server.native.stale()
+        if reason is None:
+            return server
+        log.debug("replacing the traced server of %s: %s", payload["module"], reason)
+        _drop(identity, server)
+    try:
+        server, reason = _start(cache, payload)
+    except Exception as exc:  # a server that cannot start is never fatal
+        server, reason = None, str(exc)
+    with _lock:
+        if server is None:
+            if identity not in _unsafe:
+                log.debug("%s: misses run in a fresh interpreter each: %s", payload["module"], reason)
+            _unsafe[identity] = reason
+            return None
+        if len(_servers) >= _MAX_SERVERS:
+            _, oldest = _servers.popitem()  # dicts keep insertion order: not the newest
+            oldest.close()
+        _servers[identity] = server
+    return server
+
+
+def lock_key(cache: Any, key: str, what: str) -> Any:
+    """The store's lock of `key`: one process computes it, the others wait
+    (CASHER_LOCK_TIMEOUT seconds, default 600) and then look it up again.
+    None when it cannot be taken (the call runs anyway)."""
+    from casher import _native
+
+    try:
+        return _native.KeyLock(cache.cache_dir, key, float(os.environ.get("CASHER_LOCK_TIMEOUT", "600")))
+    except Exception as exc:
+        log.warning("%s: %s", what, exc)
+        return None
+
+
+# -- server side ---------------------------------------------------------
+
+_SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
+
+
+def _openblas_pool() -> int:
+    """Worker threads of a loaded OpenBLAS (it stops them before fork and
+    starts them again in the child: its own pthread_atfork handlers)."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and line.split()[-1].startswith("/")}
+    except OSError:
+        return 0
+    if not libs:
+        return 0
+    import ctypes
+
+    workers = 0
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            get = getattr(lib, name, None)
+            if get is not None:
+                workers += max(int(get()) - 1, 0)
+                break
+    return workers
+
+
+def fork_unsafe() -> str | None:
+    """Why forking this process now could deadlock a child, or None."""
+    if threading.active_count() > 1:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        return f"its import started Python threads ({names})"
+    me = str(os.getpid())
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        if task == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            names.append("?")
+    unknown = [n for n in names if n not in _SAFE_THREADS]
+    if len(unknown) > _openblas_pool():
+        return f"its import left {len(names)} threads running ({', '.join(sorted(names))}), which fork does not copy"
+    return None
+
+
+def _serve_one(sock: socket.socket, payload: dict, fds: list[int]) -> None:
+    """In the forked child: one call, its answer into the result memfd."""
+    from casher import _child
+
+    args_fd, result_fd, out_w, err_w = fds
+    sock.close()
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    result = _child.answer(payload, args_fd)
+    with open(result_fd, "wb", closefd=False) as f:
+        pickle.dump(result, f, protocol=5)
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def main() -> int:
+    from casher import _child
+
+    sock = socket.socket(fileno=3)
+    setup, _ = _recv(sock)
+    sys.argv[:] = setup.get("argv") or sys.argv
+    _child.prepare(setup)
+    try:
+        _child.load_module(setup)
+    except BaseException as exc:
+        _send(sock, {"ok": False, "reason": f"importing {setup['module']} failed: {type(exc).__name__}: {exc}"})
+        return 1
+    reason = fork_unsafe()
+    if reason is not None:
+        _send(sock, {"ok": False, "reason": f"fork is not safe after importing {setup['module']}: {reason}"})
+        return 0
+    # A script was loaded under another name (its `__main__` block must not
+    # run): calls find it there instead of loading it again.
+    loaded = "__casher_main__" if setup["module"] == "__main__" and not setup.get("main_spec") else None
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the call, not the server
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _send(sock, {"ok": True})
+    while True:
+        try:
+            payload, fds = _recv(sock, 4)
+        except EOFError:
+            return 0
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            return 1
+        if loaded:
+            payload = dict(payload, module=loaded)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                _serve_one(sock, payload, fds)
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        _send(sock, (pid,))
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

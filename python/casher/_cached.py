@@ -186,7 +186,7 @@ class CachedFunction:
                 if hit:
                     _replay(found)
                     return pickle.loads(value)
-            payload = {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)}
+            payload = self._payload()
             served = _server.call(cache, payload, args, kwargs, _Writer(), _write_call)
             if served is None:
                 served = self._run_fresh(cache, payload, args, kwargs)
@@ -196,6 +196,10 @@ class CachedFunction:
         finally:
             if lock is not None:
                 lock.release()
+
+    def _payload(self) -> dict:
+        """What the traced process needs to find the function."""
+        return {"module": self._module, "file": self._file, "qualname": self._func.__qualname__, "sys_path": list(sys.path)}
 
     def _run_fresh(self, cache: _native.Cache, payload: dict, args: tuple, kwargs: dict) -> tuple[Any, dict] | None:
         """A fresh traced interpreter for this call alone."""

@@ -166,9 +166,18 @@ def call(cache: Any, payload: dict, args: tuple, kwargs: dict, writer: Callable[
             return None
 
 
-def warm(cache: Any, payload: dict) -> bool:
-    """Starts the server for `payload`'s module ahead of its first miss."""
-    return _server(cache, payload, _identity(payload)) is not None
+def warm(fn: Any) -> bool:
+    """Starts the traced server of `@cached` function `fn`'s module now, so
+    that its first miss does not pay for the module's import. False when
+    its misses use a fresh interpreter each (then this does nothing)."""
+    from casher import _cached
+
+    if not isinstance(fn, _cached.CachedFunction) or fn._not_importable:
+        return False
+    if os.environ.get("CASHER_FORK_SERVER", "1") == "0":
+        return False
+    payload = fn._payload()
+    return _server(_cached._cache(fn._cache_dir), payload, _identity(payload)) is not None
 
 
 def _drop(identity: bytes, server: _Server) -> None:

@@ -21,6 +21,7 @@ Caller side: `call`, `warm`, `lock_key`. Server side: `python -m casher._server`
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -321,6 +322,9 @@ def main() -> int:
     # run): calls find it there instead of loading it again.
     loaded = "__casher_main__" if setup["module"] == "__main__" and not setup.get("main_spec") else None
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the call, not the server
+    # What the import allocated stays shared with the calls: a collection in
+    # a call would otherwise write to (and so copy) every page of it.
+    gc.freeze()
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ok": True})

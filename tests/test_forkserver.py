@@ -69,15 +69,17 @@ def test_results_equal_plain_calls_and_one_server_serves_them(root: Path, cache_
     write(
         root / "main.py",
         f"""
-        import pickle
+        import casher
         import steps
         {SERVER_PID}
-        out = []
+        assert casher.warm(steps.tiny) and len(pids()) == 1, "warm starts the server before any miss"
+        warmed = pids()
         for n in (10, 20, 30):
             got = steps.summarize(n)
             assert got.equals(steps.summarize.__casher_original__(n)), n
         assert [steps.tiny(i) for i in range(5)] == [1, 2, 3, 4, 5]
         assert steps.summarize.cache_info()["misses"] == 3
+        assert pids() == warmed, "the warmed server served every miss"
         print("servers", pids())
         """,
     )

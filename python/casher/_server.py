@@ -281,12 +281,11 @@ def fork_unsafe() -> str | None:
     return None
 
 
-def _serve_one(sock: socket.socket, payload: dict, fds: list[int]) -> None:
+def _serve_one(payload: dict, fds: list[int]) -> None:
     """In the forked child: one call, its answer into the result memfd."""
     from casher import _child
 
     args_fd, result_fd, out_w, err_w = fds
-    sock.close()
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)
@@ -328,6 +327,7 @@ def main() -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ok": True})
+    spare: tuple[int, socket.socket] | None = None  # forked only once calls are known as calls
     while True:
         try:
             payload, fds = _recv(sock, 4)
@@ -339,20 +339,60 @@ def main() -> int:
             return 1
         if loaded:
             payload = dict(payload, module=loaded)
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _serve_one(sock, payload, fds)
-            finally:
-                os._exit(0)
+        pid = _hand_over(spare, payload, fds) if spare is not None else None
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    sock.close()
+                    _serve_one(payload, fds)
+                finally:
+                    os._exit(0)
         for fd in fds:
             os.close(fd)
         _send(sock, (pid,))
+        # The next call's child is forked while the caller records this one,
+        # not while this one runs (they share a CPU when pinned).
         try:
+            os.waitpid(pid, 0)
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
             pass
+        spare = _spare(sock)
+
+
+def _spare(sock: socket.socket) -> tuple[int, socket.socket] | None:
+    """A child forked ahead of the next request, waiting for it: the fork is
+    not on the next miss's path. In the child, this never returns."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            sock.close()
+            try:
+                payload, fds = _recv(theirs, 4)
+            except EOFError:  # the server ended first
+                os._exit(0)
+            theirs.close()
+            _serve_one(payload, fds)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return pid, ours
+
+
+def _hand_over(spare: tuple[int, socket.socket], payload: dict, fds: list[int]) -> int | None:
+    """Gives the request to the waiting child; None if it is gone."""
+    pid, channel = spare
+    try:
+        _send(channel, payload, fds)
+        return pid
+    except OSError:
+        return None
+    finally:
+        channel.close()
 
 
 if __name__ == "__main__":

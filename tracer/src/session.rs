@@ -64,6 +64,9 @@ struct Imports {
 #[derive(Default)]
 struct State {
     ready: bool,
+    /// When the caller sent the current call (a child forked ahead of its
+    /// request starts then, not at its fork).
+    begun: i128,
     done: bool,
     imports: Option<Imports>,
     reports: HashMap<i32, TraceReport>,
@@ -182,9 +185,13 @@ impl Session {
     }
 
     /// Why the server must not serve another call (it ended, or one of the
-    /// inputs it imported changed since), or `None`.
+    /// inputs it imported changed since), or `None`. Called before each
+    /// call: from this moment on, a change to what the call reads happens
+    /// while it runs (a child forked ahead of its request starts now, not
+    /// at its fork), so no change falls between the check and the call.
     pub fn stale(&self) -> Option<String> {
-        let state = self.shared.state.lock().ok()?;
+        let mut state = self.shared.state.lock().ok()?;
+        state.begun = now_ns();
         if state.done {
             return Some("the server exited".to_owned());
         }
@@ -403,7 +410,8 @@ impl<'a> Router<'a> {
         if !call.live.is_empty() {
             uncacheable.push("the call left processes running after it returned".to_owned());
         }
-        let (inputs, outputs, problems) = call.recorder.finish(call.started);
+        let begun = self.shared.state.lock().map(|s| s.begun).unwrap_or(0);
+        let (inputs, outputs, problems) = call.recorder.finish(call.started.max(begun));
         uncacheable.extend(problems);
         let report = TraceReport {
             exit,

@@ -39,6 +39,20 @@ _MAX_SERVERS = 8
 _servers: dict[bytes, "_Server"] = {}
 _unsafe: dict[bytes, str] = {}
 _lock = threading.Lock()
+_inherited: list = []
+
+
+def _forget_after_fork() -> None:
+    """A process forked from the caller (multiprocessing) inherits the
+    servers but not their tracer thread: it starts its own. The inherited
+    ones are kept alive, never used (the native side leaves them alone)."""
+    global _lock
+    _inherited.extend(_servers.values())
+    _servers.clear()
+    _lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 # -- the wire: 8-byte length, pickle; descriptors ride on the first part --
 

@@ -89,6 +89,10 @@ impl Shared {
 
 /// A running traced server.
 pub struct Session {
+    /// The process that started it: a process forked from that one
+    /// inherits this value but not the tracer thread, and must leave the
+    /// server alone.
+    owner: u32,
     pid: i32,
     control: Option<OwnedFd>,
     shared: Arc<Shared>,
@@ -160,6 +164,7 @@ impl Session {
             .recv()
             .map_err(|_| TraceError::Os("the session thread ended before it started".into()))??;
         Ok(Session {
+            owner: std::process::id(),
             pid,
             control: Some(ours),
             shared,
@@ -249,8 +254,15 @@ impl Session {
         chunks.into_iter().flat_map(|c| c.bytes).collect()
     }
 
-    /// Ends the server and its calls.
+    /// Ends the server and its calls (only in the process that started it).
     pub fn kill(&mut self) {
+        if std::process::id() != self.owner {
+            // Forked from the owner: the thread is not ours to join, and
+            // the server is not ours to end.
+            std::mem::forget(self.thread.take());
+            std::mem::forget(self.output.take());
+            return;
+        }
         // SAFETY: signals the process we started; it is a zombie at worst
         // (reaped only by our own loop), so the pid is not reused meanwhile.
         unsafe {

@@ -31,12 +31,13 @@ import socket
 import struct
 import sys
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("casher")
 
 _MAX_SERVERS = 8
-_servers: dict[bytes, "_Server"] = {}
+_servers: dict[bytes, _Server] = {}
 _unsafe: dict[bytes, str] = {}
 _lock = threading.Lock()
 _inherited: list = []
@@ -172,10 +173,12 @@ def call(cache: Any, payload: dict, args: tuple, kwargs: dict, writer: Callable[
     server = _server(cache, payload, identity)
     if server is None:
         return None
+    from casher._native import CasherError
+
     with server.lock:
         try:
             return server.call(payload, args, kwargs, writer, write_call)
-        except (OSError, EOFError, ValueError) as exc:
+        except (OSError, EOFError, ValueError, CasherError) as exc:
             log.debug("the traced server of %s failed (%s); running this call in a fresh interpreter", payload["module"], exc)
             _drop(identity, server)
             return None

@@ -216,10 +216,15 @@ def _server(cache: Any, payload: dict, identity: bytes) -> _Server | None:
             return server
         log.debug("replacing the traced server of %s: %s", payload["module"], reason)
         _drop(identity, server)
+    # The function's static identity (needed to record this miss) is
+    # computed meanwhile, on the other core: it is memoized.
+    analysis = _prefetch_identity(cache, payload)
     try:
         server, reason = _start(cache, payload)
     except Exception as exc:  # a server that cannot start is never fatal
         server, reason = None, str(exc)
+    if analysis is not None:
+        analysis.join()
     with _lock:
         if server is None:
             if identity not in _unsafe:
@@ -231,6 +236,22 @@ def _server(cache: Any, payload: dict, identity: bytes) -> _Server | None:
             oldest.close()
         _servers[identity] = server
     return server
+
+
+def _prefetch_identity(cache: Any, payload: dict) -> threading.Thread | None:
+    qualname = payload.get("qualname") or ""
+    if "." in qualname or not qualname:
+        return None  # methods and nested functions use whole modules
+
+    def analyze() -> None:
+        try:
+            cache.reached(payload["file"], qualname)
+        except Exception as exc:  # only a head start: recording computes it anyway
+            log.debug("analysis of %s ahead of its first miss failed: %s", qualname, exc)
+
+    thread = threading.Thread(target=analyze, name="casher-analysis", daemon=True)
+    thread.start()
+    return thread
 
 
 def lock_key(cache: Any, key: str, what: str) -> Any:

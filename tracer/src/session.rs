@@ -10,23 +10,23 @@
 //! thread. The server dies with that thread (`PR_SET_PDEATHSIG`) and with
 //! the caller (`PTRACE_O_EXITKILL`), so it is never left behind.
 
-use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::unistd::Pid;
 
-use crate::effects::{ObservedInput, Recorder};
 use crate::error::{Result, TraceError};
 use crate::spawn::{self, ChildStdio};
 use crate::stdio::{Capture, Chunk, OutputSink, Stream};
-use crate::tracer::{self, Exit, Route};
+use crate::tracer;
+
+mod route;
 use crate::{child_failure, now_ns, Pinned, TraceReport, DEFAULT_IGNORED};
+use route::{stamp, Router, Shared};
 
 /// What to start as the server.
 #[derive(Debug, Clone)]
@@ -36,55 +36,6 @@ pub struct SessionConfig {
     pub ignore: Vec<PathBuf>,
     /// Run the session on one CPU (see `TraceConfig::pin`).
     pub pin: bool,
-}
-
-/// What identifies a file's state cheaply: the stat fast path.
-type Stamp = (u64, u64, u64, i64, i64, i64, i64, u32);
-
-fn stamp(path: &std::path::Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((
-        m.dev(),
-        m.ino(),
-        m.size(),
-        m.mtime(),
-        m.mtime_nsec(),
-        m.ctime(),
-        m.ctime_nsec(),
-        m.mode(),
-    ))
-}
-
-/// The server's inputs at its first call, with their stat stamps then.
-struct Imports {
-    stamps: Vec<(PathBuf, Option<Stamp>)>,
-    problems: Vec<String>,
-}
-
-#[derive(Default)]
-struct State {
-    ready: bool,
-    /// When the caller sent the current call (a child forked ahead of its
-    /// request starts then, not at its fork).
-    begun: i128,
-    done: bool,
-    imports: Option<Imports>,
-    reports: HashMap<i32, TraceReport>,
-}
-
-#[derive(Default)]
-struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
-}
-
-impl Shared {
-    fn update(&self, f: impl FnOnce(&mut State)) {
-        if let Ok(mut state) = self.state.lock() {
-            f(&mut state);
-        }
-        self.changed.notify_all();
-    }
 }
 
 /// A running traced server.
@@ -330,173 +281,5 @@ impl CallOutput {
             let _ = pump.join();
         }
         self.capture.take()
-    }
-}
-
-/// A call: its recorder (started from the server's), its live processes.
-struct Call {
-    recorder: Recorder,
-    started: i128,
-    live: HashSet<Pid>,
-    problems: Vec<String>,
-}
-
-/// Sends each process's observations to the server's recorder (until the
-/// first call), or to its call's.
-struct Router<'a> {
-    server: Pid,
-    started: i128,
-    shared: &'a Shared,
-    server_recorder: Recorder,
-    server_problems: Vec<String>,
-    /// The server's state at its first call; every call starts from it.
-    snapshot: Option<Recorder>,
-    /// Where observations nobody will report go (the server after its
-    /// first call, a call's processes outliving it).
-    stray: Recorder,
-    known: HashSet<Pid>,
-    owner: HashMap<Pid, Pid>,
-    calls: HashMap<Pid, Call>,
-}
-
-impl<'a> Router<'a> {
-    fn new(server: Pid, started: i128, ignore: Vec<PathBuf>, shared: &'a Shared) -> Self {
-        Router {
-            server,
-            started,
-            shared,
-            server_recorder: Recorder::new(ignore.clone()),
-            server_problems: Vec::new(),
-            snapshot: None,
-            stray: Recorder::new(ignore),
-            known: HashSet::from([server]),
-            owner: HashMap::new(),
-            calls: HashMap::new(),
-        }
-    }
-
-    fn ready(&self) -> bool {
-        self.shared.state.lock().is_ok_and(|s| s.ready)
-    }
-
-    /// The server's recorder as it is now becomes every call's start; its
-    /// inputs are stamped so the caller can tell when they change.
-    fn take_snapshot(&mut self) -> (Recorder, Vec<String>) {
-        if let Some(snapshot) = &self.snapshot {
-            let problems = self
-                .shared
-                .state
-                .lock()
-                .ok()
-                .and_then(|s| s.imports.as_ref().map(|i| i.problems.clone()))
-                .unwrap_or_default();
-            return (snapshot.clone(), problems);
-        }
-        let snapshot = self.server_recorder.clone();
-        let (inputs, _, mut problems) = snapshot.clone().finish(self.started);
-        problems.append(&mut self.server_problems);
-        let stamps = inputs
-            .into_iter()
-            .map(|input| match input {
-                ObservedInput::File { path, .. } | ObservedInput::Dir { path } => {
-                    let now = stamp(&path);
-                    (path, now)
-                }
-                ObservedInput::Absent { path } => (path, None),
-            })
-            .collect();
-        let imports = Imports {
-            stamps,
-            problems: problems.clone(),
-        };
-        self.shared.update(|s| s.imports = Some(imports));
-        self.snapshot = Some(snapshot.clone());
-        (snapshot, problems)
-    }
-
-    fn deliver(&mut self, root: Pid, exit: Exit) {
-        let Some(call) = self.calls.remove(&root) else {
-            return;
-        };
-        let mut uncacheable = call.problems;
-        if !call.live.is_empty() {
-            uncacheable.push("the call left processes running after it returned".to_owned());
-        }
-        let begun = self.shared.state.lock().map(|s| s.begun).unwrap_or(0);
-        let (inputs, outputs, problems) = call.recorder.finish(call.started.max(begun));
-        uncacheable.extend(problems);
-        let report = TraceReport {
-            exit,
-            inputs,
-            outputs,
-            stdio: Vec::new(),
-            uncacheable,
-        };
-        self.shared.update(|s| {
-            s.reports.insert(root.as_raw(), report);
-        });
-    }
-}
-
-impl Route for Router<'_> {
-    fn recorder(&mut self, pid: Pid) -> &mut Recorder {
-        match self.owner.get(&pid) {
-            Some(root) => match self.calls.get_mut(root) {
-                Some(call) => &mut call.recorder,
-                None => &mut self.stray,
-            },
-            None if self.snapshot.is_some() => &mut self.stray,
-            None => &mut self.server_recorder,
-        }
-    }
-
-    fn knows(&mut self, pid: Pid) -> bool {
-        self.known.contains(&pid)
-    }
-
-    fn forked(&mut self, parent: Pid, child: Pid, event: i32) {
-        self.known.insert(child);
-        if let Some(&root) = self.owner.get(&parent) {
-            self.owner.insert(child, root);
-            if let Some(call) = self.calls.get_mut(&root) {
-                call.live.insert(child);
-            }
-        } else if parent == self.server && event != libc::PTRACE_EVENT_CLONE && self.ready() {
-            let (recorder, problems) = self.take_snapshot();
-            self.owner.insert(child, child);
-            self.calls.insert(
-                child,
-                Call {
-                    recorder,
-                    started: now_ns(),
-                    live: HashSet::new(),
-                    problems,
-                },
-            );
-        }
-    }
-
-    fn noted(&mut self, pid: Pid, reason: &str) {
-        let list = match self.owner.get(&pid).and_then(|r| self.calls.get_mut(r)) {
-            Some(call) => &mut call.problems,
-            None if self.snapshot.is_none() => &mut self.server_problems,
-            None => return,
-        };
-        if !list.iter().any(|r| r == reason) {
-            list.push(reason.to_owned());
-        }
-    }
-
-    fn exited(&mut self, pid: Pid, exit: Exit) {
-        self.known.remove(&pid);
-        let Some(root) = self.owner.remove(&pid) else {
-            return;
-        };
-        if let Some(call) = self.calls.get_mut(&root) {
-            call.live.remove(&pid);
-        }
-        if root == pid {
-            self.deliver(root, exit);
-        }
     }
 }

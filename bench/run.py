@@ -16,6 +16,7 @@ sys.path.insert(0, str(HERE))
 import deps_bench  # noqa: E402
 import run_bench  # noqa: E402
 import cached_bench  # noqa: E402
+import forkserver_bench  # noqa: E402
 import precision  # noqa: E402
 import values_bench  # noqa: E402
 
@@ -25,6 +26,7 @@ def main() -> int:
     run_bench.main()
     cached_bench.main()
     values_bench.main()
+    forkserver_bench.main()
     precision.main()
     # The store's own benchmark is Rust (lookup latency, store/restore vs cp).
     subprocess.run(

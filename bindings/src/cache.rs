@@ -2,11 +2,10 @@
 //! a hit), run the function's child process traced, record the result.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use casher_record::to_variant;
 use casher_store::{AllowedRoots, Bytes, Input, Lookup, Store, StoreConfig, StoredPath, Stream};
-use casher_tracer::{trace, OutputSink, TraceConfig, TraceReport};
+use casher_tracer::{trace, TraceConfig, TraceReport};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -76,6 +75,12 @@ impl CodeOracle for CallOracle<'_> {
 pub struct TracedRun {
     report: TraceReport,
     created_ns: u64,
+}
+
+impl TracedRun {
+    pub(crate) fn new(report: TraceReport, created_ns: u64) -> Self {
+        Self { report, created_ns }
+    }
 }
 
 #[pymethods]
@@ -325,15 +330,7 @@ impl Cache {
         ignore: Vec<PathBuf>,
         on_output: Py<PyAny>,
     ) -> PyResult<TracedRun> {
-        let callback = Arc::new(on_output);
-        let sink = OutputSink(Arc::new(move |stream, data: &[u8]| {
-            Python::attach(|py| {
-                let code = traced_stream_code(stream);
-                if let Err(e) = callback.call1(py, (code, PyBytes::new(py, data))) {
-                    e.print(py);
-                }
-            });
-        }));
+        let sink = crate::server::python_sink(on_output);
         let mut ignore = ignore;
         ignore.push(self.store.cache_dir().to_path_buf());
         let config = TraceConfig {

@@ -7,6 +7,7 @@ mod cache;
 mod code;
 mod errors;
 mod hashing;
+mod server;
 mod values;
 
 use casher_analyzer::{analyze, AnalyzeOptions, AnalyzerError};
@@ -127,6 +128,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<hashing::Hasher>()?;
     m.add_class::<cache::Cache>()?;
     m.add_class::<cache::TracedRun>()?;
+    m.add_class::<server::Server>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from casher._cached import CachedFunction, CacheInfo, cached
 from casher._native import CasherError, __version__
+from casher._server import warm
 from casher.deps import deps
 
-__all__ = ["CacheInfo", "CachedFunction", "CasherError", "__version__", "cached", "deps"]
+__all__ = ["CacheInfo", "CachedFunction", "CasherError", "__version__", "cached", "deps", "warm"]

@@ -220,6 +220,18 @@ def _child_exception(result: dict, qualname: str) -> BaseException:
     return exc
 
 
+def server_payload(fn: "CachedFunction") -> dict:
+    """What decides which fork server serves `fn` (`casher._server`)."""
+    return {
+        "module": fn._module,
+        "file": fn._file,
+        "qualname": fn._func.__qualname__,
+        "main_spec": _main_spec() if fn._module == "__main__" else None,
+        "sys_path": list(sys.path),
+        "argv": list(sys.argv),
+    }
+
+
 class Call:
     """A miss of `fn` under `key`."""
 
@@ -233,12 +245,7 @@ class Call:
         from casher._cached import _logging_levels
 
         return {
-            "module": self.fn._module,
-            "file": self.fn._file,
-            "qualname": self.qualname,
-            "main_spec": _main_spec() if self.fn._module == "__main__" else None,
-            "sys_path": list(sys.path),
-            "argv": list(sys.argv),
+            **server_payload(self.fn),
             "function": self.function_blob,
             "state": [(i.module, i.path, i.fingerprint, None if _found_by_name(i) else _pickled(i.value)) for i in self.state],
             "logging": _logging_levels(),
@@ -249,6 +256,31 @@ class Call:
         }
 
     def run(self, args: tuple, kwargs: dict) -> Any:
+        from casher import _server
+
+        payload = self._payload()
+        by_value = self.function_blob is not None
+
+        def write_call(path: str, a: tuple, kw: dict) -> None:
+            with open(path, "wb") as f:
+                _write_call(f, a, kw, by_value)
+
+        # The module's traced fork server first (None: it is off, the
+        # function travels by value, or the server cannot serve this call).
+        writer = _Writer()
+        served = _server.call(self.cache, payload, args, kwargs, writer, write_call)
+        if served is not None:
+            writer.close()
+            run, result = served
+        else:
+            fresh = self._run_fresh(payload, args, kwargs)
+            if fresh is None:  # unpicklable arguments cannot cross to the child
+                return self.fn._func(*args, **kwargs)
+            run, result = fresh
+        return self._finish(run, result, args, kwargs)
+
+    def _run_fresh(self, payload: dict, args: tuple, kwargs: dict) -> tuple[Any, dict | None] | None:
+        """A fresh traced interpreter for this call alone."""
         channel = _transport.Channel(self.cache.cache_dir)
         try:
             try:
@@ -256,9 +288,9 @@ class Call:
                     _write_call(f, args, kwargs, self.function_blob is not None)
             except Exception as exc:  # unpicklable arguments cannot cross to the child
                 log.warning("%s not cached: its arguments cannot be sent to the traced process (%s)", self.qualname, exc)
-                return self.fn._func(*args, **kwargs)
+                return None
             with channel.writer("meta") as f:
-                pickle.dump(self._payload(), f, protocol=5)
+                pickle.dump(payload, f, protocol=5)
             argv = [sys.executable, "-m", "casher._child", *(channel.path(n) for n in _transport.NAMES)]
             writer = _Writer()
             run = self.cache.run(argv, [], writer)
@@ -270,6 +302,10 @@ class Call:
             result = pickle.loads(data) if data else None
         except Exception:
             result = None
+        return run, result
+
+    def _finish(self, run: Any, result: dict | None, args: tuple, kwargs: dict) -> Any:
+        """The traced call's answer: recorded, and returned or raised."""
         if result is None:
             raise CasherError(
                 f"the traced process running {self.qualname} exited with status {run.exit_code} "

@@ -25,10 +25,14 @@ from typing import Any
 BEGIN_MARKER = "/dev/null/.casher-begin"
 
 
-def read_call(path: str):
-    """Header length, pickle, then the out-of-band buffers, memory-mapped."""
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+def read_call(source: str | int):
+    """Header length, pickle, then the out-of-band buffers, memory-mapped
+    from a file or (from the fork server) a shared-memory descriptor."""
+    if isinstance(source, int):
+        mapped = mmap.mmap(source, 0, access=mmap.ACCESS_READ)
+    else:
+        with open(source, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     view = memoryview(mapped)
     (n_buffers,) = struct.unpack_from("<Q", view, 0)
     at = 8
@@ -144,7 +148,10 @@ def _codes_of(func: Any) -> list:
     return codes
 
 
-def call(payload: dict, call_path: str, result_path: str) -> dict:
+def call(payload: dict, call_source: str | int, result_path: str) -> dict:
+    """Runs the call; its answer (the pickled value, what it executed, the
+    environment variables it read...). `call_source` is the arguments' file
+    or (from the fork server) descriptor."""
     from casher import _executed, _observe
 
     if payload.get("function") is not None:
@@ -156,7 +163,7 @@ def call(payload: dict, call_path: str, result_path: str) -> dict:
         func = resolve(module, payload["qualname"])
     brought = apply_state(payload.get("state", []))
     _observe.apply_levels(*payload.get("logging", ({}, 0)))
-    pickled, buffers = read_call(call_path)
+    pickled, buffers = read_call(call_source)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
     executed: set = set()
     if os.environ.get("CASHER_CHECK_REACH") == "1":
@@ -208,39 +215,49 @@ def call(payload: dict, call_path: str, result_path: str) -> dict:
     }
 
 
-def main() -> int:
-    call_path, meta_path, result_path = sys.argv[1:4]
-    with open(meta_path, "rb") as f:
-        payload = pickle.load(f)
+def prepare(payload: dict) -> None:
+    """The caller's import path and argv; from here on, every file read is a
+    dependency of the result (the fork server runs this before importing
+    the module once for all its calls)."""
     sys.path[:] = payload["sys_path"]
-    sys.argv[:] = payload.get("argv", sys.argv)
+    sys.argv[:] = payload.get("argv") or sys.argv
     os.environ["CASHER_CHILD"] = "1"
     from casher import _executed, _imports
 
     _imports.install()
     _executed.capture_loads()
-    # From here on, every file read is a dependency of the result.
     try:
         os.stat(BEGIN_MARKER)
     except OSError:
         pass
-    result: dict
+
+
+def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
+    """`call`'s answer, or the exception it raised, for the caller."""
     try:
-        result = call(payload, call_path, result_path)
+        return call(payload, call_source, result_path)
     except StateMismatch as exc:
-        result = {"ok": False, "state": str(exc)}
+        return {"ok": False, "state": str(exc)}
     except BaseException as exc:  # reported to the caller, re-raised there
         try:
             blob = pickle.dumps(exc, protocol=5)
         except Exception:
             blob = None
-        result = {
+        return {
             "ok": False,
             "exception": blob,
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
             "message": str(exc),
             "traceback": traceback.format_exc(),
         }
+
+
+def main() -> int:
+    call_path, meta_path, result_path = sys.argv[1:4]
+    with open(meta_path, "rb") as f:
+        payload = pickle.load(f)
+    prepare(payload)
+    result = answer(payload, call_path, result_path)
     sys.stdout.flush()
     sys.stderr.flush()
     from casher import _transport

@@ -84,7 +84,7 @@ pub(crate) struct Content {
     hash: Option<[u8; 32]>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct PathState {
     content: Option<Content>,
     /// `[lstat, stat]` results, with how much of them was revealed.
@@ -112,7 +112,8 @@ impl PathState {
     }
 }
 
-#[derive(Default)]
+/// Clone: a session's calls each start from the server's observations.
+#[derive(Default, Clone)]
 pub struct Recorder {
     ignore: Vec<PathBuf>,
     allow_network: bool,

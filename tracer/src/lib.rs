@@ -16,6 +16,7 @@ mod memory;
 mod net;
 mod observe;
 mod paths;
+mod session;
 mod spawn;
 mod stdio;
 mod syscall;
@@ -29,6 +30,7 @@ pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
 pub use inherited::traced_by_another_process;
 pub use observe::{hash_file, Kind, Reveals, StatFacts, RECENT_NS};
+pub use session::{CallOutput, Session, SessionConfig};
 pub use stdio::{Chunk, OutputSink, Spilled, Stream};
 pub use tracer::Exit;
 
@@ -116,6 +118,8 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         stdin: stdin_read.as_ref().map(AsRawFd::as_raw_fd),
         stdout: out_write.as_raw_fd(),
         stderr: err_write.as_ref().unwrap_or(&out_write).as_raw_fd(),
+        control: None,
+        die_with_parent: false,
     };
     // Like a shell with a foreground job: Ctrl-C goes to the command, and
     // we report how it ended.
@@ -213,7 +217,7 @@ fn forward_sink(config: &TraceConfig, fd: i32) -> Option<OutputSink> {
     })))
 }
 
-fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {
+pub(crate) fn child_failure(fd: &OwnedFd, program: &str) -> TraceError {
     match spawn::read_failure(fd) {
         Some(failure) => describe(failure, program),
         None => TraceError::PtraceRefused("the child exited before it could be traced".to_owned()),
@@ -234,12 +238,12 @@ fn describe(failure: ChildFailure, program: &str) -> TraceError {
 }
 
 /// Pins the calling thread to the CPU it runs on; restores the old mask on drop.
-struct Pinned {
+pub(crate) struct Pinned {
     old: libc::cpu_set_t,
 }
 
 impl Pinned {
-    fn to_current_cpu() -> Self {
+    pub(crate) fn to_current_cpu() -> Self {
         // SAFETY: plain libc calls on a zeroed cpu_set_t we own.
         unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();

@@ -29,6 +29,11 @@ pub struct ChildStdio {
     pub stdin: Option<RawFd>,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// A session's control socket, placed at descriptor 3.
+    pub control: Option<RawFd>,
+    /// Killed when the thread that started it ends (a session's server:
+    /// never left behind by its caller).
+    pub die_with_parent: bool,
 }
 
 fn pipe_cloexec() -> Result<(OwnedFd, OwnedFd)> {
@@ -101,6 +106,12 @@ pub fn spawn(
             }
             libc::dup2(stdio.stdout, 1);
             libc::dup2(stdio.stderr, 2);
+            if let Some(fd) = stdio.control {
+                libc::dup2(fd, 3);
+            }
+            if stdio.die_with_parent {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            }
             // The parent ignores SIGINT/SIGQUIT while the command runs; the
             // command gets the default dispositions back.
             libc::signal(libc::SIGINT, libc::SIG_DFL);

@@ -31,6 +31,31 @@ impl Exit {
     }
 }
 
+/// Where the loop sends what it sees. A plain run has one recorder for the
+/// whole tree; a session (`crate::session`) gives each call its own, so the
+/// loop itself stays one loop.
+pub trait Route {
+    /// The recorder that observes `pid`'s system calls.
+    fn recorder(&mut self, pid: Pid) -> &mut Recorder;
+    /// Whether `pid` may run: a new tracee whose parent's fork event has
+    /// not been seen yet is held at its first stop until it has.
+    fn knows(&mut self, _pid: Pid) -> bool {
+        true
+    }
+    /// `parent` forked (`PTRACE_EVENT_FORK`/`VFORK`) or cloned `child`.
+    fn forked(&mut self, _parent: Pid, _child: Pid, _event: i32) {}
+    /// A reason `pid`'s run cannot be cached (also kept in the outcome).
+    fn noted(&mut self, _pid: Pid, _reason: &str) {}
+    /// `pid` ended.
+    fn exited(&mut self, _pid: Pid, _exit: Exit) {}
+}
+
+impl Route for Recorder {
+    fn recorder(&mut self, _pid: Pid) -> &mut Recorder {
+        self
+    }
+}
+
 pub struct LoopOutcome {
     pub exit: Exit,
     pub uncacheable: Vec<String>,
@@ -67,7 +92,7 @@ pub fn attach(pid: i32) -> Result<Option<()>> {
 /// when the main process exits while others still run.
 pub fn run(
     main: i32,
-    recorder: &mut Recorder,
+    route: &mut impl Route,
     on_main_exit: Option<&crate::MainExit>,
 ) -> Result<LoopOutcome> {
     let main = Pid::from_raw(main);
@@ -83,6 +108,8 @@ pub fn run(
             (hook.0)(exit);
         }
     };
+    // New tracees held at their first stop until their parent's fork event.
+    let mut held: HashSet<Pid> = HashSet::new();
     let mut exit = None;
     let mut uncacheable: Vec<String> = Vec::new();
     let mut note = |reason: &str, list: &mut Vec<String>| {
@@ -104,7 +131,12 @@ pub fn run(
                     || event == libc::PTRACE_EVENT_CLONE =>
             {
                 if let Ok(child) = ptrace::getevent(pid) {
-                    alive.insert(Pid::from_raw(child as i32));
+                    let child = Pid::from_raw(child as i32);
+                    alive.insert(child);
+                    route.forked(pid, child, event);
+                    if held.remove(&child) {
+                        let _ = ptrace::cont(child, None);
+                    }
                 }
                 let _ = if pending.contains_key(&pid) {
                     ptrace::syscall(pid, None)
@@ -113,7 +145,7 @@ pub fn run(
                 };
             }
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
-                stop_at_entry(pid, recorder, &mut pending, &mut uncacheable, &mut note);
+                stop_at_entry(pid, route, &mut pending, &mut uncacheable, &mut note);
                 let _ = if pending.contains_key(&pid) {
                     ptrace::syscall(pid, None)
                 } else {
@@ -131,7 +163,7 @@ pub fn run(
                         let (rval, is_error) =
                             unsafe { (info.u.exit.sval, info.u.exit.is_error != 0) };
                         let errno = is_error.then(|| i32::try_from(-rval).unwrap_or(libc::EIO));
-                        complete(recorder, p, errno);
+                        complete(route.recorder(pid), p, errno);
                     }
                     let _ = ptrace::cont(pid, None);
                 } else {
@@ -140,7 +172,7 @@ pub fn run(
                 }
             }
             WaitStatus::PtraceEvent(pid, _, _) => {
-                // fork/vfork/clone/exec: new tracees are attached automatically.
+                // exec: new tracees are attached automatically.
                 // Inside a traced call (execve), keep going to its exit stop.
                 let _ = if pending.contains_key(&pid) {
                     ptrace::syscall(pid, None)
@@ -153,6 +185,10 @@ pub fn run(
                 // A new tracee's first stop carries SIGSTOP: swallow it.
                 // Anything else is a real signal for the tracee: deliver it.
                 let deliver = if signal == Signal::SIGSTOP && pid != main {
+                    if !route.knows(pid) {
+                        held.insert(pid);
+                        continue;
+                    }
                     None
                 } else {
                     Some(signal)
@@ -162,6 +198,7 @@ pub fn run(
             WaitStatus::Exited(pid, code) => {
                 pending.remove(&pid);
                 alive.remove(&pid);
+                route.exited(pid, Exit::Code(code));
                 if pid == main {
                     exit = Some(Exit::Code(code));
                     main_exit(Exit::Code(code), &alive, &mut uncacheable);
@@ -170,6 +207,7 @@ pub fn run(
             WaitStatus::Signaled(pid, signal, _) => {
                 pending.remove(&pid);
                 alive.remove(&pid);
+                route.exited(pid, Exit::Signal(signal as i32));
                 if pid == main {
                     exit = Some(Exit::Signal(signal as i32));
                     main_exit(Exit::Signal(signal as i32), &alive, &mut uncacheable);
@@ -186,7 +224,7 @@ pub fn run(
 
 fn stop_at_entry(
     pid: Pid,
-    recorder: &mut Recorder,
+    route: &mut impl Route,
     pending: &mut HashMap<Pid, Pending>,
     uncacheable: &mut Vec<String>,
     note: &mut impl FnMut(&str, &mut Vec<String>),
@@ -198,21 +236,20 @@ fn stop_at_entry(
         return;
     }
     if info.arch != AUDIT_ARCH_X86_64 {
-        note(
-            "the command made 32-bit system calls, which casher does not trace",
-            uncacheable,
-        );
+        let reason = "the command made 32-bit system calls, which casher does not trace";
+        route.noted(pid, reason);
+        note(reason, uncacheable);
         return;
     }
     // SAFETY: op == SECCOMP, so the `seccomp` member is the valid one.
     let (nr, args) = unsafe { (info.u.seccomp.nr, info.u.seccomp.args) };
     if nr & 0x4000_0000 != 0 {
-        note(
-            "the command made x32 system calls, which casher does not trace",
-            uncacheable,
-        );
+        let reason = "the command made x32 system calls, which casher does not trace";
+        route.noted(pid, reason);
+        note(reason, uncacheable);
         return;
     }
+    let recorder = route.recorder(pid);
     let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
     if decoded.needs_exit() {
         pending.insert(pid, decoded);

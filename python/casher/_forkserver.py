@@ -1,0 +1,184 @@
+"""The fork server's own side (`python -m casher._forkserver`, traced):
+imports the function's module once, checks that forking is safe, then
+forks one child per call request (see `casher._server`, the caller side)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import pickle
+import signal
+import socket
+import sys
+import threading
+
+from casher._server import _recv, _send
+
+_SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
+
+
+def _openblas_pool() -> int:
+    """Worker threads of a loaded OpenBLAS (it stops them before fork and
+    starts them again in the child: its own pthread_atfork handlers)."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line.lower() and line.split()[-1].startswith("/")}
+    except OSError:
+        return 0
+    if not libs:
+        return 0
+    import ctypes
+
+    workers = 0
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path, mode=os.RTLD_NOLOAD | os.RTLD_LAZY)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_", "openblas_get_num_threads"):
+            get = getattr(lib, name, None)
+            if get is not None:
+                workers += max(int(get()) - 1, 0)
+                break
+    return workers
+
+
+def fork_unsafe() -> str | None:
+    """Why forking this process now could deadlock a child, or None."""
+    if threading.active_count() > 1:
+        names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
+        return f"its import started Python threads ({names})"
+    me = str(os.getpid())
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        if task == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{task}/comm") as f:
+                names.append(f.read().strip())
+        except OSError:
+            names.append("?")
+    unknown = [n for n in names if n not in _SAFE_THREADS]
+    if len(unknown) > _openblas_pool():
+        return f"its import left {len(names)} threads running ({', '.join(sorted(names))}), which fork does not copy"
+    return None
+
+
+def _serve_one(payload: dict, fds: list[int]) -> None:
+    """In the forked child: one call, its answer into the result memfd."""
+    from casher import _child
+
+    args_fd, result_fd, out_w, err_w = fds
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.close(out_w)
+    os.close(err_w)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Large buffers of the value go to files named after the caller's
+    # `buffers_stem` (see `casher._values.dump_to_files`).
+    result = _child.answer(payload, args_fd, payload["buffers_stem"])
+    with open(result_fd, "wb", closefd=False) as f:
+        pickle.dump(result, f, protocol=5)
+    import atexit
+
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+
+
+def main() -> int:
+    from casher import _child
+
+    sock = socket.socket(fileno=3)
+    setup, _ = _recv(sock)
+    sys.argv[:] = setup.get("argv") or sys.argv
+    _child.prepare(setup)
+    try:
+        _child.load_module(setup)
+    except BaseException as exc:
+        _send(sock, {"ok": False, "reason": f"importing {setup['module']} failed: {type(exc).__name__}: {exc}"})
+        return 1
+    reason = fork_unsafe()
+    if reason is not None:
+        _send(sock, {"ok": False, "reason": f"fork is not safe after importing {setup['module']}: {reason}"})
+        return 0
+    # A script was loaded under another name (its `__main__` block must not
+    # run): calls find it there instead of loading it again.
+    loaded = "__casher_main__" if setup["module"] == "__main__" and not setup.get("main_spec") else None
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the call, not the server
+    # What the import allocated stays shared with the calls: a collection in
+    # a call would otherwise write to (and so copy) every page of it.
+    gc.freeze()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _send(sock, {"ok": True})
+    spare: tuple[int, socket.socket] | None = None  # forked only once calls are known as calls
+    while True:
+        try:
+            payload, fds = _recv(sock, 4)
+        except EOFError:
+            return 0
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            return 1
+        if loaded:
+            payload = dict(payload, module=loaded)
+        pid = _hand_over(spare, payload, fds) if spare is not None else None
+        if pid is None:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    sock.close()
+                    _serve_one(payload, fds)
+                finally:
+                    os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        _send(sock, (pid,))
+        # The next call's child is forked while the caller records this one,
+        # not while this one runs (they share a CPU when pinned).
+        try:
+            os.waitpid(pid, 0)
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        spare = _spare(sock)
+
+
+def _spare(sock: socket.socket) -> tuple[int, socket.socket] | None:
+    """A child forked ahead of the next request, waiting for it: the fork is
+    not on the next miss's path. In the child, this never returns."""
+    ours, theirs = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            ours.close()
+            sock.close()
+            try:
+                payload, fds = _recv(theirs, 4)
+            except EOFError:  # the server ended first
+                os._exit(0)
+            theirs.close()
+            _serve_one(payload, fds)
+        finally:
+            os._exit(0)
+    theirs.close()
+    return pid, ours
+
+
+def _hand_over(spare: tuple[int, socket.socket], payload: dict, fds: list[int]) -> int | None:
+    """Gives the request to the waiting child; None if it is gone."""
+    pid, channel = spare
+    try:
+        _send(channel, payload, fds)
+        return pid
+    except OSError:
+        return None
+    finally:
+        channel.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+//! A session's routing: which call a traced process belongs to, the
+//! server's observations as every call's start, a call's report when its
+//! root process exits, and the stamps that say when the server is stale.
+
+use std::collections::{HashMap, HashSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+
+use nix::unistd::Pid;
+
+use crate::effects::{ObservedInput, Recorder};
+use crate::tracer::{Exit, Route};
+use crate::TraceReport;
+
+/// What identifies a file's state cheaply: the stat fast path.
+pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64, u32);
+
+/// `follow`: of what a symlink at `path` points to (else of the link).
+pub(crate) fn stamp(path: &std::path::Path, follow: bool) -> Option<Stamp> {
+    let m = if follow {
+        std::fs::metadata(path)
+    } else {
+        std::fs::symlink_metadata(path)
+    }
+    .ok()?;
+    Some((
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.mode(),
+    ))
+}
+
+/// The server's inputs at its first call, with their stat stamps then.
+pub(crate) struct Imports {
+    /// Path, whether the stamp follows symlinks, the stamp.
+    pub(crate) stamps: Vec<(PathBuf, bool, Option<Stamp>)>,
+    pub(crate) problems: Vec<String>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) ready: bool,
+    pub(crate) done: bool,
+    pub(crate) imports: Option<Imports>,
+    pub(crate) reports: HashMap<i32, TraceReport>,
+}
+
+#[derive(Default)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    pub(crate) changed: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn update(&self, f: impl FnOnce(&mut State)) {
+        if let Ok(mut state) = self.state.lock() {
+            f(&mut state);
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// A call: its recorder (started from the server's), its live processes.
+struct Call {
+    recorder: Recorder,
+    live: HashSet<Pid>,
+    problems: Vec<String>,
+}
+
+/// Sends each process's observations to the server's recorder (until the
+/// first call), or to its call's.
+pub(crate) struct Router<'a> {
+    server: Pid,
+    shared: &'a Shared,
+    server_recorder: Recorder,
+    server_problems: Vec<String>,
+    /// The server's state at its first call; every call starts from it.
+    snapshot: Option<Recorder>,
+    /// Where observations nobody will report go (the server after its
+    /// first call, a call's processes outliving it).
+    stray: Recorder,
+    known: HashSet<Pid>,
+    owner: HashMap<Pid, Pid>,
+    calls: HashMap<Pid, Call>,
+}
+
+impl<'a> Router<'a> {
+    pub(crate) fn new(server: Pid, ignore: Vec<PathBuf>, shared: &'a Shared) -> Self {
+        Router {
+            server,
+            shared,
+            server_recorder: Recorder::new(ignore.clone(), false, Vec::new()),
+            server_problems: Vec::new(),
+            snapshot: None,
+            stray: Recorder::new(ignore, false, Vec::new()),
+            known: HashSet::from([server]),
+            owner: HashMap::new(),
+            calls: HashMap::new(),
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.shared.state.lock().is_ok_and(|s| s.ready)
+    }
+
+    /// The server's recorder as it is now becomes every call's start; its
+    /// inputs are stamped so the caller can tell when they change.
+    fn take_snapshot(&mut self) -> (Recorder, Vec<String>) {
+        if let Some(snapshot) = &self.snapshot {
+            let problems = self
+                .shared
+                .state
+                .lock()
+                .ok()
+                .and_then(|s| s.imports.as_ref().map(|i| i.problems.clone()))
+                .unwrap_or_default();
+            return (snapshot.clone(), problems);
+        }
+        let snapshot = self.server_recorder.clone();
+        let (inputs, _, mut problems) = snapshot.clone().finish();
+        problems.append(&mut self.server_problems);
+        let stamps = inputs
+            .into_iter()
+            .map(|input| match input {
+                ObservedInput::File { path, .. }
+                | ObservedInput::Dir { path }
+                | ObservedInput::Stat { path, .. }
+                | ObservedInput::Fails { path, .. }
+                | ObservedInput::Replaceable { path, .. } => {
+                    let now = stamp(&path, true);
+                    (path, true, now)
+                }
+                ObservedInput::Link { path, .. } => {
+                    let now = stamp(&path, false);
+                    (path, false, now)
+                }
+                ObservedInput::Absent { path } => (path, true, None),
+                ObservedInput::NoEntry { path } => (path, false, None),
+            })
+            .collect();
+        let imports = Imports {
+            stamps,
+            problems: problems.clone(),
+        };
+        self.shared.update(|s| s.imports = Some(imports));
+        self.snapshot = Some(snapshot.clone());
+        (snapshot, problems)
+    }
+
+    fn deliver(&mut self, root: Pid, exit: Exit) {
+        let Some(call) = self.calls.remove(&root) else {
+            return;
+        };
+        let mut uncacheable = call.problems;
+        if !call.live.is_empty() {
+            uncacheable.push("the call left processes running after it returned".to_owned());
+        }
+        let (inputs, outputs, problems) = call.recorder.finish();
+        uncacheable.extend(problems);
+        let report = TraceReport {
+            exit,
+            inputs,
+            outputs,
+            stdio: Vec::new(),
+            uncacheable,
+        };
+        self.shared.update(|s| {
+            s.reports.insert(root.as_raw(), report);
+        });
+    }
+}
+
+impl Route for Router<'_> {
+    fn recorder(&mut self, pid: Pid) -> &mut Recorder {
+        match self.owner.get(&pid) {
+            Some(root) => match self.calls.get_mut(root) {
+                Some(call) => &mut call.recorder,
+                None => &mut self.stray,
+            },
+            None if self.snapshot.is_some() => &mut self.stray,
+            None => &mut self.server_recorder,
+        }
+    }
+
+    fn knows(&mut self, pid: Pid) -> bool {
+        self.known.contains(&pid)
+    }
+
+    fn forked(&mut self, parent: Pid, child: Pid, event: i32) {
+        self.known.insert(child);
+        if let Some(&root) = self.owner.get(&parent) {
+            self.owner.insert(child, root);
+            if let Some(call) = self.calls.get_mut(&root) {
+                call.live.insert(child);
+            }
+        } else if parent == self.server && event != libc::PTRACE_EVENT_CLONE && self.ready() {
+            let (recorder, problems) = self.take_snapshot();
+            self.owner.insert(child, child);
+            self.calls.insert(
+                child,
+                Call {
+                    recorder,
+                    live: HashSet::new(),
+                    problems,
+                },
+            );
+        }
+    }
+
+    fn noted(&mut self, pid: Pid, reason: &str) {
+        let list = match self.owner.get(&pid).and_then(|r| self.calls.get_mut(r)) {
+            Some(call) => &mut call.problems,
+            None if self.snapshot.is_none() => &mut self.server_problems,
+            None => return,
+        };
+        if !list.iter().any(|r| r == reason) {
+            list.push(reason.to_owned());
+        }
+    }
+
+    fn exited(&mut self, pid: Pid, exit: Exit) {
+        self.known.remove(&pid);
+        let Some(root) = self.owner.remove(&pid) else {
+            return;
+        };
+        if let Some(call) = self.calls.get_mut(&root) {
+            call.live.remove(&pid);
+        }
+        if root == pid {
+            self.deliver(root, exit);
+        }
+    }
+}

@@ -78,7 +78,7 @@ def test_results_equal_plain_calls_and_one_server_serves_them(root: Path, cache_
             got = steps.summarize(n)
             assert got.equals(steps.summarize.__casher_original__(n)), n
         assert [steps.tiny(i) for i in range(5)] == [1, 2, 3, 4, 5]
-        assert steps.summarize.cache_info()["misses"] == 3
+        assert steps.summarize.cache_info().misses == 3
         assert pids() == warmed, "the warmed server served every miss"
         print("servers", pids())
         """,

@@ -113,8 +113,15 @@ class _Server:
             self.native.close()
 
     def call(self, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable) -> tuple[Any, dict | None] | None:
-        args_fd = os.memfd_create("casher-call", os.MFD_CLOEXEC)
-        result_fd = os.memfd_create("casher-result", os.MFD_CLOEXEC)
+        try:
+            args_fd = os.memfd_create("casher-call", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            return None  # no memfd here: the fresh interpreter's file transport
+        try:
+            result_fd = os.memfd_create("casher-result", os.MFD_CLOEXEC)
+        except OSError:
+            os.close(args_fd)
+            return None
         try:
             try:
                 write_call(f"/proc/self/fd/{args_fd}", args, kwargs)

@@ -44,8 +44,7 @@ pub use lookup::{
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
     Bytes, FileKind, Input, Meta, MtimeWindow, Output, StdioChunk, StoredPath, Stream, ValueBuffer,
-    Variant,
-    RECORD_FORMAT_VERSION,
+    Variant, RECORD_FORMAT_VERSION,
 };
 pub use restore::{restore, AllowedRoots, RestoreReport};
 pub use store::{Lookup, Store, StoreConfig};

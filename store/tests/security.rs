@@ -41,6 +41,7 @@ fn variant(key: &str, inputs: Vec<Input>, outputs: Vec<Output>) -> Variant {
         }],
         exit_code: 0,
         value: Some(Bytes::Inline(b"gadget".to_vec())),
+        value_buffers: Vec::new(),
     }
 }
 

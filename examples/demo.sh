@@ -27,6 +27,10 @@ CASHER_LOG=debug python run.py 2> "$work/log2"; cat "$work/log2"
 expect "clean: hit" "$work/log2"; expect "summarize: hit" "$work/log2"
 [ -f out/clean.parquet ] && [ -f out/summary.parquet ] || { echo "demo failed: outputs not restored" >&2; exit 1; }
 
+step "2b. again, outputs left in place: what a step saw of its output before writing it is an input (a step may branch on it), so this new state is recorded once"
+CASHER_LOG=debug python run.py 2> "$work/log2b"; cat "$work/log2b"
+expect "clean: miss .*clean.parquet now exists" "$work/log2b"
+
 step "3. reformat a helper two imports deep (black + a comment): still hits"
 python -m black -q --line-length 60 pipeline/helpers/cleaning.py
 sed -i 's/^def drop_refunds/# a new comment\ndef drop_refunds/' pipeline/helpers/cleaning.py
@@ -36,7 +40,7 @@ expect "clean: hit" "$work/log3"
 step "4. change the helper's logic: clean misses and says why; summarize, which cannot reach it, still hits"
 sed -i 's/pl.col("amount") > 0/pl.col("amount") >= 0/' pipeline/helpers/cleaning.py
 CASHER_LOG=debug python run.py 2> "$work/log4"; cat "$work/log4"
-expect "clean: miss .*drop_refunds in .*cleaning.py" "$work/log4"
+expect "clean: miss .*drop_refunds.* in .*cleaning.py" "$work/log4"
 expect "summarize: hit" "$work/log4"
 
 step "5. casher deps clean.py --function clean: the definitions the code identity covers"
@@ -56,7 +60,7 @@ casher run -v -- sh -c 'sort words.txt > sorted.txt && echo sorted' 2> "$work/lo
 expect "casher: hit" "$work/log7"
 [ "$(cat sorted.txt)" = "$(printf 'a\nb\nc')" ] || { echo "demo failed: sorted.txt not restored" >&2; exit 1; }
 echo 'z' >> words.txt
-casher run --explain -- sh -c 'sort words.txt > sorted.txt && echo sorted'
+casher run --explain -- sh -c 'sort words.txt > sorted.txt && echo sorted' || echo "(--explain exits 1 on a miss)"
 
 step "casher cache stats"
 casher cache stats

@@ -349,7 +349,10 @@ def test_two_processes_missing_the_same_key_compute_once(tmp_path: Path, cache_d
     import sys
     import uuid
 
-    counter = Path("/dev/shm") / f"casher-test-{uuid.uuid4().hex}"  # /dev is not traced: a side channel
+    # A side channel the tracer does not record: inside the store directory
+    # (`/dev/shm` holds ordinary files, which are inputs and outputs now).
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    counter = cache_dir / f"casher-test-{uuid.uuid4().hex}"
     twin = Twin(
         tmp_path,
         {

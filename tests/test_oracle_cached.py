@@ -645,15 +645,24 @@ def test_line_added_to_unused_function_still_hits(oracle: Oracle) -> None:
     )
 
 
-def test_non_binding_statement_elsewhere_still_hits(oracle: Oracle) -> None:
-    must_hit(
-        oracle,
-        lambda: oracle.edit(
-            "work.py",
-            '_REG.append("first")\n',
-            '_REG.append("first")\n_REG.append("second")\nlogger.setLevel(logging.WARNING)\n',
-        ),
+def test_new_import_time_statement_elsewhere_is_answered_like_a_plain_run(oracle: Oracle) -> None:
+    # A *new* statement that runs at import (`_REG.append(...)`,
+    # `logger.setLevel(...)`) counts for every function of its module: its
+    # effects are not tied to the names it touches (docs/limitations.md), so
+    # this is a miss; what is checked is that the answer equals a plain run
+    # and that it hits again afterwards.
+    oracle.write("work.py", MODULE)
+    driver(oracle, "compute", "compute(10)")
+    oracle.check(oracle.run())
+    oracle.edit(
+        "work.py",
+        '_REG.append("first")\n',
+        '_REG.append("first")\n_REG.append("second")\nlogger.setLevel(logging.WARNING)\n',
     )
+    oracle.check(oracle.run())
+    again = oracle.run()
+    oracle.check(again)
+    assert again.hits("compute") == 1, "needless miss:\n" + oracle.report()
 
 
 def test_name_bound_twice_hits(oracle: Oracle) -> None:

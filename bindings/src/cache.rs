@@ -21,11 +21,11 @@ fn err(e: impl std::fmt::Display) -> PyErr {
 /// read through `os.environ`: the hash of its value when recorded.
 const ENV_INPUT: &str = "env:";
 
-/// The key env-var values are hashed with. A constant domain key until the
-/// store has its own secret (`Store::secret`); then this returns that, so a
-/// record's hashes cannot be matched against guessed values elsewhere.
-fn env_key(_store: &Store) -> [u8; 32] {
-    blake3::derive_key("casher 2026 env input v1", b"")
+/// The key env-var values are hashed with: derived from the store's secret,
+/// so a record's hashes cannot be matched against guessed values by whoever
+/// reads the store without it.
+fn env_key(store: &Store) -> [u8; 32] {
+    blake3::derive_key("casher 2026 env input v1", store.secret())
 }
 
 /// The value of an environment variable as an input: hashed, never stored

@@ -91,7 +91,8 @@ fn source_hash(source: &str) -> Option<String> {
 }
 
 /// The invocation key of a function call: the shared key builder with the
-/// function's identity, its argument digest and the selected env vars.
+/// function's identity, its argument digest and the names of the selected
+/// env vars.
 /// The working directory is part of it, as for `casher run`: relative paths
 /// in arguments mean what the caller passed, from where it called.
 #[pyfunction]
@@ -100,7 +101,7 @@ fn run_key(
     module_path: &str,
     args_digest: &str,
     python: &str,
-    env: Vec<(String, Option<String>)>,
+    env: Vec<String>,
     cwd: PathBuf,
 ) -> String {
     use std::os::unix::ffi::OsStrExt;
@@ -110,10 +111,13 @@ fn run_key(
         .field("args", args_digest.as_bytes())
         .field("python", python.as_bytes())
         .field("cwd", cwd.as_os_str().as_bytes());
+    // Only the names: their values are inputs of each variant, hashed with
+    // the store's secret (a key directory's name reveals nothing of them).
     let mut env = env;
     env.sort();
-    for (name, value) in &env {
-        key.env(name, value.as_deref().map(std::ffi::OsStr::new));
+    env.dedup();
+    for name in &env {
+        key.env_name(name);
     }
     key.finish()
 }

@@ -177,8 +177,9 @@ class CachedFunction:
             _hashing._text(h, b"state", ".".join((item.module, *item.path)) + "=" + item.fingerprint)
         levels, disable = _logging_levels()
         _hashing._text(h, b"logging", repr((sorted(levels.items()), disable)))
-        env = [(name, os.environ.get(name)) for name in self._env]
-        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, env, os.getcwd())
+        # `env=` names only: their values are inputs of each variant, hashed
+        # with the store's secret, like the variables the call reads itself.
+        return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, list(self._env), os.getcwd())
 
     def _state(self) -> list[_state.Item]:
         items = _state.reached(self._func)
@@ -250,7 +251,7 @@ class CachedFunction:
         result, seen = _inprocess.run(self._func, args, kwargs)
         try:
             run = cache.observed(seen.reads, seen.listed, seen.written, seen.deleted, seen.chunks)
-            cache.record(run, key, self._description, _calls.dumps(result), [], self._file, None, [], [])
+            cache.record(run, key, self._description, _calls.dumps(result), [], self._file, None, [], list(self._env))
         except Exception as exc:
             log.warning("%s not cached: %s", self._func.__qualname__, exc)
         return result

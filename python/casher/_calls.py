@@ -349,7 +349,7 @@ class Call:
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,
                     [(path, line) for path, line, _ in result["ran"]],
-                    result["env"],
+                    sorted(set(result["env"]) | set(self.fn._env)),
                     buffers=buffers,
                 )
                 for path, line in missed:

@@ -43,10 +43,11 @@ def run_key(
     module_path: str,
     args_digest: str,
     python: str,
-    env: Sequence[tuple[str, str | None]],
+    env: Sequence[str],
     cwd: str | os.PathLike[str],
 ) -> str:
-    """The invocation key of a function call (cwd included)."""
+    """The invocation key of a function call (cwd included). `env` holds the
+    names of the `env=` variables; their values are inputs of each variant."""
 
 class Hasher:
     """BLAKE3 over bytes and raw memory (the GIL released for large buffers)."""

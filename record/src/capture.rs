@@ -68,6 +68,7 @@ pub fn to_variant(
             Input::Code { path: Some(p), .. } => seen.insert(p.clone()),
             _ => true,
         });
+        content_decides(&mut inputs);
     }
     crate::observation::relate_output_mtimes(&mut inputs, &outputs);
     let stdio = stdio(store, report)?;
@@ -82,6 +83,35 @@ pub fn to_variant(
         value: None,
         value_buffers: Vec::new(),
     })
+}
+
+/// `@cached`: where a function read a file's content, that content (with
+/// its size and type) is what decides, not the exact mtime its readers'
+/// `stat` also returned (pandas, polars and Python's own `open` all stat
+/// what they read). Otherwise a file restored by an upstream step's hit,
+/// identical but with a fresh mtime, would make every downstream step miss.
+/// A function that reads a file's content *and* acts on its mtime is
+/// documented in docs/limitations.md; `casher run` keeps exact mtimes
+/// (`make` compares them).
+fn content_decides(inputs: &mut [Input]) {
+    let read: HashSet<StoredPath> = inputs
+        .iter()
+        .filter_map(|i| match i {
+            Input::File { path, .. }
+            | Input::Code {
+                path: Some(path), ..
+            } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    for input in inputs.iter_mut() {
+        if let Input::Meta { path, meta, .. } = input {
+            if meta.kind == casher_store::FileKind::File && read.contains(path) {
+                meta.mtime_ns = None;
+                meta.mtime_window = None;
+            }
+        }
+    }
 }
 
 fn observed_path(input: &ObservedInput) -> &Path {

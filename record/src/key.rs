@@ -32,15 +32,10 @@ impl KeyBuilder {
         self
     }
 
-    /// An environment variable: its name and the hash of its value (values
-    /// are never stored in clear), or "unset".
-    pub fn env(&mut self, name: &str, value: Option<&OsStr>) -> &mut Self {
-        let digest = match value {
-            Some(v) => blake3::hash(v.as_bytes()).as_bytes().to_vec(),
-            None => b"unset".to_vec(),
-        };
+    /// A selected environment variable's name. Its value is never part of
+    /// a key: it is an input of each variant, hashed with the store's secret.
+    pub fn env_name(&mut self, name: &str) -> &mut Self {
         self.field("env.name", name.as_bytes())
-            .field("env.value", &digest)
     }
 
     pub fn finish(&self) -> String {

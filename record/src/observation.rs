@@ -148,9 +148,11 @@ pub const DEFAULT_ENV: &[&str] = &[
 /// (one that appears later must change it too).
 pub const LOCALE_GROUP: &str = "env:LC_*";
 
-/// The digest of a context value (`None`: unset). Values are never stored.
-pub fn value_digest(value: Option<&[u8]>) -> ObjectId {
-    let mut hasher = blake3::Hasher::new();
+/// The digest of a context value (`None`: unset), keyed with the store's
+/// secret: values are never stored, and their digests cannot be matched
+/// against guesses by whoever reads the store without the secret.
+pub fn value_digest(secret: &[u8; 32], value: Option<&[u8]>) -> ObjectId {
+    let mut hasher = blake3::Hasher::new_keyed(secret);
     hasher.update(b"casher.context-value.v1");
     match value {
         Some(v) => {
@@ -180,12 +182,18 @@ pub struct RunContext {
 
 impl RunContext {
     /// From this process's environment, with `extra` (`--env`) names.
-    pub fn current(extra: &[String]) -> Self {
+    /// `secret` keys the digests (the store's secret).
+    pub fn current(extra: &[String], secret: &[u8; 32]) -> Self {
         let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-        Self::from_env(&vars, extra, umask())
+        Self::from_env(&vars, extra, umask(), secret)
     }
 
-    fn from_env(vars: &[(OsString, OsString)], extra: &[String], umask: Option<u32>) -> Self {
+    fn from_env(
+        vars: &[(OsString, OsString)],
+        extra: &[String],
+        umask: Option<u32>,
+        secret: &[u8; 32],
+    ) -> Self {
         let bytes = |v: &OsStr| v.as_bytes().to_vec();
         let get = |name: &str| {
             vars.iter()
@@ -198,7 +206,12 @@ impl RunContext {
         names.dedup();
         let mut entries: Vec<(String, ObjectId)> = names
             .into_iter()
-            .map(|name| (format!("env:{name}"), value_digest(get(name).as_deref())))
+            .map(|name| {
+                (
+                    format!("env:{name}"),
+                    value_digest(secret, get(name).as_deref()),
+                )
+            })
             .collect();
         let mut locale: Vec<(Vec<u8>, Vec<u8>)> = vars
             .iter()
@@ -213,9 +226,9 @@ impl RunContext {
                 joined.extend_from_slice(&part);
             }
         }
-        entries.push((LOCALE_GROUP.to_owned(), value_digest(Some(&joined))));
+        entries.push((LOCALE_GROUP.to_owned(), value_digest(secret, Some(&joined))));
         let umask = umask.map(|u| u.to_le_bytes().to_vec());
-        entries.push(("umask".to_owned(), value_digest(umask.as_deref())));
+        entries.push(("umask".to_owned(), value_digest(secret, umask.as_deref())));
         Self { entries }
     }
 
@@ -254,7 +267,7 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        RunContext::from_env(&vars, &extra, Some(umask))
+        RunContext::from_env(&vars, &extra, Some(umask), &[9; 32])
     }
 
     #[test]
@@ -275,6 +288,10 @@ mod tests {
         // Unset and empty differ.
         let empty = context(&[("PATH", "/bin"), ("TZ", "")], &[], 0o22);
         assert_ne!(digest(&base, "env:TZ"), digest(&empty, "env:TZ"));
+        // Another store's secret gives other digests for the same value.
+        let vars = [(OsString::from("PATH"), OsString::from("/bin"))];
+        let other = RunContext::from_env(&vars, &[], Some(0o22), &[8; 32]);
+        assert_ne!(digest(&base, "env:PATH"), digest(&other, "env:PATH"));
     }
 
     #[test]

@@ -227,12 +227,21 @@ impl Recorder {
         }
     }
 
+    /// The marker probe (it fails with `ENOENT` or `ENOTDIR`, depending on
+    /// how the lookup is resolved): drops everything recorded so far.
+    fn begin(&mut self, path: &Path) -> bool {
+        if path != Path::new(crate::BEGIN_MARKER) {
+            return false;
+        }
+        self.states.clear();
+        self.order.clear();
+        true
+    }
+
     /// Looked up and not found; `follow`: by a lookup that follows a
     /// final symlink (so a dangling one looks the same).
     pub fn absent(&mut self, path: &Path, follow: bool) {
-        if path == Path::new(crate::BEGIN_MARKER) {
-            self.states.clear();
-            self.order.clear();
+        if self.begin(path) {
             return;
         }
         if let Some(s) = self.unchanged(path) {
@@ -246,6 +255,9 @@ impl Recorder {
 
     /// Looking the path up failed with `errno` (permission, loop, ...).
     pub fn fails(&mut self, path: &Path, errno: i32) {
+        if self.begin(path) {
+            return;
+        }
         if let Some(s) = self.unchanged(path) {
             s.fails.get_or_insert(errno);
         }

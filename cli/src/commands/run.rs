@@ -140,7 +140,6 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let (stdin, stdin_data) = read_stdin()?;
-    let context = RunContext::current(&args.env);
     let key = run_key(
         &args.command,
         &cwd,
@@ -162,6 +161,9 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
             None
         }
     };
+    // Context values are hashed with the store's secret: a digest in a
+    // record cannot be matched against guessed values.
+    let context = RunContext::current(&args.env, store.as_ref().map_or(&[0; 32], |s| s.secret()));
     if args.explain {
         let Some(store) = &store else {
             return Ok(ExitCode::from(2));

@@ -7,6 +7,7 @@ __all__ = [
     "Cache",
     "CasherError",
     "Hasher",
+    "Server",
     "TracedRun",
     "__version__",
     "cache_dir",
@@ -112,3 +113,28 @@ class Cache:
     def reached(self, source: str | os.PathLike[str], function: str) -> list[tuple[str, int, int]] | None: ...
     def clear(self, description: str) -> int: ...
     def entries(self, description: str) -> int: ...
+
+
+class Server:
+    """A traced fork server: imports a function's module once; each process
+    it forks is one call, recorded on its own."""
+
+    def __init__(self, argv: Sequence[str | os.PathLike[str]], ignore: Sequence[str | os.PathLike[str]]) -> None:
+        """Starts `argv` traced; its descriptor 3 is the control socket."""
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+    def take_control(self) -> int:
+        """Our end of the control socket, as a descriptor the caller owns."""
+    def mark_ready(self) -> None:
+        """The server finished importing: processes it forks are calls now."""
+    def stale(self) -> str | None:
+        """Why the server must be replaced, or None."""
+    def server_output(self) -> bytes:
+        """What the server printed itself (a failed import's traceback)."""
+    def open_call(self, on_output: Callable[[int, bytes], None]) -> tuple[int, int]:
+        """Opens a call's stdout and stderr pipes; returns their write ends."""
+    def finish_call(self, pid: int) -> TracedRun:
+        """Waits for the call rooted at `pid` to end: the traced run."""
+    def abort_call(self) -> None:
+        """Drops the open call's output."""

@@ -169,28 +169,21 @@ pub(crate) fn check_input<'a>(
         Input::File { path, hash, stamp } => check_content(path, hash, stamp, memo),
         // "Absent" means resolving the path finds nothing (a dangling
         // symlink included), as the run's stat/open saw it.
-        Input::Absent { path } => match memo.get(path, true) {
-            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
-            Err(errno) => changed(
-                path,
-                ChangeKind::Resolution {
-                    before: "absent".to_owned(),
-                    now: errno_text(*errno),
-                },
-            ),
-            Ok(_) => changed(path, ChangeKind::Appeared),
-        },
-        Input::NoEntry { path } => match memo.get(path, false) {
-            Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
-            Err(errno) => changed(
-                path,
-                ChangeKind::Resolution {
-                    before: "absent".to_owned(),
-                    now: errno_text(*errno),
-                },
-            ),
-            Ok(_) => changed(path, ChangeKind::Appeared),
-        },
+        // "No entry": not even a dangling link (an `lstat` that does not
+        // follow the final component), so the same check without following.
+        Input::Absent { path } | Input::NoEntry { path } => {
+            match memo.get(path, matches!(input, Input::Absent { .. })) {
+                Err(errno) if *errno == libc::ENOENT => InputCheck::Same,
+                Err(errno) => changed(
+                    path,
+                    ChangeKind::Resolution {
+                        before: "absent".to_owned(),
+                        now: errno_text(*errno),
+                    },
+                ),
+                Ok(_) => changed(path, ChangeKind::Appeared),
+            }
+        }
         Input::Fails { path, errno } => match memo.get(path, true) {
             Err(now) if now == errno => InputCheck::Same,
             Err(now) => changed(

@@ -12,8 +12,16 @@
 //! stdlib or project code is decided by the reachability walk, which knows
 //! where imports resolve (`reach/effects.rs`).
 //!
-//! A class statement counts when its header runs foreign code: a decorator,
-//! a metaclass or keyword, a base that is not builtin or stdlib and can act
+//! A decorator counts unless it is builtin or stdlib, or a project function
+//! whose code at decoration provably touches only the decorated object and
+//! objects it creates (`reach/decorators.rs`, from the summary in
+//! `behaviour.rs`): `@rich_repr()` sets attributes of the class it
+//! decorates and counts for nothing; `@register("x")` fills a dict and
+//! counts. A plain-name decorator that is not a project function only
+//! wraps (a third-party one that registers is seen by the run-time check).
+//!
+//! A class statement counts when its header runs foreign code: a decorator
+//! that counts, a metaclass or keyword, a base that is not builtin or stdlib and can act
 //! on subclassing (it defines `__init_subclass__` or has a metaclass,
 //! transitively, or it is third-party or unknown), or any project base once
 //! reached code looks classes up through `__subclasses__()`. A class with
@@ -27,12 +35,9 @@ use serde::{Deserialize, Serialize};
 /// What a top-level statement runs at import, beyond binding names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EffectFacts {
-    /// The root names of the decorator calls and attributes evaluated when
-    /// the statement runs (a class's own and its methods'): `register` for
-    /// `@register("x")`, `fmt` for `@fmt.register`. `None` for an
-    /// expression with no root name (`@(lambda f: f)`). Plain-name
-    /// decorators (`@deco`) are left out (see [`acting`]).
-    pub decorators: Vec<Option<String>>,
+    /// The decorators applied when the statement runs (a class's own and
+    /// its methods'), and the code a nested class header runs.
+    pub decorators: Vec<Decoration>,
     /// A class's bases, as dotted chains (`["mod", "Base"]` for
     /// `mod.Base`, `["Generic"]` for `Generic[T]`); `None` for an
     /// expression that is not a name chain.
@@ -45,10 +50,45 @@ pub struct EffectFacts {
     /// Objects an assignment mutates through a method call
     /// (`h = _REGISTRY.setdefault(...)`): a registry filled at import.
     pub mutates: Vec<String>,
+    /// A function's behaviour when it runs: decides whether applying it as
+    /// a decorator acts beyond the decorated object.
+    pub function: Option<Box<crate::behaviour::FnFacts>>,
+}
+
+/// One decorator (or nested class header) evaluated at import.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Decoration {
+    /// The callee as a name chain (`["fmt", "register"]` for
+    /// `@fmt.register`); `None` for another expression.
+    pub chain: Option<Vec<String>>,
+    /// `@chain(...)`: its arguments' shapes; `None` for `@chain`.
+    pub args: Option<Arguments>,
+    pub on: Decorated,
+}
+
+/// A decorator call's arguments, by shape.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Arguments {
+    pub args: Vec<crate::behaviour::Value>,
+    pub keywords: Vec<(String, crate::behaviour::Value)>,
+    pub spread: bool,
+}
+
+/// What a decoration is applied to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Decorated {
+    /// A top-level class, with the names its own body binds: writes
+    /// through those attributes land in the class's own objects.
+    Class(Vec<String>),
+    /// A function or method.
+    Function,
+    /// Not a decorator: a nested class's base or keyword, which runs code
+    /// like a decorator does.
+    Header,
 }
 
 /// Method names that change a container or registry in place.
-const MUTATING: &[&str] = &[
+pub(crate) const MUTATING: &[&str] = &[
     "append",
     "appendleft",
     "extend",
@@ -74,8 +114,9 @@ impl EffectFacts {
                 facts.decorators.extend(
                     f.decorator_list
                         .iter()
-                        .filter_map(|d| acting(&d.expression)),
+                        .map(|d| decoration(&d.expression, Decorated::Function)),
                 );
+                facts.function = Some(Box::new(crate::behaviour::FnFacts::of(f)));
             }
             Stmt::ClassDef(c) => facts.class(c, true),
             Stmt::Assign(a) => mutations(&a.value, &mut facts.mutates),
@@ -87,10 +128,10 @@ impl EffectFacts {
             Stmt::AugAssign(a) => mutations(&a.value, &mut facts.mutates),
             _ => {}
         }
-        for list in [&mut facts.decorators, &mut facts.keywords] {
-            list.sort();
-            list.dedup();
-        }
+        facts.decorators.sort();
+        facts.decorators.dedup();
+        facts.keywords.sort();
+        facts.keywords.dedup();
         facts.bases.sort();
         facts.bases.dedup();
         facts.mutates.sort();
@@ -99,27 +140,9 @@ impl EffectFacts {
     }
 
     fn class(&mut self, class: &ruff_python_ast::StmtClassDef, top: bool) {
-        self.decorators.extend(
-            class
-                .decorator_list
-                .iter()
-                .filter_map(|d| acting(&d.expression)),
-        );
-        if let Some(arguments) = &class.arguments {
-            if top {
-                self.bases.extend(arguments.args.iter().map(chain));
-                self.keywords
-                    .extend(arguments.keywords.iter().map(|k| root_name(&k.value)));
-            } else {
-                // A nested class's header runs code like a decorator does.
-                self.decorators.extend(arguments.args.iter().map(root_name));
-                self.decorators
-                    .extend(arguments.keywords.iter().map(|k| root_name(&k.value)));
-            }
-        }
         // Names the class body binds are class attributes: `@x.setter`
         // refers to the property `x` of the body, not a module name.
-        let own: Vec<&str> = class
+        let own: Vec<String> = class
             .body
             .iter()
             .filter_map(|s| match s {
@@ -135,7 +158,36 @@ impl EffectFacts {
                 },
                 _ => None,
             })
+            .map(str::to_owned)
             .collect();
+        let on = if top {
+            Decorated::Class(own.clone())
+        } else {
+            Decorated::Header
+        };
+        self.decorators.extend(
+            class
+                .decorator_list
+                .iter()
+                .map(|d| decoration(&d.expression, on.clone())),
+        );
+        if let Some(arguments) = &class.arguments {
+            if top {
+                self.bases.extend(arguments.args.iter().map(chain));
+                self.keywords
+                    .extend(arguments.keywords.iter().map(|k| root_name(&k.value)));
+            } else {
+                // A nested class's header runs code like a decorator does.
+                let header = |e: &Expr| Decoration {
+                    chain: root_name(e).map(|n| vec![n]),
+                    args: None,
+                    on: Decorated::Header,
+                };
+                self.decorators.extend(arguments.args.iter().map(header));
+                self.decorators
+                    .extend(arguments.keywords.iter().map(|k| header(&k.value)));
+            }
+        }
         for s in &class.body {
             match s {
                 Stmt::FunctionDef(f) => {
@@ -145,8 +197,13 @@ impl EffectFacts {
                     self.decorators.extend(
                         f.decorator_list
                             .iter()
-                            .filter_map(|d| acting(&d.expression))
-                            .filter(|n| !n.as_deref().is_some_and(|n| own.contains(&n))),
+                            .map(|d| decoration(&d.expression, Decorated::Function))
+                            .filter(|d| {
+                                !d.chain
+                                    .as_ref()
+                                    .and_then(|c| c.first())
+                                    .is_some_and(|n| own.contains(n))
+                            }),
                     );
                 }
                 Stmt::ClassDef(c) => self.class(c, false),
@@ -156,39 +213,44 @@ impl EffectFacts {
     }
 }
 
-/// The root name of a decorator that may register what it decorates: a
-/// call (`@register("x")`, `@app.route("/")`) or an attribute
-/// (`@fmt.register`); `Some(None)` for another expression. A plain name
-/// (`@wraps_it`) only wraps: `None`, it does not count (a plain decorator
-/// that registers is seen by the run-time check).
-fn acting(expr: &Expr) -> Option<Option<String>> {
-    match expr {
-        Expr::Name(_) => None,
-        Expr::Call(_) | Expr::Attribute(_) => Some(root_name(expr)),
-        _ => Some(None),
+/// A decorator expression: `@a.b`, `@a.b(...)`, or something else.
+fn decoration(expr: &Expr, on: Decorated) -> Decoration {
+    let (callee, call) = match expr {
+        Expr::Call(c) => (&*c.func, Some(c)),
+        other => (other, None),
+    };
+    Decoration {
+        chain: crate::behaviour::chain_of(callee),
+        args: call.map(|c| Arguments {
+            args: c
+                .arguments
+                .args
+                .iter()
+                .filter(|a| !a.is_starred_expr())
+                .map(crate::behaviour::shape)
+                .collect(),
+            keywords: c
+                .arguments
+                .keywords
+                .iter()
+                .filter_map(|k| {
+                    k.arg
+                        .as_ref()
+                        .map(|n| (n.id.to_string(), crate::behaviour::shape(&k.value)))
+                })
+                .collect(),
+            spread: c.arguments.args.iter().any(Expr::is_starred_expr)
+                || c.arguments.keywords.iter().any(|k| k.arg.is_none()),
+        }),
+        on,
     }
 }
 
 /// `[a, b, c]` for `a.b.c` (and `a.b.c[...]`); `None` otherwise.
 fn chain(expr: &Expr) -> Option<Vec<String>> {
-    let mut parts = Vec::new();
-    let mut current = match expr {
-        Expr::Subscript(s) => &*s.value,
-        other => other,
-    };
-    loop {
-        match current {
-            Expr::Name(n) => {
-                parts.push(n.id.to_string());
-                parts.reverse();
-                return Some(parts);
-            }
-            Expr::Attribute(a) => {
-                parts.push(a.attr.id.to_string());
-                current = &a.value;
-            }
-            _ => return None,
-        }
+    match expr {
+        Expr::Subscript(s) => crate::behaviour::chain_of(&s.value),
+        other => crate::behaviour::chain_of(other),
     }
 }
 

@@ -18,7 +18,7 @@ use crate::symbols::TopStatement;
 
 /// Bumped whenever the index layout or anything stored in it changes
 /// (including [`crate::normalize::NORMALIZED_FORMAT_VERSION`]).
-const INDEX_FORMAT: u32 = 11 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
+const INDEX_FORMAT: u32 = 12 + 1000 * crate::normalize::NORMALIZED_FORMAT_VERSION;
 
 /// The file of one index kind (`suffix`) for a project root.
 fn index_file(cache_dir: Option<&Path>, root_dir: &Path, suffix: &str) -> Option<PathBuf> {

@@ -6,6 +6,7 @@
 //! normalized AST, third-party code by distribution identity, the stdlib by
 //! the Python version. The crate never prints: it returns a [`DepsReport`].
 
+mod behaviour;
 mod classify;
 mod effects;
 mod error;

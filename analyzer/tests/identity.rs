@@ -260,6 +260,94 @@ fn effect_cases() -> Vec<Case<'static>> {
             true,
         ),
         (
+            "a project decorator that only sets attributes of what it decorates",
+            vec![
+                ("main.py", "from shapes import Other\n\ndef f():\n    return Other().x\n"),
+                ("deco.py", "from functools import partial, wraps\nfrom typing import overload\n\n@overload\ndef auto(cls):\n    ...\n\ndef auto(cls=None, *, angular=None):\n    def do_replace(cls, angular=None):\n        def auto_repr(self):\n            return repr(self.__rich_repr__())\n        if not hasattr(cls, '__rich_repr__'):\n            auto_repr.__doc__ = 'x'\n            cls.__rich_repr__ = auto_repr\n        cls.__repr__ = auto_repr\n        if angular is not None:\n            cls.__rich_repr__.angular = angular\n        return cls\n    if cls is None:\n        return partial(do_replace, angular=angular)\n    return do_replace(cls, angular=angular)\n\ndef rich_repr(cls=None, *, angular=False):\n    if cls is None:\n        return auto(angular=angular)\n    return auto(cls)\n\ndef group(fit=True):\n    def decorator(method):\n        @wraps(method)\n        def _replace(*args, **kwargs):\n            return list(method(*args, **kwargs))\n        return _replace\n    return decorator\n"),
+                ("shapes.py", "from deco import rich_repr, group\n\nclass Other:\n    x = 1\n\n@rich_repr()\nclass Seg:\n    def __rich_repr__(self):\n        yield 1\n\n@rich_repr\nclass Col:\n    def __rich_repr__(self):\n        yield 1\n\nclass T:\n    @group()\n    def render(self):\n        yield 1\n"),
+            ],
+            ("shapes.py", "from deco import rich_repr, group\n\nclass Other:\n    x = 1\n\n@rich_repr()\nclass Seg:\n    def __rich_repr__(self):\n        yield 2\n\n@rich_repr\nclass Col:\n    def __rich_repr__(self):\n        yield 2\n\nclass T:\n    @group()\n    def render(self):\n        yield 2\n"),
+            false,
+        ),
+        (
+            "a plain project decorator that appends to a registry",
+            vec![
+                ("main.py", "from plugins import REG\n\ndef f():\n    return sum(p() for p in REG)\n"),
+                ("plugins.py", "REG = []\n\ndef plugin(fn):\n    REG.append(fn)\n    return fn\n\n@plugin\ndef one():\n    return 1\n"),
+            ],
+            ("plugins.py", "REG = []\n\ndef plugin(fn):\n    REG.append(fn)\n    return fn\n\n@plugin\ndef one():\n    return 2\n"),
+            true,
+        ),
+        (
+            "a decorator appending to a registry its class inherits",
+            vec![
+                ("main.py", "from plugins import Plugin\n\ndef f():\n    return [c.value for c in Plugin.registry]\n"),
+                ("plugins.py", "class Plugin:\n    registry = []\n\ndef plugin(cls):\n    cls.registry.append(cls)\n    return cls\n\n@plugin\nclass One(Plugin):\n    value = 1\n"),
+            ],
+            ("plugins.py", "class Plugin:\n    registry = []\n\ndef plugin(cls):\n    cls.registry.append(cls)\n    return cls\n\n@plugin\nclass One(Plugin):\n    value = 2\n"),
+            true,
+        ),
+        (
+            "a decorator writing through an inherited attribute",
+            vec![
+                ("main.py", "from plugins import Base\n\ndef f():\n    return Base.meta.tag\n"),
+                ("plugins.py", "class Meta:\n    tag = 0\n\nclass Base:\n    meta = Meta()\n\ndef tagged(n):\n    def deco(cls):\n        cls.meta.tag = n\n        return cls\n    return deco\n\n@tagged(1)\nclass One(Base):\n    pass\n"),
+            ],
+            ("plugins.py", "class Meta:\n    tag = 0\n\nclass Base:\n    meta = Meta()\n\ndef tagged(n):\n    def deco(cls):\n        cls.meta.tag = n\n        return cls\n    return deco\n\n@tagged(2)\nclass One(Base):\n    pass\n"),
+            true,
+        ),
+        (
+            "a decorator factory given a module-level dict",
+            vec![
+                ("main.py", "from reg import HANDLERS\nimport handlers\n\ndef f():\n    return HANDLERS['double'](2)\n"),
+                ("reg.py", "HANDLERS = {}\ndef into(table):\n    def deco(fn):\n        table[fn.__name__] = fn\n        return fn\n    return deco\n"),
+                ("handlers.py", "from reg import into, HANDLERS\n\n@into(HANDLERS)\ndef double(x):\n    return 2 * x\n"),
+            ],
+            ("handlers.py", "from reg import into, HANDLERS\n\n@into(HANDLERS)\ndef double(x):\n    return 3 * x\n"),
+            true,
+        ),
+        (
+            "a decorator that registers through a helper",
+            vec![
+                ("main.py", "from reg import REG\nimport handlers\n\ndef f():\n    return REG[0](2)\n"),
+                ("reg.py", "REG = []\ndef _add(fn):\n    REG.append(fn)\ndef plugin(fn):\n    _add(fn)\n    return fn\n"),
+                ("handlers.py", "from reg import plugin\n\n@plugin\ndef double(x):\n    return 2 * x\n"),
+            ],
+            ("handlers.py", "from reg import plugin\n\n@plugin\ndef double(x):\n    return 3 * x\n"),
+            true,
+        ),
+        (
+            "a decorator that calls what it decorates at import",
+            vec![
+                ("main.py", "from reg import STATE\nimport handlers\n\ndef f():\n    return list(STATE)\n"),
+                ("reg.py", "STATE = []\ndef run_now(fn):\n    fn()\n    return fn\n"),
+                ("handlers.py", "from reg import run_now, STATE\n\n@run_now\ndef setup():\n    STATE.append(1)\n"),
+            ],
+            ("handlers.py", "from reg import run_now, STATE\n\n@run_now\ndef setup():\n    STATE.append(2)\n"),
+            true,
+        ),
+        (
+            "a decorator that sets an attribute of a module",
+            vec![
+                ("main.py", "import registry\nimport handlers\n\ndef f():\n    return registry.double(2)\n"),
+                ("registry.py", ""),
+                ("expose.py", "import registry\ndef expose(fn):\n    setattr(registry, fn.__name__, fn)\n    return fn\n"),
+                ("handlers.py", "from expose import expose\n\n@expose\ndef double(x):\n    return 2 * x\n"),
+            ],
+            ("handlers.py", "from expose import expose\n\n@expose\ndef double(x):\n    return 3 * x\n"),
+            true,
+        ),
+        (
+            "a decorator declaring a global",
+            vec![
+                ("main.py", "import reg\nimport handlers\n\ndef f():\n    return reg.LAST(2)\n"),
+                ("reg.py", "LAST = None\ndef remember(fn):\n    global LAST\n    LAST = fn\n    return fn\n"),
+                ("handlers.py", "from reg import remember\n\n@remember\ndef double(x):\n    return 2 * x\n"),
+            ],
+            ("handlers.py", "from reg import remember\n\n@remember\ndef double(x):\n    return 3 * x\n"),
+            true,
+        ),
+        (
             "other @cached functions of the module are not reached",
             vec![("main.py", "from casher import cached\n\n@cached\ndef f():\n    return 1\n\n@cached\ndef g():\n    return 2\n")],
             ("main.py", "from casher import cached\n\n@cached\ndef f():\n    return 1\n\n@cached\ndef g():\n    return 3\n"),

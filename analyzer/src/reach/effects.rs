@@ -12,7 +12,7 @@ use super::Walker;
 const MAX_BASE_DEPTH: usize = 16;
 
 /// What a name evaluated in a class header or decorator refers to.
-enum Target<'p> {
+pub(super) enum Target<'p> {
     /// A builtin, the standard library, or casher itself: acts on nothing
     /// another function could find (`@cached` registers nothing).
     Inert,
@@ -20,6 +20,9 @@ enum Target<'p> {
     Foreign,
     /// A project class statement (module, statement).
     Class(String, &'p TopStatement),
+    /// Project function statements (module, the `def`s binding the name:
+    /// several with `@overload` stubs or redefinitions).
+    Function(String, Vec<&'p TopStatement>),
     /// Another project object (a function, `Base = declarative_base()`).
     Project,
 }
@@ -28,14 +31,14 @@ impl<'a> Walker<'_, 'a> {
     /// Why a definition or assignment acts at import, if it does: it runs
     /// project or third-party code there and can register itself where a
     /// function finds it without naming it.
-    pub(super) fn acts_on_import(
-        &self,
+    pub(super) fn acts_on_import<'s>(
+        &'s self,
         module: &str,
-        parsed: &ParsedFile,
-        stmt: &TopStatement,
+        parsed: &'s ParsedFile,
+        stmt: &'s TopStatement,
     ) -> Option<&'static str> {
         let e = &stmt.effects;
-        // An expression with no root name (`@(lambda f: f)`) is unknown.
+        // A keyword with no root name (`metaclass=make()`) is unknown.
         let foreign = |name: &Option<String>| {
             name.as_ref().is_none_or(|n| {
                 !matches!(
@@ -46,8 +49,12 @@ impl<'a> Walker<'_, 'a> {
         };
         match stmt.kind {
             StmtKind::Definition => {
-                if e.decorators.iter().any(foreign) {
-                    Some("a decorator acts when the module is imported")
+                if let Some(why) = e
+                    .decorators
+                    .iter()
+                    .find_map(|d| self.decoration_acts(module, parsed, d))
+                {
+                    Some(why)
                 } else if e.init_subclass {
                     Some("defines __init_subclass__")
                 } else if e.keywords.iter().any(foreign) {
@@ -68,7 +75,7 @@ impl<'a> Walker<'_, 'a> {
                 .any(|name| {
                     matches!(
                         self.target(module, parsed, std::slice::from_ref(name)),
-                        Target::Project | Target::Class(..)
+                        Target::Project | Target::Class(..) | Target::Function(..)
                     ) && parsed
                         .statements
                         .iter()
@@ -96,7 +103,7 @@ impl<'a> Walker<'_, 'a> {
         }
         match self.target(module, parsed, chain) {
             Target::Inert => false,
-            Target::Foreign | Target::Project => true,
+            Target::Foreign | Target::Project | Target::Function(..) => true,
             Target::Class(owner, class) => {
                 if self.subclass_discovery || class.effects.init_subclass {
                     return true;
@@ -121,7 +128,12 @@ impl<'a> Walker<'_, 'a> {
     }
 
     /// What the dotted `chain` (`["mod", "Base"]`) names in `module`.
-    fn target<'s>(&'s self, module: &str, parsed: &'s ParsedFile, chain: &[String]) -> Target<'s>
+    pub(super) fn target<'s>(
+        &'s self,
+        module: &str,
+        parsed: &'s ParsedFile,
+        chain: &[String],
+    ) -> Target<'s>
     where
         'a: 's,
     {
@@ -186,21 +198,31 @@ impl<'a> Walker<'_, 'a> {
         match Self::local(module, parsed, first) {
             Target::Foreign if self.builtins.contains(first.as_str()) => Target::Inert,
             Target::Class(m, c) if chain.len() == 1 => Target::Class(m, c),
-            Target::Class(..) => Target::Project, // an attribute of a class
+            Target::Function(m, f) if chain.len() == 1 => Target::Function(m, f),
+            // an attribute of a class or function
+            Target::Class(..) | Target::Function(..) => Target::Project,
             other => other,
         }
     }
 
     /// `name` as bound by the statements of project module `module`.
     fn local<'p>(module: &str, parsed: &'p ParsedFile, name: &str) -> Target<'p> {
-        let mut binders = parsed
+        use crate::identity::DefinitionKind;
+        let binders: Vec<&TopStatement> = parsed
             .statements
             .iter()
-            .filter(|s| s.kind != StmtKind::Inert && s.binds.iter().any(|b| b == name));
-        match (binders.next(), binders.next()) {
-            (None, _) => Target::Foreign,
-            (Some(s), None) if s.id_kind == crate::identity::DefinitionKind::Class => {
-                Target::Class(module.to_owned(), s)
+            .filter(|s| s.kind != StmtKind::Inert && s.binds.iter().any(|b| b == name))
+            .collect();
+        match binders.as_slice() {
+            [] => Target::Foreign,
+            [s] if s.id_kind == DefinitionKind::Class => Target::Class(module.to_owned(), s),
+            // Only `def`s (an `@overload` stub, a redefinition): whichever
+            // the name holds when it is used, it is one of them.
+            all if all.iter().all(|s| {
+                s.kind == StmtKind::Definition && s.id_kind == DefinitionKind::Function
+            }) =>
+            {
+                Target::Function(module.to_owned(), binders)
             }
             _ => Target::Project,
         }

@@ -25,6 +25,7 @@ use crate::report::ModuleKind;
 use crate::resolve::resolve_relative;
 use crate::symbols::{Bound, StmtKind, TopStatement};
 
+mod decorators;
 mod effects;
 mod stars;
 

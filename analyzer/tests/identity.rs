@@ -348,6 +348,26 @@ fn effect_cases() -> Vec<Case<'static>> {
             true,
         ),
         (
+            "a decorator that hands a registering partial to map",
+            vec![
+                ("main.py", "from reg import REG\nimport handlers\n\ndef f():\n    return REG[0](2)\n"),
+                ("reg.py", "from functools import partial\nREG = []\ndef plugin(fn):\n    def add(x):\n        REG.append(x)\n    list(map(partial(add), [fn]))\n    return fn\n"),
+                ("handlers.py", "from reg import plugin\n\n@plugin\ndef double(x):\n    return 2 * x\n"),
+            ],
+            ("handlers.py", "from reg import plugin\n\n@plugin\ndef double(x):\n    return 3 * x\n"),
+            true,
+        ),
+        (
+            "a decorator that hands a project object to the standard library",
+            vec![
+                ("main.py", "from reg import BOX\nimport handlers\n\ndef f():\n    return BOX.items[0](2)\n"),
+                ("reg.py", "import copy\nclass Box:\n    def __init__(self):\n        self.items = []\n        self.pending = None\n    def __copy__(self):\n        self.items.append(self.pending)\n        return self\nBOX = Box()\ndef plugin(fn):\n    copy.copy(BOX)\n    return fn\n"),
+                ("handlers.py", "from reg import plugin, BOX\nBOX.pending = lambda x: 2 * x\n\n@plugin\ndef double(x):\n    return 2 * x\n"),
+            ],
+            ("handlers.py", "from reg import plugin, BOX\nBOX.pending = lambda x: 3 * x\n\n@plugin\ndef double(x):\n    return 2 * x\n"),
+            true,
+        ),
+        (
             "other @cached functions of the module are not reached",
             vec![("main.py", "from casher import cached\n\n@cached\ndef f():\n    return 1\n\n@cached\ndef g():\n    return 2\n")],
             ("main.py", "from casher import cached\n\n@cached\ndef f():\n    return 1\n\n@cached\ndef g():\n    return 3\n"),

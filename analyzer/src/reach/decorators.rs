@@ -246,12 +246,30 @@ impl<'s> Eval<'s, '_, '_> {
         Abs::Global
     }
 
-    fn value(&self, frames: &[Frame<'s>], value: &Value) -> Abs<'s> {
+    fn value(
+        &self,
+        module: &str,
+        parsed: &'s ParsedFile,
+        frames: &[Frame<'s>],
+        value: &Value,
+    ) -> Abs<'s> {
         match value {
             Value::Const => Abs::Private,
             Value::Name(n) => match self.lookup(frames, n) {
-                // A module global passed on may be written through.
-                Abs::Global => Abs::Unknown,
+                Abs::Global => {
+                    let inert = MODULE_STRINGS.contains(&n.as_str())
+                        || matches!(
+                            self.walker.target(module, parsed, std::slice::from_ref(n)),
+                            Target::Inert
+                        );
+                    // A builtin or stdlib name holds no project state; a
+                    // project global passed on may be written through.
+                    if inert {
+                        Abs::Private
+                    } else {
+                        Abs::Unknown
+                    }
+                }
                 other => other,
             },
             Value::Call(_) | Value::Other => Abs::Unknown,
@@ -281,14 +299,8 @@ impl<'s> Eval<'s, '_, '_> {
             }
         }
         for (index, call) in facts.calls.iter().enumerate() {
-            let returned = then > 0 && facts.returns.contains(&Value::Call(index));
-            self.run_call(
-                module,
-                parsed,
-                &frames,
-                call,
-                if returned { then } else { 0 },
-            )?;
+            let returned = facts.returns.contains(&Value::Call(index));
+            self.run_call(module, parsed, &frames, facts, call, returned, then)?;
         }
         for nested in &facts.nested {
             for decorator in &nested.decorators {
@@ -320,9 +332,7 @@ impl<'s> Eval<'s, '_, '_> {
                             &frames,
                             value,
                             then - 1,
-                            &[Abs::Decorated],
-                            &[],
-                            false,
+                            &Site::with(Abs::Decorated),
                         )?;
                     }
                     Value::Other => return Err("returns a computed callable"),
@@ -347,68 +357,60 @@ impl<'s> Eval<'s, '_, '_> {
             && matches!(self.walker.target(module, parsed, chain), Target::Inert)
     }
 
+    /// Runs `call` of the function `facts` in the innermost frame; when it
+    /// is `returned` and the function's result is called `then` more times,
+    /// so is the call's.
+    #[allow(clippy::too_many_arguments)]
     fn run_call(
         &self,
         module: &str,
         parsed: &'s ParsedFile,
         frames: &[Frame<'s>],
-        call: &CallFacts,
+        facts: &'s FnFacts,
+        call: &'s CallFacts,
+        returned: bool,
         then: u8,
     ) -> Verdict {
-        let args: Vec<Abs> = call.args.iter().map(|v| self.value(frames, v)).collect();
-        let keywords: Vec<(&str, Abs)> = call
-            .keywords
-            .iter()
-            .map(|(k, v)| (k.as_str(), self.value(frames, v)))
-            .collect();
+        let then = if returned { then } else { 0 };
+        let site = Site {
+            args: call
+                .args
+                .iter()
+                .map(|v| self.value(module, parsed, frames, v))
+                .collect(),
+            keywords: call
+                .keywords
+                .iter()
+                .map(|(k, v)| (k.as_str(), self.value(module, parsed, frames, v)))
+                .collect(),
+            spread: call.spread,
+            returned,
+            // The result of a project call may be a function (a wrapper, a
+            // `partial`): handed to the stdlib, it may be called there.
+            hands_on_results: call
+                .args
+                .iter()
+                .chain(call.keywords.iter().map(|(_, v)| v))
+                .any(|v| match v {
+                    Value::Call(j) => !self.stdlib_callee(module, parsed, frames, &facts.calls[*j]),
+                    _ => false,
+                }),
+        };
         let Some(chain) = &call.callee else {
             return Err("calls a computed callable");
         };
         let root = self.lookup(frames, &chain[0]);
-        if chain.len() > 1 {
-            return match root {
-                // A method of a literal or fresh container; what it
-                // returns is not followed, so it must not be called on.
-                Abs::Private if then == 0 => Ok(()),
-                Abs::Global => self.global_call(
-                    module,
-                    parsed,
-                    frames,
-                    chain,
-                    &args,
-                    &keywords,
-                    call.spread,
-                    then,
-                ),
-                _ => Err("calls a method of an object it does not own"),
-            };
-        }
         match root {
-            Abs::Global => self.global_call(
-                module,
-                parsed,
-                frames,
-                chain,
-                &args,
-                &keywords,
-                call.spread,
-                then,
-            ),
-            other => self.call_value(
-                module,
-                parsed,
-                frames,
-                other,
-                then,
-                &args,
-                &keywords,
-                call.spread,
-            ),
+            Abs::Global => self.global_call(module, parsed, frames, chain, &site, then),
+            // A method of a literal or fresh container; what it returns
+            // is not followed, so it must not be called on.
+            Abs::Private if chain.len() > 1 && then == 0 => Ok(()),
+            _ if chain.len() > 1 => Err("calls a method of an object it does not own"),
+            other => self.call_value(module, parsed, frames, other, then, &site),
         }
     }
 
-    /// Calls what a name holds with these arguments.
-    #[allow(clippy::too_many_arguments)]
+    /// Calls what a name holds.
     fn call_value(
         &self,
         module: &str,
@@ -416,9 +418,7 @@ impl<'s> Eval<'s, '_, '_> {
         frames: &[Frame<'s>],
         callee: Abs<'s>,
         then: u8,
-        args: &[Abs<'s>],
-        keywords: &[(&str, Abs<'s>)],
-        spread: bool,
+        site: &Site<'s, '_>,
     ) -> Verdict {
         match callee {
             // Calling a literal raises; nothing runs.
@@ -433,7 +433,7 @@ impl<'s> Eval<'s, '_, '_> {
                     .collect();
                 inner.push(Frame {
                     facts,
-                    params: bind_positional(&facts.params, args, keywords, spread),
+                    params: bind_positional(&facts.params, &site.args, &site.keywords, site.spread),
                 });
                 self.run(module, parsed, inner, then)
             }
@@ -444,45 +444,61 @@ impl<'s> Eval<'s, '_, '_> {
     }
 
     /// Calls a module-level name of `module` (or an attribute chain on it).
-    #[allow(clippy::too_many_arguments)]
     fn global_call(
         &self,
         module: &str,
         parsed: &'s ParsedFile,
         frames: &[Frame<'s>],
         chain: &[String],
-        args: &[Abs<'s>],
-        keywords: &[(&str, Abs<'s>)],
-        spread: bool,
+        site: &Site<'s, '_>,
         then: u8,
     ) -> Verdict {
         match self.walker.target(module, parsed, chain) {
             Target::Inert => {
-                // `functools.partial(f, ...)` returned by a factory: `f` is
-                // what gets called with the decorated object.
-                if chain.last().is_some_and(|n| n == "partial") {
-                    if let Some((first, rest)) = args.split_first() {
-                        if then > 0 {
-                            let mut bound: Vec<Abs> = rest.to_vec();
-                            bound.push(Abs::Decorated);
-                            return self.call_value(
-                                module,
-                                parsed,
-                                frames,
-                                *first,
-                                then - 1,
-                                &bound,
-                                keywords,
-                                spread,
-                            );
-                        }
+                let name = chain.last().map_or("", String::as_str);
+                if matches!(name, "partial" | "partialmethod") && site.returned {
+                    // `functools.partial(f, ...)` returned: `f` is called
+                    // when (and with what) the result is.
+                    let Some((first, rest)) = site.args.split_first() else {
+                        return Ok(());
+                    };
+                    if then == 0 {
                         return Ok(());
                     }
+                    let mut args = rest.to_vec();
+                    args.push(Abs::Decorated);
+                    let inner = Site {
+                        args,
+                        keywords: site.keywords.clone(),
+                        spread: site.spread,
+                        returned: false,
+                        hands_on_results: false,
+                    };
+                    return self.call_value(module, parsed, frames, *first, then - 1, &inner);
                 }
-                // A nested function handed to a builtin may be called by it.
-                for value in args.iter().chain(keywords.iter().map(|(_, v)| v)) {
+                if NOT_CALLING.contains(&name) {
+                    return Ok(());
+                }
+                if site.hands_on_results {
+                    return Err("hands a project function's result to the standard library");
+                }
+                // The stdlib may call methods of what it is given (`copy`,
+                // `sorted`, `str`): only the decorated object and private
+                // values may be handed to it.
+                if site
+                    .args
+                    .iter()
+                    .chain(site.keywords.iter().map(|(_, v)| v))
+                    .any(|v| matches!(v, Abs::Unknown | Abs::Global))
+                    || site.spread
+                {
+                    return Err("hands project state to the standard library");
+                }
+                // A nested function handed to a builtin may be called by it,
+                // with anything.
+                for value in site.args.iter().chain(site.keywords.iter().map(|(_, v)| v)) {
                     if let Abs::Nested(..) = value {
-                        self.call_value(module, parsed, frames, *value, 0, &[], &[], true)?;
+                        self.call_value(module, parsed, frames, *value, 0, &Site::unknown())?;
                     }
                 }
                 Ok(())
@@ -500,18 +516,80 @@ impl<'s> Eval<'s, '_, '_> {
                     Abs::Nested(..) => Abs::Unknown,
                     other => *other,
                 };
-                let args: Vec<Abs> = args.iter().map(opaque).collect();
+                let args: Vec<Abs> = site.args.iter().map(opaque).collect();
                 let keywords: Vec<(&str, Abs)> =
-                    keywords.iter().map(|(k, v)| (*k, opaque(v))).collect();
+                    site.keywords.iter().map(|(k, v)| (*k, opaque(v))).collect();
                 for binder in binders {
                     let facts = self.facts_of(&owner, owner_parsed, binder)?;
                     self.call(&owner, owner_parsed, facts, then, |params| {
-                        bind_positional(params, &args, &keywords, spread)
+                        bind_positional(params, &args, &keywords, site.spread)
                     })?;
                 }
                 Ok(())
             }
             _ => Err("calls code that may act"),
+        }
+    }
+}
+
+/// Module attributes that hold strings whatever the module.
+const MODULE_STRINGS: &[&str] = &[
+    "__name__",
+    "__qualname__",
+    "__module__",
+    "__file__",
+    "__doc__",
+];
+
+/// Builtins and stdlib callables that store or inspect the functions
+/// passed to them but never call them.
+const NOT_CALLING: &[&str] = &[
+    "wraps",
+    "update_wrapper",
+    "staticmethod",
+    "classmethod",
+    "property",
+    "cached_property",
+    "setattr",
+    "getattr",
+    "hasattr",
+    "isinstance",
+    "issubclass",
+    "callable",
+    "id",
+    "type",
+    "signature",
+];
+
+/// A call's arguments, by what they may alias.
+struct Site<'s, 'c> {
+    args: Vec<Abs<'s>>,
+    keywords: Vec<(&'c str, Abs<'s>)>,
+    spread: bool,
+    /// The call's result is what the calling function returns.
+    returned: bool,
+    /// An argument is the result of a project or nested function's call.
+    hands_on_results: bool,
+}
+
+impl<'s> Site<'s, '_> {
+    fn with(arg: Abs<'s>) -> Self {
+        Site {
+            args: vec![arg],
+            keywords: Vec::new(),
+            spread: false,
+            returned: false,
+            hands_on_results: false,
+        }
+    }
+
+    fn unknown() -> Self {
+        Site {
+            args: Vec::new(),
+            keywords: Vec::new(),
+            spread: true,
+            returned: false,
+            hands_on_results: false,
         }
     }
 }

@@ -19,6 +19,7 @@ mod interpreter;
 pub mod normalize;
 mod parse;
 mod parsing;
+mod per_process;
 pub mod reach;
 mod report;
 mod resolve;

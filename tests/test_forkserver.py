@@ -289,12 +289,6 @@ def test_two_processes_missing_the_same_key_compute_once(root: Path, cache_dir: 
     assert (cache_dir / "computed").read_text() == "x", "both processes computed the key"
 
 
-@pytest.mark.xfail(
-    raises=subprocess.TimeoutExpired,
-    strict=True,
-    reason="pre-existing, also with CASHER_FORK_SERVER=0: recording a miss in a process forked after "
-    "the parent recorded one hangs (record's rayon pool has no threads after fork)",
-)
 def test_a_forked_caller_starts_its_own_server(root: Path, cache_dir: Path) -> None:
     write(
         root / "mp.py",
@@ -325,3 +319,49 @@ def test_a_forked_caller_starts_its_own_server(root: Path, cache_dir: Path) -> N
     )
     proc = run(root, cache_dir, "main.py", timeout=60)
     assert proc.stdout.split() == ["5", "10", "15", "True", "True"], proc.stderr
+
+
+def test_fork_workers_record_after_the_parent_used_the_thread_pool(root: Path, cache_dir: Path) -> None:
+    """The parent records a miss and hashes a large argument and a large
+    input file (all on casher's thread pool); workers forked from it then
+    hash, record and hit on their own, with results equal to plain calls.
+    A forked process has none of its parent's pool threads: work sent to
+    them would wait forever."""
+    write(
+        root / "big.py",
+        """
+        from casher import cached
+
+        @cached
+        def total(data: bytes, k: int) -> int:
+            with open("big.bin", "rb") as f:
+                content = f.read()
+            return (sum(data[::4099]) + sum(content[::8191])) * k + len(data)
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import multiprocessing
+        import big
+
+        DATA = bytes(range(251)) * (8 << 12)  # 8 MB: hashed on the pool
+
+        def work(k):
+            return big.total(DATA, k), big.total(DATA, 1)
+
+        if __name__ == "__main__":
+            with open("big.bin", "wb") as f:
+                f.write(bytes(range(7, 256)) * (6 << 12))  # 6 MB: hashed on the pool
+            first = big.total(DATA, 1)
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                got = pool.map(work, range(2, 6))
+            plain = [(big.total.__casher_original__(DATA, k), first) for k in range(2, 6)]
+            assert first == big.total.__casher_original__(DATA, 1)
+            print(got == plain, big.total(DATA, 3) == plain[1][0], big.total.cache_info().misses)
+        """,
+    )
+    proc = run(root, cache_dir, "main.py", timeout=120)
+    assert proc.stdout.split() == ["True", "True", "1"], proc.stderr
+    assert proc.stderr.count("total: miss ") == 5, "the parent and each worker recorded a miss"
+    assert proc.stderr.count("total: hit ") == 5, proc.stderr

@@ -10,6 +10,7 @@ use crate::error::{AnalyzerError, Result};
 use crate::fsutil::StatStamp;
 use crate::index::{Cached, Index};
 use crate::parse::parse_file_with;
+use crate::per_process::in_pool;
 
 pub struct Parser<'a> {
     index: &'a Index,
@@ -62,7 +63,9 @@ impl<'a> Parser<'a> {
             (name, result)
         };
         if misses.len() > 1 {
-            results.extend(misses.into_par_iter().map(parse).collect::<Vec<_>>());
+            results.extend(in_pool(|| {
+                misses.into_par_iter().map(parse).collect::<Vec<_>>()
+            }));
         } else {
             results.extend(misses.into_iter().map(parse));
         }

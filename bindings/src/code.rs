@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 
 use casher_analyzer::DefinitionId;
-use casher_store::CodeOracle;
+use casher_store::{CodeOracle, PerProcess};
 
 type Stamp = (u64, i64, i64, i64, i64, u64);
 
@@ -25,8 +25,10 @@ fn stamp(meta: &std::fs::Metadata) -> Stamp {
 
 type Memo = Mutex<HashMap<PathBuf, (Stamp, Option<String>)>>;
 
+/// Per process: a lock another thread held when the process was forked
+/// would stay held in the child.
 fn memo() -> &'static Memo {
-    static MEMO: OnceLock<Memo> = OnceLock::new();
+    static MEMO: PerProcess<Memo> = PerProcess::new();
     MEMO.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -118,8 +120,9 @@ pub fn parse_definition_input(name: &str) -> Option<(&str, DefinitionId)> {
 
 type FunctionMemo = Mutex<HashMap<(PathBuf, String), FunctionIdentity>>;
 
+/// Per process, like [`memo`].
 fn function_memo() -> &'static FunctionMemo {
-    static MEMO: OnceLock<FunctionMemo> = OnceLock::new();
+    static MEMO: PerProcess<FunctionMemo> = PerProcess::new();
     MEMO.get_or_init(|| Mutex::new(HashMap::new()))
 }
 

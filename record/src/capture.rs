@@ -53,12 +53,14 @@ pub fn to_variant(
     // Hashing inputs is most of the cost of recording: skip files already
     // hashed with the same stat stamp, and use every core for the rest.
     let hashes = store.hash_cache();
-    let inputs = report
-        .inputs
-        .par_iter()
-        .filter(|input| code.is_none() || !is_bytecode_cache(observed_path(input)))
-        .map(|input| to_input(input, &own, &hashes, code))
-        .collect::<Result<Vec<Option<Input>>>>()?;
+    let inputs = casher_store::in_pool(|| {
+        report
+            .inputs
+            .par_iter()
+            .filter(|input| code.is_none() || !is_bytecode_cache(observed_path(input)))
+            .map(|input| to_input(input, &own, &hashes, code))
+            .collect::<Result<Vec<Option<Input>>>>()
+    })?;
     hashes.save();
     let mut inputs: Vec<Input> = inputs.into_iter().flatten().collect();
     if code.is_some() {

@@ -137,9 +137,11 @@ pub fn hash_reader(mut file: File) -> std::io::Result<(blake3::Hash, u64)> {
     let mut hasher = blake3::Hasher::new();
     if len >= LARGE {
         let mut buf = vec![0u8; 4 * CHUNK];
-        for_each_chunk(&mut file, &mut buf, |chunk| {
-            hasher.update_rayon(chunk);
-            Ok(())
+        crate::in_pool(|| {
+            for_each_chunk(&mut file, &mut buf, |chunk| {
+                hasher.update_rayon(chunk);
+                Ok(())
+            })
         })?;
         return Ok((hasher.finalize(), hasher.count()));
     }

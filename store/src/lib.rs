@@ -26,6 +26,7 @@ mod local_io;
 mod location;
 mod lookup;
 mod maintenance;
+mod per_process;
 mod record;
 mod restore;
 mod store;
@@ -42,6 +43,7 @@ pub use lookup::{
     RACY_NS, UNKNOWN_STAMP,
 };
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
+pub use per_process::{in_pool, PerProcess};
 pub use record::{
     Bytes, FileKind, Input, Meta, MtimeWindow, Output, StdioChunk, StoredPath, Stream, ValueBuffer,
     Variant, RECORD_FORMAT_VERSION,

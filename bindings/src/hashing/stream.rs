@@ -60,7 +60,7 @@ impl Stream {
 /// Hashes `data` on all cores when it is large.
 pub(crate) fn update(hasher: &mut blake3::Hasher, data: &[u8]) {
     if data.len() >= PARALLEL {
-        hasher.update_rayon(data);
+        casher_store::in_pool(|| hasher.update_rayon(data));
     } else {
         hasher.update(data);
     }

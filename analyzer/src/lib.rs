@@ -20,7 +20,6 @@ mod interpreter;
 pub mod normalize;
 mod parse;
 mod parsing;
-mod per_process;
 pub mod reach;
 mod report;
 mod resolve;

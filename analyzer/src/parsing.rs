@@ -10,7 +10,7 @@ use crate::error::{AnalyzerError, Result};
 use crate::fsutil::StatStamp;
 use crate::index::{Cached, Index};
 use crate::parse::parse_file_with;
-use crate::per_process::in_pool;
+use casher_forksafe::in_pool;
 
 pub struct Parser<'a> {
     index: &'a Index,

@@ -26,13 +26,13 @@ mod local_io;
 mod location;
 mod lookup;
 mod maintenance;
-mod per_process;
 mod record;
 mod restore;
 mod store;
 mod walk;
 
 pub use backend::{Backend, StoredVariant};
+pub use casher_forksafe::{in_pool, PerProcess};
 pub use error::{Result, StoreError};
 pub use fsutil::{hash_file, Stamp};
 pub use hash_cache::HashCache;
@@ -43,7 +43,6 @@ pub use lookup::{
     RACY_NS, UNKNOWN_STAMP,
 };
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
-pub use per_process::{in_pool, PerProcess};
 pub use record::{
     Bytes, FileKind, Input, Meta, MtimeWindow, Output, StdioChunk, StoredPath, Stream, ValueBuffer,
     Variant, RECORD_FORMAT_VERSION,

@@ -9,8 +9,8 @@
 //! a value made in another process is never touched again (nor dropped,
 //! which could wait on threads that do not exist), a fresh one is made.
 //!
-//! The store keeps its own copy of this file (`analyzer` and `store` do
-//! not depend on each other); keep the two the same.
+//! A crate of its own so that `analyzer` and `store`, which do not depend on
+//! each other, share one implementation.
 
 use std::sync::atomic::{AtomicPtr, Ordering};
 

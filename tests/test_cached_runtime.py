@@ -422,3 +422,39 @@ def test_state_reached_by_a_closure_through_an_imported_helper(tmp_path: Path, c
     )
     twin.check("main.py", hits=0)
     twin.check("main.py", hits=1)
+
+
+def test_casher_own_log_level_is_not_part_of_the_key(tmp_path: Path, cache_dir: Path) -> None:
+    """Turning casher's logging up or down says more or less about casher;
+    the function logs the same records, so the call still hits. The
+    caller's own loggers still count (they decide which records exist)."""
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import logging
+                import os
+                from casher import cached
+
+                logging.getLogger("app").setLevel(os.environ.get("APP_LEVEL", "INFO"))
+
+                @cached
+                def work(x):
+                    logging.getLogger("app").info("working on %s", x)
+                    return x * 2
+
+                print(work(21))
+                info = getattr(work, "cache_info", None)
+                print("hits", info().hits if info else "-", file=__import__("sys").stderr)
+            """
+        },
+    )
+
+    def hits(**env: str) -> str:
+        run = twin.check("main.py", env=env)
+        return [line for line in run.err.splitlines() if line.startswith("hits ")][-1]
+
+    assert hits() == "hits 0"
+    assert hits(CASHER_LOG="warning") == "hits 1"
+    assert hits(CASHER_LOG="error") == "hits 1"
+    assert hits(APP_LEVEL="WARNING") == "hits 0"

@@ -68,10 +68,16 @@ class CacheInfo(NamedTuple):
 
 
 def _logging_levels() -> tuple[dict[str, int], int]:
-    """The caller's logging configuration that decides which records exist."""
+    """The caller's logging configuration that decides which records exist.
+
+    casher's own loggers are left out: `CASHER_LOG=debug` (or a caller
+    turning casher's logging up) changes what casher says, not what the
+    function logs, and must not make every call miss."""
     manager = logging.Logger.manager
     levels = {"": logging.getLogger().level}
     for name, logger in list(manager.loggerDict.items()):
+        if name == "casher" or name.startswith("casher."):
+            continue
         if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET:
             levels[name] = logger.level
     return levels, manager.disable

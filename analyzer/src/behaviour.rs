@@ -142,7 +142,16 @@ fn params(parameters: &Parameters) -> Vec<ParamFacts> {
         name: p.parameter.name.id.to_string(),
         positional,
         variadic: false,
-        default: p.default.as_deref().map(shape),
+        // A mutable default is one object shared by every call.
+        default: p.default.as_deref().map(|d| match d {
+            Expr::List(_)
+            | Expr::Dict(_)
+            | Expr::Set(_)
+            | Expr::ListComp(_)
+            | Expr::DictComp(_)
+            | Expr::SetComp(_) => Value::Other,
+            other => shape(other),
+        }),
     };
     let variadic = |p: &ruff_python_ast::Parameter| ParamFacts {
         name: p.name.id.to_string(),

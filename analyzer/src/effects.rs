@@ -64,6 +64,9 @@ pub struct Decoration {
     /// `@chain(...)`: its arguments' shapes; `None` for `@chain`.
     pub args: Option<Arguments>,
     pub on: Decorated,
+    /// The callees of the decorators applied before this one (below it):
+    /// what they return is what this one gets.
+    pub below: Vec<Option<Vec<String>>>,
 }
 
 /// A decorator call's arguments, by shape.
@@ -111,11 +114,9 @@ impl EffectFacts {
         let mut facts = EffectFacts::default();
         match stmt {
             Stmt::FunctionDef(f) => {
-                facts.decorators.extend(
-                    f.decorator_list
-                        .iter()
-                        .map(|d| decoration(&d.expression, Decorated::Function)),
-                );
+                facts
+                    .decorators
+                    .extend(decorations(&f.decorator_list, &Decorated::Function));
                 facts.function = Some(Box::new(crate::behaviour::FnFacts::of(f)));
             }
             Stmt::ClassDef(c) => facts.class(c, true),
@@ -165,12 +166,8 @@ impl EffectFacts {
         } else {
             Decorated::Header
         };
-        self.decorators.extend(
-            class
-                .decorator_list
-                .iter()
-                .map(|d| decoration(&d.expression, on.clone())),
-        );
+        self.decorators
+            .extend(decorations(&class.decorator_list, &on));
         if let Some(arguments) = &class.arguments {
             if top {
                 self.bases.extend(arguments.args.iter().map(chain));
@@ -182,6 +179,7 @@ impl EffectFacts {
                     chain: root_name(e).map(|n| vec![n]),
                     args: None,
                     on: Decorated::Header,
+                    below: Vec::new(),
                 };
                 self.decorators.extend(arguments.args.iter().map(header));
                 self.decorators
@@ -195,9 +193,8 @@ impl EffectFacts {
                         self.init_subclass = true;
                     }
                     self.decorators.extend(
-                        f.decorator_list
-                            .iter()
-                            .map(|d| decoration(&d.expression, Decorated::Function))
+                        decorations(&f.decorator_list, &Decorated::Function)
+                            .into_iter()
                             .filter(|d| {
                                 !d.chain
                                     .as_ref()
@@ -213,8 +210,27 @@ impl EffectFacts {
     }
 }
 
+/// A decorator list, each with the callees applied before it.
+fn decorations(list: &[ruff_python_ast::Decorator], on: &Decorated) -> Vec<Decoration> {
+    list.iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let below = list[i + 1..]
+                .iter()
+                .map(|b| {
+                    crate::behaviour::chain_of(match &b.expression {
+                        Expr::Call(c) => &c.func,
+                        other => other,
+                    })
+                })
+                .collect();
+            decoration(&d.expression, on.clone(), below)
+        })
+        .collect()
+}
+
 /// A decorator expression: `@a.b`, `@a.b(...)`, or something else.
-fn decoration(expr: &Expr, on: Decorated) -> Decoration {
+fn decoration(expr: &Expr, on: Decorated, below: Vec<Option<Vec<String>>>) -> Decoration {
     let (callee, call) = match expr {
         Expr::Call(c) => (&*c.func, Some(c)),
         other => (other, None),
@@ -243,6 +259,7 @@ fn decoration(expr: &Expr, on: Decorated) -> Decoration {
                 || c.arguments.keywords.iter().any(|k| k.arg.is_none()),
         }),
         on,
+        below,
     }
 }
 

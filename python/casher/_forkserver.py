@@ -126,7 +126,7 @@ def main() -> int:
             payload = dict(payload, module=loaded)
         pid = _hand_over(spare, payload, fds) if spare is not None else None
         if pid is None:
-            pid = os.fork()
+            pid = _fork()
             if pid == 0:
                 try:
                     sock.close()
@@ -147,11 +147,24 @@ def main() -> int:
         spare = _spare(sock)
 
 
+def _fork() -> int:
+    """`os.fork`, keeping what a fresh interpreter would have after the same
+    imports: `random` reseeds itself in a forked child (its
+    `os.register_at_fork` hook), which would drop a seed the module set at
+    import (`random.seed(1)` at module level)."""
+    rnd = sys.modules.get("random")
+    state = rnd.getstate() if rnd is not None else None
+    pid = os.fork()
+    if pid == 0 and state is not None:
+        rnd.setstate(state)
+    return pid
+
+
 def _spare(sock: socket.socket) -> tuple[int, socket.socket] | None:
     """A child forked ahead of the next request, waiting for it: the fork is
     not on the next miss's path. In the child, this never returns."""
     ours, theirs = socket.socketpair()
-    pid = os.fork()
+    pid = _fork()
     if pid == 0:
         try:
             ours.close()

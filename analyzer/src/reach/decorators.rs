@@ -62,6 +62,10 @@ struct Eval<'s, 'm, 'a> {
     walker: &'s Walker<'m, 'a>,
     /// Attributes defined by the decorated class's own body.
     own: &'s [String],
+    /// What the decorator is applied to: the decorated object, or anything
+    /// when a project decorator below it may have returned something else
+    /// (a shared function).
+    subject: Abs<'s>,
     steps: Cell<usize>,
 }
 
@@ -93,9 +97,19 @@ impl Walker<'_, '_> {
                     Decorated::Class(own) => own,
                     _ => &[],
                 };
+                let below_inert = d.below.iter().all(|chain| {
+                    chain.as_ref().is_some_and(|chain| {
+                        matches!(self.target(module, parsed, chain), Target::Inert)
+                    })
+                });
                 let eval = Eval {
                     walker: self,
                     own,
+                    subject: if below_inert {
+                        Abs::Decorated
+                    } else {
+                        Abs::Unknown
+                    },
                     steps: Cell::new(0),
                 };
                 let acts = binders.iter().any(|binder| {
@@ -104,9 +118,10 @@ impl Walker<'_, '_> {
                 });
                 acts.then_some("a decorator acts when the module is imported")
             }
-            // A plain name that is not a project function only wraps (a
-            // foreign one that registers is seen by the run-time check).
-            (_, _) if d.args.is_none() && chain.len() == 1 => None,
+            // A plain third-party name only wraps (one that registers is
+            // seen by the run-time check); a project lambda, class or
+            // instance used as a decorator counts.
+            (_, Target::Foreign) if d.args.is_none() && chain.len() == 1 => None,
             _ => Some("a decorator acts when the module is imported"),
         }
     }
@@ -175,7 +190,7 @@ impl<'s> Eval<'s, '_, '_> {
         match &d.args {
             // `@deco`: the decorated object is its first argument.
             None => self.call(module, parsed, facts, 0, |params| {
-                bind_positional(params, &[Abs::Decorated], &[], false)
+                bind_positional(params, &[self.subject], &[], false)
             }),
             // `@factory(...)`: what it returns is called with it.
             Some(args) => {
@@ -332,7 +347,7 @@ impl<'s> Eval<'s, '_, '_> {
                             &frames,
                             value,
                             then - 1,
-                            &Site::with(Abs::Decorated),
+                            &Site::with(self.subject),
                         )?;
                     }
                     Value::Other => return Err("returns a computed callable"),
@@ -400,6 +415,28 @@ impl<'s> Eval<'s, '_, '_> {
             return Err("calls a computed callable");
         };
         let root = self.lookup(frames, &chain[0]);
+        // `return partial(module_function, ...)`: the module function is
+        // what gets called with the decorated object.
+        if let (true, Some(Value::Name(first)), Abs::Global) =
+            (returned && then > 0, call.args.first(), root)
+        {
+            if chain.last().is_some_and(|n| n == "partial")
+                && matches!(self.lookup(frames, first), Abs::Global)
+                && matches!(self.walker.target(module, parsed, chain), Target::Inert)
+            {
+                let mut args = site.args[1..].to_vec();
+                args.push(self.subject);
+                let inner = Site {
+                    args,
+                    keywords: site.keywords.clone(),
+                    spread: site.spread,
+                    returned: false,
+                    hands_on_results: false,
+                };
+                let callee = std::slice::from_ref(first);
+                return self.global_call(module, parsed, frames, callee, &inner, then - 1);
+            }
+        }
         match root {
             Abs::Global => self.global_call(module, parsed, frames, chain, &site, then),
             // A method of a literal or fresh container; what it returns
@@ -466,7 +503,7 @@ impl<'s> Eval<'s, '_, '_> {
                         return Ok(());
                     }
                     let mut args = rest.to_vec();
-                    args.push(Abs::Decorated);
+                    args.push(self.subject);
                     let inner = Site {
                         args,
                         keywords: site.keywords.clone(),
@@ -476,15 +513,20 @@ impl<'s> Eval<'s, '_, '_> {
                     };
                     return self.call_value(module, parsed, frames, *first, then - 1, &inner);
                 }
-                if NOT_CALLING.contains(&name) {
+                // Any other standard-library function may keep what it is
+                // given (`mimetypes.add_type`, `random.seed`, `atexit`).
+                if !STATELESS.contains(&name) {
+                    return Err("calls a standard-library function that may keep state");
+                }
+                if INSPECTING.contains(&name) {
                     return Ok(());
                 }
                 if site.hands_on_results {
                     return Err("hands a project function's result to the standard library");
                 }
-                // The stdlib may call methods of what it is given (`copy`,
-                // `sorted`, `str`): only the decorated object and private
-                // values may be handed to it.
+                // They may call methods of or write into what they are given
+                // (`update_wrapper` writes its first argument): only the
+                // decorated object and private values may be handed to them.
                 if site
                     .args
                     .iter()
@@ -493,6 +535,9 @@ impl<'s> Eval<'s, '_, '_> {
                     || site.spread
                 {
                     return Err("hands project state to the standard library");
+                }
+                if NOT_CALLING.contains(&name) {
+                    return Ok(());
                 }
                 // A nested function handed to a builtin may be called by it,
                 // with anything.
@@ -541,16 +586,9 @@ const MODULE_STRINGS: &[&str] = &[
     "__doc__",
 ];
 
-/// Builtins and stdlib callables that store or inspect the functions
-/// passed to them but never call them.
-const NOT_CALLING: &[&str] = &[
-    "wraps",
-    "update_wrapper",
-    "staticmethod",
-    "classmethod",
-    "property",
-    "cached_property",
-    "setattr",
+/// Builtins and stdlib callables that keep no state of their own: the only
+/// ones a decoration may call without counting.
+const STATELESS: &[&str] = &[
     "getattr",
     "hasattr",
     "isinstance",
@@ -558,7 +596,60 @@ const NOT_CALLING: &[&str] = &[
     "callable",
     "id",
     "type",
+    "setattr",
+    "wraps",
+    "update_wrapper",
+    "partial",
+    "partialmethod",
+    "cached_property",
+    "lru_cache",
+    "cache",
+    "total_ordering",
+    "singledispatch",
+    "singledispatchmethod",
+    "staticmethod",
+    "classmethod",
+    "property",
+    "abstractmethod",
+    "dataclass",
+    "field",
     "signature",
+    "getdoc",
+    "cast",
+    "overload",
+    "final",
+];
+
+/// Of those, the ones that only look at their arguments.
+const INSPECTING: &[&str] = &[
+    "getattr",
+    "hasattr",
+    "isinstance",
+    "issubclass",
+    "callable",
+    "id",
+    "type",
+];
+
+/// Of those, the ones that store the functions passed to them but never
+/// call them at decoration.
+const NOT_CALLING: &[&str] = &[
+    "setattr",
+    "wraps",
+    "update_wrapper",
+    "partialmethod",
+    "cached_property",
+    "lru_cache",
+    "cache",
+    "singledispatch",
+    "singledispatchmethod",
+    "staticmethod",
+    "classmethod",
+    "property",
+    "abstractmethod",
+    "field",
+    "overload",
+    "final",
 ];
 
 /// A call's arguments, by what they may alias.

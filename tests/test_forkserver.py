@@ -122,6 +122,47 @@ def test_a_call_mutating_module_state_does_not_affect_the_next(root: Path, cache
     assert proc.stdout.strip() == str([(2, 1)] * 4), proc.stderr
 
 
+def test_caller_state_learned_equal_is_not_sent_but_a_later_change_is(root: Path, cache_dir: Path) -> None:
+    # After the first call, the caller knows the server's fresh value of
+    # TABLE equals its own and sends neither it nor a request to compare it;
+    # once the caller changes TABLE, the new value must reach the child.
+    write(
+        root / "tables.py",
+        """
+        import pandas as pd
+        from casher import cached
+
+        TABLE = pd.DataFrame({"v": range(1000)})
+        LIMIT = 3
+
+        @cached
+        def total(x):
+            return int(TABLE.v.sum()) + x * LIMIT
+        """,
+    )
+    write(
+        root / "main.py",
+        f"""
+        import pandas as pd
+        import tables
+        {SERVER_PID}
+        got = [tables.total(1), tables.total(2)]
+        import casher._server as s
+        (server,) = s._servers.values()
+        assert ("tables", ("TABLE",)) in server.fresh, server.fresh
+        tables.TABLE = pd.DataFrame({{"v": range(10)}})
+        got.append(tables.total(3))
+        tables.LIMIT = 100
+        got.append(tables.total(4))
+        tables.TABLE = pd.DataFrame({{"v": range(1000)}})
+        got.append(tables.total(5))
+        print(got, len(pids()))
+        """,
+    )
+    proc = run(root, cache_dir, "main.py")
+    assert proc.stdout.strip() == str([499503, 499506, 54, 445, 500000]) + " 1", proc.stderr
+
+
 def test_server_is_rebuilt_after_a_module_edit(root: Path, cache_dir: Path) -> None:
     write(root / "helper.py", "SCALE = 2\n")
     write(

@@ -163,6 +163,48 @@ def test_caller_state_learned_equal_is_not_sent_but_a_later_change_is(root: Path
     assert proc.stdout.strip() == str([499503, 499506, 54, 445, 500000]) + " 1", proc.stderr
 
 
+@pytest.mark.parametrize("later", ["server", "fresh"])
+def test_an_import_time_input_changed_after_recording_is_a_miss_later(root: Path, cache_dir: Path, later: str) -> None:
+    # The server's import-time inputs are converted once and reused by the
+    # records of its later calls: those records must still hold them, so a
+    # process started after the change (with a server or without) misses.
+    write(root / "data.txt", "10\n")
+    write(
+        root / "imported.py",
+        """
+        from pathlib import Path
+        from casher import cached
+
+        BASE = int(Path("data.txt").read_text())
+
+        @cached
+        def f(x):
+            return x + BASE
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import sys
+        import imported
+        print([imported.f(int(x)) for x in sys.argv[1:]])
+        """,
+    )
+
+    def main(*xs: int, **env: str) -> str:
+        full = dict(os.environ, CASHER_DIR=str(cache_dir), CASHER_LOG="debug", **env)
+        proc = subprocess.run([sys.executable, "main.py", *map(str, xs)], cwd=root, env=full, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    # Calls 2 and 3 are recorded with the conversions made for call 1.
+    assert main(1, 2, 3) == "[11, 12, 13]"
+    assert main(1, 2, 3) == "[11, 12, 13]"  # hits
+    write(root / "data.txt", "20\n")
+    env = {"CASHER_FORK_SERVER": "0"} if later == "fresh" else {}
+    assert main(3, 2, 1, **env) == "[23, 22, 21]"
+
+
 def test_server_is_rebuilt_after_a_module_edit(root: Path, cache_dir: Path) -> None:
     write(root / "helper.py", "SCALE = 2\n")
     write(

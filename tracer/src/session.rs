@@ -160,6 +160,15 @@ impl Session {
             .map(|(path, _, _)| format!("{} changed", path.display()))
     }
 
+    /// What the server observed up to its first call (every call's report
+    /// includes these), once a call has started. They hold as long as
+    /// `stale` says `None` before each call, so a caller may convert them
+    /// once and reuse the result for every call of this session.
+    pub fn imports(&self) -> Option<Arc<Vec<crate::ObservedInput>>> {
+        let state = self.shared.state.lock().ok()?;
+        state.imports.as_ref().map(|i| Arc::clone(&i.inputs))
+    }
+
     /// Waits for the report of the call whose root process is `pid`.
     pub fn report(&self, pid: i32, timeout: Duration) -> Result<TraceReport> {
         let deadline = Instant::now() + timeout;

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use nix::unistd::Pid;
 
@@ -38,6 +38,9 @@ pub(crate) fn stamp(path: &std::path::Path, follow: bool) -> Option<Stamp> {
 
 /// The server's inputs at its first call, with their stat stamps then.
 pub(crate) struct Imports {
+    /// What the server observed up to its first call: every call's report
+    /// starts with these (the caller converts them once, see `Session::imports`).
+    pub(crate) inputs: Arc<Vec<ObservedInput>>,
     /// Path, whether the stamp follows symlinks, the stamp.
     pub(crate) stamps: Vec<(PathBuf, bool, Option<Stamp>)>,
     pub(crate) problems: Vec<String>,
@@ -125,6 +128,7 @@ impl<'a> Router<'a> {
         let snapshot = self.server_recorder.clone();
         let (inputs, _, mut problems) = snapshot.clone().finish();
         problems.append(&mut self.server_problems);
+        let shared = Arc::new(inputs.clone());
         let stamps = inputs
             .into_iter()
             .map(|input| match input {
@@ -145,6 +149,7 @@ impl<'a> Router<'a> {
             })
             .collect();
         let imports = Imports {
+            inputs: shared,
             stamps,
             problems: problems.clone(),
         };

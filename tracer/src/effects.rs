@@ -59,6 +59,22 @@ pub enum ObservedInput {
     Replaceable { path: PathBuf, mode: u32 },
 }
 
+impl ObservedInput {
+    /// The path observed.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            ObservedInput::File { path, .. }
+            | ObservedInput::Absent { path }
+            | ObservedInput::NoEntry { path }
+            | ObservedInput::Dir { path }
+            | ObservedInput::Stat { path, .. }
+            | ObservedInput::Link { path, .. }
+            | ObservedInput::Fails { path, .. }
+            | ObservedInput::Replaceable { path, .. } => path,
+        }
+    }
+}
+
 /// An output of the run: the final state of a path it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObservedOutput {

@@ -25,6 +25,7 @@ use crate::stdio::{Capture, Chunk, OutputSink, Stream};
 use crate::tracer;
 
 mod route;
+mod watch;
 use crate::{child_failure, Pinned, TraceReport, DEFAULT_IGNORED};
 use route::{stamp, Router, Shared};
 
@@ -152,6 +153,9 @@ impl Session {
         let imports = state.imports.as_ref()?;
         if !imports.problems.is_empty() {
             return Some(imports.problems.join("; "));
+        }
+        if imports.watch.as_ref().is_some_and(|w| !w.changed()) {
+            return None;
         }
         imports
             .stamps

@@ -13,6 +13,8 @@ use crate::effects::{ObservedInput, Recorder};
 use crate::tracer::{Exit, Route};
 use crate::TraceReport;
 
+use super::watch::Watch;
+
 /// What identifies a file's state cheaply: the stat fast path.
 pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64, u32);
 
@@ -43,6 +45,8 @@ pub(crate) struct Imports {
     pub(crate) inputs: Arc<Vec<ObservedInput>>,
     /// Path, whether the stamp follows symlinks, the stamp.
     pub(crate) stamps: Vec<(PathBuf, bool, Option<Stamp>)>,
+    /// Says when the stamps need no check (`None`: they always do).
+    pub(crate) watch: Option<Watch>,
     pub(crate) problems: Vec<String>,
 }
 
@@ -129,6 +133,9 @@ impl<'a> Router<'a> {
         let (inputs, _, mut problems) = snapshot.clone().finish();
         problems.append(&mut self.server_problems);
         let shared = Arc::new(inputs.clone());
+        // Watched before the stamps are taken: a change after a stamp was
+        // taken is an event.
+        let watch = Watch::new(inputs.iter().map(crate::effects::ObservedInput::path));
         let stamps = inputs
             .into_iter()
             .map(|input| match input {
@@ -151,6 +158,7 @@ impl<'a> Router<'a> {
         let imports = Imports {
             inputs: shared,
             stamps,
+            watch,
             problems: problems.clone(),
         };
         self.shared.update(|s| s.imports = Some(imports));

@@ -205,6 +205,65 @@ def test_an_import_time_input_changed_after_recording_is_a_miss_later(root: Path
     assert main(3, 2, 1, **env) == "[23, 22, 21]"
 
 
+def test_an_import_time_input_changed_while_a_call_runs_is_never_a_hit_later(root: Path, cache_dir: Path) -> None:
+    # The end of a call skips re-checking the server's inputs while its
+    # inotify watch saw nothing: a change made outside the call while it
+    # runs must still keep its result from ever being a hit for the new
+    # content (the call ran with the content the server imported). The
+    # call waits for a signal (not a file: that would be an input itself).
+    write(root / "data.txt", "10\n")
+    write(
+        root / "imported.py",
+        """
+        import os, signal
+        from pathlib import Path
+        from casher import cached
+
+        BASE = int(Path("data.txt").read_text())
+
+        @cached
+        def f(x, wait):
+            if wait:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+                Path("started").write_text(str(os.getpid()))
+                signal.sigwait({signal.SIGUSR1})
+            return x + BASE
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import os, signal, sys, threading
+        from pathlib import Path
+        import imported
+
+        def meddle():
+            while not Path("started").exists() or not Path("started").read_text():
+                pass
+            Path("data.txt").write_text("20\\n")
+            os.kill(int(Path("started").read_text()), signal.SIGUSR1)
+
+        got = [imported.f(1, False)] if sys.argv[1] == "meddle" else []  # the server's conversions are made
+        threading.Thread(target=meddle, daemon=True).start()
+        got.append(imported.f(2, True))
+        print(got)
+        """,
+    )
+
+    def main(arg: str) -> str:
+        full = dict(os.environ, CASHER_DIR=str(cache_dir), CASHER_LOG="debug")
+        proc = subprocess.run([sys.executable, "main.py", arg], cwd=root, env=full, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert main("meddle") == "[11, 12]"  # the second call ran with BASE = 10
+    assert (root / "data.txt").read_text() == "20\n"
+    (root / "started").unlink()
+    # A new process must compute 2 + 20 (a hit would say 12).
+    got = main("again")
+    assert got == "[22]", got
+
+
 def test_server_is_rebuilt_after_a_module_edit(root: Path, cache_dir: Path) -> None:
     write(root / "helper.py", "SCALE = 2\n")
     write(

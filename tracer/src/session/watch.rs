@@ -18,6 +18,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// What changes a path's stamp, its existence or what it resolves to.
 const EVENTS: u32 = libc::IN_MODIFY
@@ -44,6 +45,10 @@ const LOCAL: &[i64] = &[
 
 pub(crate) struct Watch {
     fd: OwnedFd,
+    /// An event arrived since the watch began (for good).
+    dirty: AtomicBool,
+    /// An event arrived since the last `changed`.
+    unchecked: AtomicBool,
 }
 
 impl Watch {
@@ -58,6 +63,8 @@ impl Watch {
         // SAFETY: `inotify_init1` just returned this fresh descriptor.
         let watch = Watch {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            dirty: AtomicBool::new(false),
+            unchecked: AtomicBool::new(false),
         };
         let mut seen: HashSet<&Path> = HashSet::new();
         for path in paths {
@@ -102,8 +109,26 @@ impl Watch {
         matches!(errno, Some(libc::ENOENT) | Some(libc::ENOTDIR)).then_some(false)
     }
 
-    /// Whether anything happened since the last call (events are consumed).
+    /// Whether anything happened since the last call.
     pub(crate) fn changed(&self) -> bool {
+        self.drain();
+        self.unchecked.swap(false, Ordering::SeqCst)
+    }
+
+    /// Whether anything happened since the watch began.
+    pub(crate) fn ever_changed(&self) -> bool {
+        self.drain();
+        self.dirty.load(Ordering::SeqCst)
+    }
+
+    fn drain(&self) {
+        if self.read_events() {
+            self.dirty.store(true, Ordering::SeqCst);
+            self.unchecked.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn read_events(&self) -> bool {
         let mut buf = [0u8; 4096];
         let mut any = false;
         loop {
@@ -144,10 +169,12 @@ mod tests {
         let Some(watch) = watch else {
             return; // a file system inotify cannot vouch for: nothing to test
         };
-        assert!(!watch.changed());
+        assert!(!watch.changed() && !watch.ever_changed());
         std::fs::write(&file, "2").unwrap();
-        assert!(watch.changed());
-        assert!(!watch.changed(), "events are consumed");
+        assert!(watch.ever_changed());
+        assert!(watch.changed(), "seen by both");
+        assert!(!watch.changed(), "once");
+        assert!(watch.ever_changed(), "for good");
         std::fs::create_dir(sub.join("missing")).unwrap();
         assert!(watch.changed(), "a directory on the way to an absent path");
         std::fs::rename(&sub, dir.path().join("moved")).unwrap();

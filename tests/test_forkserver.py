@@ -122,6 +122,148 @@ def test_a_call_mutating_module_state_does_not_affect_the_next(root: Path, cache
     assert proc.stdout.strip() == str([(2, 1)] * 4), proc.stderr
 
 
+def test_caller_state_learned_equal_is_not_sent_but_a_later_change_is(root: Path, cache_dir: Path) -> None:
+    # After the first call, the caller knows the server's fresh value of
+    # TABLE equals its own and sends neither it nor a request to compare it;
+    # once the caller changes TABLE, the new value must reach the child.
+    write(
+        root / "tables.py",
+        """
+        import pandas as pd
+        from casher import cached
+
+        TABLE = pd.DataFrame({"v": range(1000)})
+        LIMIT = 3
+
+        @cached
+        def total(x):
+            return int(TABLE.v.sum()) + x * LIMIT
+        """,
+    )
+    write(
+        root / "main.py",
+        f"""
+        import pandas as pd
+        import tables
+        {SERVER_PID}
+        got = [tables.total(1), tables.total(2)]
+        import casher._server as s
+        (server,) = s._servers.values()
+        assert ("tables", ("TABLE",)) in server.fresh, server.fresh
+        tables.TABLE = pd.DataFrame({{"v": range(10)}})
+        got.append(tables.total(3))
+        tables.LIMIT = 100
+        got.append(tables.total(4))
+        tables.TABLE = pd.DataFrame({{"v": range(1000)}})
+        got.append(tables.total(5))
+        print(got, len(pids()))
+        """,
+    )
+    proc = run(root, cache_dir, "main.py")
+    assert proc.stdout.strip() == str([499503, 499506, 54, 445, 500000]) + " 1", proc.stderr
+
+
+@pytest.mark.parametrize("later", ["server", "fresh"])
+def test_an_import_time_input_changed_after_recording_is_a_miss_later(root: Path, cache_dir: Path, later: str) -> None:
+    # The server's import-time inputs are converted once and reused by the
+    # records of its later calls: those records must still hold them, so a
+    # process started after the change (with a server or without) misses.
+    write(root / "data.txt", "10\n")
+    write(
+        root / "imported.py",
+        """
+        from pathlib import Path
+        from casher import cached
+
+        BASE = int(Path("data.txt").read_text())
+
+        @cached
+        def f(x):
+            return x + BASE
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import sys
+        import imported
+        print([imported.f(int(x)) for x in sys.argv[1:]])
+        """,
+    )
+
+    def main(*xs: int, **env: str) -> str:
+        full = dict(os.environ, CASHER_DIR=str(cache_dir), CASHER_LOG="debug", **env)
+        proc = subprocess.run([sys.executable, "main.py", *map(str, xs)], cwd=root, env=full, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    # Calls 2 and 3 are recorded with the conversions made for call 1.
+    assert main(1, 2, 3) == "[11, 12, 13]"
+    assert main(1, 2, 3) == "[11, 12, 13]"  # hits
+    write(root / "data.txt", "20\n")
+    env = {"CASHER_FORK_SERVER": "0"} if later == "fresh" else {}
+    assert main(3, 2, 1, **env) == "[23, 22, 21]"
+
+
+def test_an_import_time_input_changed_while_a_call_runs_is_never_a_hit_later(root: Path, cache_dir: Path) -> None:
+    # The end of a call skips re-checking the server's inputs while its
+    # inotify watch saw nothing: a change made outside the call while it
+    # runs must still keep its result from ever being a hit for the new
+    # content (the call ran with the content the server imported). The
+    # call waits for a signal (not a file: that would be an input itself).
+    write(root / "data.txt", "10\n")
+    write(
+        root / "imported.py",
+        """
+        import os, signal
+        from pathlib import Path
+        from casher import cached
+
+        BASE = int(Path("data.txt").read_text())
+
+        @cached
+        def f(x, wait):
+            if wait:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+                Path("started").write_text(str(os.getpid()))
+                signal.sigwait({signal.SIGUSR1})
+            return x + BASE
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import os, signal, sys, threading
+        from pathlib import Path
+        import imported
+
+        def meddle():
+            while not Path("started").exists() or not Path("started").read_text():
+                pass
+            Path("data.txt").write_text("20\\n")
+            os.kill(int(Path("started").read_text()), signal.SIGUSR1)
+
+        got = [imported.f(1, False)] if sys.argv[1] == "meddle" else []  # the server's conversions are made
+        threading.Thread(target=meddle, daemon=True).start()
+        got.append(imported.f(2, True))
+        print(got)
+        """,
+    )
+
+    def main(arg: str) -> str:
+        full = dict(os.environ, CASHER_DIR=str(cache_dir), CASHER_LOG="debug")
+        proc = subprocess.run([sys.executable, "main.py", arg], cwd=root, env=full, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert main("meddle") == "[11, 12]"  # the second call ran with BASE = 10
+    assert (root / "data.txt").read_text() == "20\n"
+    (root / "started").unlink()
+    # A new process must compute 2 + 20 (a hit would say 12).
+    got = main("again")
+    assert got == "[22]", got
+
+
 def test_server_is_rebuilt_after_a_module_edit(root: Path, cache_dir: Path) -> None:
     write(root / "helper.py", "SCALE = 2\n")
     write(

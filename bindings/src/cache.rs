@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use casher_record::to_variant;
+use std::sync::Arc;
+
+use casher_record::to_variant_sharing;
 use casher_store::{AllowedRoots, Bytes, Input, Lookup, Store, StoreConfig, StoredPath, Stream};
 use casher_tracer::{trace, TraceConfig, TraceReport};
 use pyo3::prelude::*;
@@ -11,6 +13,7 @@ use pyo3::types::PyBytes;
 
 use crate::code::{definition_input, Analysis, LocalCode, Oracle, FUNCTION_INPUT};
 use crate::errors::CasherError;
+use crate::server::ServerInputs;
 use casher_store::CodeOracle;
 
 fn err(e: impl std::fmt::Display) -> PyErr {
@@ -75,11 +78,21 @@ impl CodeOracle for CallOracle<'_> {
 pub struct TracedRun {
     report: TraceReport,
     created_ns: u64,
+    /// A fork server's call: the server's import-time inputs, converted once.
+    shared: Option<Arc<ServerInputs>>,
 }
 
 impl TracedRun {
-    pub(crate) fn new(report: TraceReport, created_ns: u64) -> Self {
-        Self { report, created_ns }
+    pub(crate) fn new(
+        report: TraceReport,
+        created_ns: u64,
+        shared: Option<Arc<ServerInputs>>,
+    ) -> Self {
+        Self {
+            report,
+            created_ns,
+            shared,
+        }
     }
 }
 
@@ -318,6 +331,7 @@ impl Cache {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0),
+            shared: None,
         }
     }
 
@@ -350,7 +364,7 @@ impl Cache {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let report = py.detach(|| trace(&config)).map_err(err)?;
-        Ok(TracedRun { report, created_ns })
+        Ok(TracedRun::new(report, created_ns, None))
     }
 
     /// Records a successful run under `key` with the pickled return value
@@ -389,13 +403,15 @@ impl Cache {
         py.detach(|| -> Result<Vec<(PathBuf, u32)>, String> {
             let local = LocalCode { non_local };
             let hasher = |p: &Path| local.hash_if_local(p);
-            let mut variant = to_variant(
+            let shared = run.shared.as_ref().map(|s| s.for_roots(&local.non_local));
+            let mut variant = to_variant_sharing(
                 &self.store,
                 key,
                 description,
                 &run.report,
                 run.created_ns,
                 Some(&hasher),
+                shared.as_deref(),
             )
             .map_err(|e| e.to_string())?;
             let identity = function

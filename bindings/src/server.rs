@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use casher_tracer::{CallOutput, OutputSink, Session, SessionConfig};
+use casher_record::SharedInputs;
+use casher_tracer::{CallOutput, ObservedInput, OutputSink, Session, SessionConfig};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -42,15 +43,54 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// A server's import-time inputs (`Session::imports`), converted for the
+/// record once per setting of the code roots (which decide what is
+/// project code), then reused by every call of this server.
+pub(crate) struct ServerInputs {
+    observed: Arc<Vec<ObservedInput>>,
+    converted: Mutex<Option<(Vec<PathBuf>, Arc<SharedInputs>)>>,
+}
+
+impl ServerInputs {
+    pub(crate) fn for_roots(&self, non_local: &[PathBuf]) -> Arc<SharedInputs> {
+        let Ok(mut converted) = self.converted.lock() else {
+            return Arc::new(SharedInputs::new(&self.observed));
+        };
+        match &*converted {
+            Some((roots, shared)) if roots == non_local => Arc::clone(shared),
+            _ => {
+                let shared = Arc::new(SharedInputs::new(&self.observed));
+                *converted = Some((non_local.to_vec(), Arc::clone(&shared)));
+                shared
+            }
+        }
+    }
+}
+
 /// A traced server process and the call in flight (one at a time; the
 /// Python side serializes calls per server).
 #[pyclass(module = "casher._native")]
 pub struct Server {
     session: Mutex<Option<Session>>,
     call: Mutex<Option<(CallOutput, u64)>>,
+    /// Set at the first call; lives as long as this session (a replaced
+    /// server is a new `Server`).
+    inputs: Mutex<Option<Arc<ServerInputs>>>,
 }
 
 impl Server {
+    fn inputs(&self) -> Option<Arc<ServerInputs>> {
+        let mut inputs = self.inputs.lock().ok()?;
+        if inputs.is_none() {
+            let observed = self.with(|s| s.imports()).ok()??;
+            *inputs = Some(Arc::new(ServerInputs {
+                observed,
+                converted: Mutex::new(None),
+            }));
+        }
+        inputs.clone()
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Session) -> T) -> PyResult<T> {
         let mut guard = self
             .session
@@ -78,6 +118,7 @@ impl Server {
         Ok(Self {
             session: Mutex::new(Some(session)),
             call: Mutex::new(None),
+            inputs: Mutex::new(None),
         })
     }
 
@@ -134,7 +175,7 @@ impl Server {
             let stdio = output.finish();
             let mut report = report?.map_err(err)?;
             report.stdio = stdio;
-            Ok(TracedRun::new(report, created_ns))
+            Ok(TracedRun::new(report, created_ns, self.inputs()))
         })
     }
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import itertools
 
-from casher import _native, _roots, _transport, _values
+from casher import _native, _roots, _state, _transport, _values
 from casher._observe import LOG_MARK
 from casher._native import CasherError
 
@@ -247,13 +247,26 @@ class Call:
         return {
             **server_payload(self.fn),
             "function": self.function_blob,
-            "state": [(i.module, i.path, i.fingerprint, None if _found_by_name(i) else _pickled(i.value)) for i in self.state],
+            "state": [],  # filled in by the path that runs the call (`state_entries`)
             "logging": _logging_levels(),
             "log_stream": log_stream(),
             # Large buffers of the result go to files beside the store's
             # objects (outside what is traced), adopted by rename.
             "buffers_stem": _buffers_stem(self.cache.cache_dir),
         }
+
+    def state_entries(self, fresh: dict) -> list:
+        """The caller's state for the child: (module, path, fingerprint,
+        pickled value or None, known). `fresh`: the fingerprints a fork
+        server's fresh import has (learned from its earlier calls); an
+        equal value is `known` there, so it is neither pickled nor compared
+        again (a large DataFrame would cost both on every miss)."""
+        entries = []
+        for i in self.state:
+            known = not i.fingerprint.startswith(_state.UNKNOWN) and fresh.get((i.module, tuple(i.path))) == i.fingerprint
+            blob = None if known or _found_by_name(i) else _pickled(i.value)
+            entries.append((i.module, i.path, i.fingerprint, blob, known))
+        return entries
 
     def run(self, args: tuple, kwargs: dict) -> Any:
         from casher import _server
@@ -268,7 +281,7 @@ class Call:
         # The module's traced fork server first (None: it is off, the
         # function travels by value, or the server cannot serve this call).
         writer = _Writer()
-        served = _server.call(self.cache, payload, args, kwargs, writer, write_call)
+        served = _server.call(self.cache, payload, args, kwargs, writer, write_call, self.state_entries)
         if served is not None:
             writer.close()
             run, result = served
@@ -290,7 +303,7 @@ class Call:
                 log.warning("%s not cached: its arguments cannot be sent to the traced process (%s)", self.qualname, exc)
                 return None
             with channel.writer("meta") as f:
-                pickle.dump(payload, f, protocol=5)
+                pickle.dump(dict(payload, state=self.state_entries({})), f, protocol=5)
             argv = [sys.executable, "-m", "casher._child", *(channel.path(n) for n in _transport.NAMES)]
             writer = _Writer()
             run = self.cache.run(argv, [], writer)

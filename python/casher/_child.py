@@ -97,29 +97,44 @@ class StateMismatch(Exception):
     """The caller's state differs from a fresh import and cannot be sent."""
 
 
-def apply_state(items: list) -> list:
+def apply_state(items: list, fresh: dict | None = None) -> list:
     """Brings the caller's module-level values over where they differ;
-    returns the values it brought."""
+    returns the values it brought. An item is (module, path, fingerprint,
+    pickled value or None[, known]): `known` when the caller learned that
+    this server's fresh import has a value of that fingerprint (every call
+    forks from the same state, so it is not compared again). `fresh`
+    receives the fingerprints of the fresh import's values, computed before
+    anything was assigned (so they are the server's, for the caller to
+    learn)."""
     from casher import _state
 
     unsendable, brought = [], []
-    for module_name, path, expected, blob in items:
+    pristine = True  # nothing imported or assigned yet: the server's state
+    for module_name, path, expected, blob, *known in items:
+        if known and known[0]:
+            continue
         module = sys.modules.get(module_name)
         if module_name == "__main__" and module is None:
             continue
         if module is None:
+            pristine = False  # an import here is not the server's (it may differ per call)
             try:
                 module = importlib.import_module(module_name)
             except Exception:
                 unsendable.append(".".join((module_name, *path)))
                 continue
         here = _state.lookup(module, path)
-        if not _state.is_missing(here) and not expected.startswith(_state.UNKNOWN) and _state.fingerprint(here) == expected:
-            continue
+        if not _state.is_missing(here) and not expected.startswith(_state.UNKNOWN):
+            here_print = _state.fingerprint(here)
+            if fresh is not None and pristine and not here_print.startswith(_state.UNKNOWN):
+                fresh[(module_name, tuple(path))] = here_print
+            if here_print == expected:
+                continue
         if blob is None:
             unsendable.append(".".join((module_name, *path)))
             continue
         value = pickle.loads(blob)
+        pristine = False
         _state.assign(module, path, value)
         brought.append(value)
     if unsendable:
@@ -161,7 +176,8 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         with _observe.quiet():
             module = load_module(payload)
         func = resolve(module, payload["qualname"])
-    brought = apply_state(payload.get("state", []))
+    fresh: dict = {}
+    brought = apply_state(payload.get("state", []), fresh)
     _observe.apply_levels(*payload.get("logging", ({}, 0)))
     pickled, buffers = read_call(call_source)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
@@ -212,6 +228,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         "executed": sorted(executed),
         "ran": ran,
         "env": sorted(env),
+        "fresh": list(fresh.items()),
     }
 
 

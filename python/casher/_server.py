@@ -69,12 +69,26 @@ def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
     data, fds, _, _ = socket.recv_fds(sock, 1 << 16, max_fds) if max_fds else (sock.recv(1 << 16), [], 0, None)
     if not data:
         raise EOFError("the other side closed the connection")
-    while len(data) < 8 or len(data) < 8 + struct.unpack_from("<Q", data)[0]:
-        more = sock.recv(1 << 16)
+    while len(data) < 8:
+        more = sock.recv(8 - len(data))
         if not more:
             raise EOFError("the other side closed the connection")
         data += more
-    return pickle.loads(data[8:]), fds
+    size = 8 + struct.unpack_from("<Q", data)[0]
+    if len(data) < size:
+        # Into one buffer of the final size: appending chunk by chunk
+        # copied a large message once per chunk (quadratic).
+        buffer = bytearray(size)
+        view = memoryview(buffer)
+        view[: len(data)] = data
+        got = len(data)
+        while got < size:
+            n = sock.recv_into(view[got:])
+            if not n:
+                raise EOFError("the other side closed the connection")
+            got += n
+        data = buffer
+    return pickle.loads(memoryview(data)[8:]), fds
 
 
 # -- caller side -------------------------------------------------------
@@ -105,6 +119,9 @@ class _Server:
         self.native = native
         self.sock = sock
         self.lock = threading.Lock()
+        # (module, path) -> fingerprint of that value in this server's
+        # fresh import, as its calls reported it (see `Call.state_entries`).
+        self.fresh: dict[tuple[str, tuple[str, ...]], str] = {}
 
     def close(self) -> None:
         try:
@@ -112,7 +129,7 @@ class _Server:
         finally:
             self.native.close()
 
-    def call(self, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable) -> tuple[Any, dict | None] | None:
+    def call(self, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable, state: Callable[[dict], list]) -> tuple[Any, dict | None] | None:
         try:
             args_fd = os.memfd_create("casher-call", os.MFD_CLOEXEC)
         except (AttributeError, OSError):
@@ -127,6 +144,10 @@ class _Server:
                 write_call(f"/proc/self/fd/{args_fd}", args, kwargs)
             except Exception:
                 return None  # the fresh path says why (unpicklable arguments)
+            try:
+                payload = dict(payload, state=state(self.fresh))
+            except Exception:
+                return None  # the fresh path says why
             out_w, err_w = self.native.open_call(writer)
             try:
                 _send(self.sock, payload, [args_fd, result_fd, out_w, err_w])
@@ -144,7 +165,10 @@ class _Server:
             with os.fdopen(os.dup(result_fd), "rb") as f:
                 f.seek(0)
                 data = f.read()
-            return run, (pickle.loads(data) if data else None)
+            result = pickle.loads(data) if data else None
+            if isinstance(result, dict):
+                self.fresh.update((tuple(k), v) for k, v in result.get("fresh", ()))
+            return run, result
         finally:
             os.close(args_fd)
             os.close(result_fd)
@@ -170,7 +194,7 @@ def _start(cache: Any, payload: dict) -> tuple[_Server | None, str]:
     return server, ""
 
 
-def call(cache: Any, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable) -> tuple[Any, dict | None] | None:
+def call(cache: Any, payload: dict, args: tuple, kwargs: dict, writer: Callable[[int, bytes], None], write_call: Callable, state: Callable[[dict], list]) -> tuple[Any, dict | None] | None:
     """Runs one call in the module's fork server: (traced run, the child's
     answer, None if it died without one). None: use a fresh interpreter."""
     if os.environ.get("CASHER_FORK_SERVER", "1") == "0" or payload.get("function") is not None:
@@ -183,7 +207,7 @@ def call(cache: Any, payload: dict, args: tuple, kwargs: dict, writer: Callable[
 
     with server.lock:
         try:
-            return server.call(payload, args, kwargs, writer, write_call)
+            return server.call(payload, args, kwargs, writer, write_call, state)
         except (OSError, EOFError, ValueError, CasherError) as exc:
             log.debug("the traced server of %s failed (%s); running this call in a fresh interpreter", payload["module"], exc)
             _drop(identity, server)

@@ -14,6 +14,7 @@ use casher_tracer::{ObservedInput, ObservedOutput, TraceReport};
 use rayon::prelude::*;
 
 use crate::error::{RecordError, Result};
+use crate::shared::{touched, Converted, SharedInputs};
 
 /// Output chunks up to this size stay inside the record; larger ones become
 /// objects.
@@ -48,21 +49,75 @@ pub fn to_variant(
     created_ns: u64,
     code: Option<&CodeHasher<'_>>,
 ) -> Result<Variant> {
+    to_variant_sharing(store, key, description, report, created_ns, code, None)
+}
+
+/// `to_variant` for a call of a fork server: the server's import-time
+/// inputs (`shared`) are converted once and reused (see `SharedInputs`).
+pub fn to_variant_sharing(
+    store: &Store,
+    key: &str,
+    description: &str,
+    report: &TraceReport,
+    created_ns: u64,
+    code: Option<&CodeHasher<'_>>,
+    shared: Option<&SharedInputs>,
+) -> Result<Variant> {
     let outputs = outputs(store, report, code.is_some())?;
     let own = output_names(&outputs);
+    // The server's inputs this call did not touch: converted (or left
+    // out) once, for every call (only with `code`: `@cached` calls).
+    let shared = shared.filter(|_| code.is_some());
+    let mut slots: Vec<(&ObservedInput, bool, Converted)> = report
+        .inputs
+        .iter()
+        .map(|input| {
+            let known = shared
+                .filter(|_| !touched(input, &own))
+                .and_then(|s| s.get(input));
+            (input, known.is_some(), known.unwrap_or(Converted::Pending))
+        })
+        .collect();
+    let mut pending: Vec<&ObservedInput> = Vec::new();
+    for (input, reusable, converted) in slots.iter_mut() {
+        if !matches!(converted, Converted::Pending) {
+            continue;
+        }
+        if code.is_some() && is_bytecode_cache(observed_path(input)) {
+            *converted = Converted::Skipped;
+            if let (true, Some(shared)) = (*reusable, shared) {
+                shared.keep(input, Converted::Skipped);
+            }
+        } else {
+            pending.push(input);
+        }
+    }
     // Hashing inputs is most of the cost of recording: skip files already
     // hashed with the same stat stamp, and use every core for the rest.
     let hashes = store.hash_cache();
     let inputs = casher_store::in_pool(|| {
-        report
-            .inputs
+        pending
             .par_iter()
-            .filter(|input| code.is_none() || !is_bytecode_cache(observed_path(input)))
             .map(|input| to_input(input, &own, &hashes, code))
             .collect::<Result<Vec<Option<Input>>>>()
     })?;
     hashes.save();
-    let mut inputs: Vec<Input> = inputs.into_iter().flatten().collect();
+    let mut inputs = inputs.into_iter();
+    for (input, reusable, converted) in slots.iter_mut() {
+        if matches!(converted, Converted::Pending) {
+            *converted = Converted::Stored(inputs.next().flatten());
+            if let (true, Some(shared)) = (*reusable, shared) {
+                shared.keep(input, converted.clone());
+            }
+        }
+    }
+    let mut inputs: Vec<Input> = slots
+        .into_iter()
+        .filter_map(|(_, _, converted)| match converted {
+            Converted::Stored(stored) => stored,
+            _ => None,
+        })
+        .collect();
     if code.is_some() {
         // A file seen both as code and otherwise is one code input.
         let mut seen = HashSet::new();

@@ -8,9 +8,11 @@ mod error;
 mod key;
 mod observation;
 mod replay;
+mod shared;
 
-pub use capture::{to_variant, CodeHasher, INLINE_LIMIT};
+pub use capture::{to_variant, to_variant_sharing, CodeHasher, INLINE_LIMIT};
 pub use error::{RecordError, Result};
 pub use key::{run_key, KeyBuilder, StdinIdentity, KEY_FORMAT_VERSION};
 pub use observation::{observed_meta, value_digest, RunContext, DEFAULT_ENV, LOCALE_GROUP};
 pub use replay::replay_stdio;
+pub use shared::SharedInputs;

@@ -59,6 +59,22 @@ pub enum ObservedInput {
     Replaceable { path: PathBuf, mode: u32 },
 }
 
+impl ObservedInput {
+    /// The path observed.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            ObservedInput::File { path, .. }
+            | ObservedInput::Absent { path }
+            | ObservedInput::NoEntry { path }
+            | ObservedInput::Dir { path }
+            | ObservedInput::Stat { path, .. }
+            | ObservedInput::Link { path, .. }
+            | ObservedInput::Fails { path, .. }
+            | ObservedInput::Replaceable { path, .. } => path,
+        }
+    }
+}
+
 /// An output of the run: the final state of a path it changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ObservedOutput {
@@ -69,7 +85,7 @@ pub enum ObservedOutput {
 }
 
 /// The state of a path just before the run first changed it.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Before {
     pub(crate) existed: bool,
     pub(crate) hash: Option<[u8; 32]>,
@@ -77,14 +93,14 @@ pub struct Before {
     pub(crate) facts: Option<StatFacts>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Content {
     stamp: ContentStamp,
     /// Hashed at the first read (the file was recently modified).
     hash: Option<[u8; 32]>,
 }
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub(crate) struct PathState {
     content: Option<Content>,
     /// `[lstat, stat]` results, with how much of them was revealed.
@@ -368,7 +384,34 @@ impl Recorder {
     /// Returns inputs, outputs (in the order the run produced them) and
     /// reasons the run cannot be cached.
     pub fn finish(self) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
-        crate::finish::finish(self.states, self.order, self.problems)
+        crate::finish::finish(self.states, self.order, self.problems, |_, _| None)
+    }
+
+    /// `finish` for a session's call that started from `start` (a clone of
+    /// it) with `start`'s own finished inputs, `known`: where the call left
+    /// a path as it found it and nothing on disk changed since `start` was
+    /// finished (`unchanged`), those inputs are this path's again, without
+    /// checking the path once more.
+    pub(crate) fn finish_from(
+        self,
+        start: &Recorder,
+        known: &HashMap<PathBuf, Vec<ObservedInput>>,
+        unchanged: bool,
+    ) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
+        if !unchanged {
+            return self.finish();
+        }
+        crate::finish::finish(self.states, self.order, self.problems, |path, state| {
+            if start.states.get(path) != Some(state) {
+                return None;
+            }
+            known.get(path).map(Vec::as_slice)
+        })
+    }
+
+    /// The paths observed so far.
+    pub(crate) fn paths(&self) -> &[PathBuf] {
+        &self.order
     }
 }
 

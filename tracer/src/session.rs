@@ -25,6 +25,7 @@ use crate::stdio::{Capture, Chunk, OutputSink, Stream};
 use crate::tracer;
 
 mod route;
+mod watch;
 use crate::{child_failure, Pinned, TraceReport, DEFAULT_IGNORED};
 use route::{stamp, Router, Shared};
 
@@ -153,11 +154,23 @@ impl Session {
         if !imports.problems.is_empty() {
             return Some(imports.problems.join("; "));
         }
+        if imports.watch.as_ref().is_some_and(|w| !w.changed()) {
+            return None;
+        }
         imports
             .stamps
             .iter()
             .find(|(path, follow, was)| stamp(path, *follow) != *was)
             .map(|(path, _, _)| format!("{} changed", path.display()))
+    }
+
+    /// What the server observed up to its first call (every call's report
+    /// includes these), once a call has started. They hold as long as
+    /// `stale` says `None` before each call, so a caller may convert them
+    /// once and reuse the result for every call of this session.
+    pub fn imports(&self) -> Option<Arc<Vec<crate::ObservedInput>>> {
+        let state = self.shared.state.lock().ok()?;
+        state.imports.as_ref().map(|i| Arc::clone(&i.inputs))
     }
 
     /// Waits for the report of the call whose root process is `pid`.

@@ -5,13 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use nix::unistd::Pid;
 
 use crate::effects::{ObservedInput, Recorder};
 use crate::tracer::{Exit, Route};
 use crate::TraceReport;
+
+use super::watch::Watch;
 
 /// What identifies a file's state cheaply: the stat fast path.
 pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64, u32);
@@ -38,8 +40,13 @@ pub(crate) fn stamp(path: &std::path::Path, follow: bool) -> Option<Stamp> {
 
 /// The server's inputs at its first call, with their stat stamps then.
 pub(crate) struct Imports {
+    /// What the server observed up to its first call: every call's report
+    /// starts with these (the caller converts them once, see `Session::imports`).
+    pub(crate) inputs: Arc<Vec<ObservedInput>>,
     /// Path, whether the stamp follows symlinks, the stamp.
     pub(crate) stamps: Vec<(PathBuf, bool, Option<Stamp>)>,
+    /// Says when the stamps need no check (`None`: they always do).
+    pub(crate) watch: Option<Watch>,
     pub(crate) problems: Vec<String>,
 }
 
@@ -82,6 +89,8 @@ pub(crate) struct Router<'a> {
     server_problems: Vec<String>,
     /// The server's state at its first call; every call starts from it.
     snapshot: Option<Recorder>,
+    /// The snapshot's finished inputs, by path.
+    known_inputs: HashMap<PathBuf, Vec<ObservedInput>>,
     /// Where observations nobody will report go (the server after its
     /// first call, a call's processes outliving it).
     stray: Recorder,
@@ -98,6 +107,7 @@ impl<'a> Router<'a> {
             server_recorder: Recorder::new(ignore.clone(), false, Vec::new()),
             server_problems: Vec::new(),
             snapshot: None,
+            known_inputs: HashMap::new(),
             stray: Recorder::new(ignore, false, Vec::new()),
             known: HashSet::from([server]),
             owner: HashMap::new(),
@@ -123,8 +133,20 @@ impl<'a> Router<'a> {
             return (snapshot.clone(), problems);
         }
         let snapshot = self.server_recorder.clone();
+        // Watched before its observations are checked (by `finish`): a
+        // change after the check is an event.
+        let watch = Watch::new(snapshot.paths().iter().map(PathBuf::as_path));
         let (inputs, _, mut problems) = snapshot.clone().finish();
         problems.append(&mut self.server_problems);
+        let shared = Arc::new(inputs.clone());
+        let mut known: HashMap<PathBuf, Vec<ObservedInput>> = HashMap::new();
+        for input in &inputs {
+            known
+                .entry(input.path().to_path_buf())
+                .or_default()
+                .push(input.clone());
+        }
+        self.known_inputs = known;
         let stamps = inputs
             .into_iter()
             .map(|input| match input {
@@ -145,7 +167,9 @@ impl<'a> Router<'a> {
             })
             .collect();
         let imports = Imports {
+            inputs: shared,
             stamps,
+            watch,
             problems: problems.clone(),
         };
         self.shared.update(|s| s.imports = Some(imports));
@@ -161,7 +185,20 @@ impl<'a> Router<'a> {
         if !call.live.is_empty() {
             uncacheable.push("the call left processes running after it returned".to_owned());
         }
-        let (inputs, outputs, problems) = call.recorder.finish();
+        // Paths the call left as the server saw them need no second check
+        // while nothing changed on disk since the server's were checked.
+        let unchanged = self.shared.state.lock().is_ok_and(|s| {
+            s.imports
+                .as_ref()
+                .and_then(|i| i.watch.as_ref())
+                .is_some_and(|w| !w.ever_changed())
+        });
+        let (inputs, outputs, problems) = match &self.snapshot {
+            Some(start) => call
+                .recorder
+                .finish_from(start, &self.known_inputs, unchanged),
+            None => call.recorder.finish(),
+        };
         uncacheable.extend(problems);
         let report = TraceReport {
             exit,

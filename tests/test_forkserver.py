@@ -507,3 +507,41 @@ def test_fork_workers_record_after_the_parent_used_the_thread_pool(root: Path, c
     assert proc.stdout.split() == ["True", "True", "1"], proc.stderr
     assert proc.stderr.count("total: miss ") == 5, "the parent and each worker recorded a miss"
     assert proc.stderr.count("total: hit ") == 5, proc.stderr
+
+
+def test_import_time_fork_handlers_and_random_seed_answer_like_a_plain_call(root: Path, cache_dir: Path) -> None:
+    """A served call is forked; a plain call is not. Fork handlers the module
+    registers would run only in the served call (so such a module falls back
+    to a fresh interpreter), and `random` reseeds itself in a forked child
+    (so the server hands the child the state the import left)."""
+    write(
+        root / "seeded.py",
+        """
+        import os
+        import random
+        from casher import cached
+
+        random.seed(1234)
+        STATE = []
+        if os.environ.get("HOOK"):
+            os.register_at_fork(after_in_child=lambda: STATE.append("forked"))
+
+        @cached
+        def draw(x):
+            return x, random.random(), list(STATE)
+        """,
+    )
+    write(root / "main.py", "import seeded\nprint([seeded.draw(i) for i in range(3)])\n")
+    plain = subprocess.run(
+        [sys.executable, "-c", "import random; random.seed(1234); print([(i, random.random(), []) for i in range(1)])"],
+        capture_output=True, text=True, check=True,
+    )
+    first = plain.stdout.strip()[1:-1]
+    for hook in ("", "1"):
+        proc = run(root, cache_dir / hook, "main.py", HOOK=hook)
+        draws = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own output
+        # Each call starts from the import's state: every draw is the first.
+        assert [d[1] for d in draws] == [eval(first)[1]] * 3, proc.stderr  # noqa: S307
+        assert all(d[2] == [] for d in draws), proc.stderr
+        if hook:
+            assert "registered fork handlers" in proc.stderr, proc.stderr

@@ -43,8 +43,32 @@ def _openblas_pool() -> int:
     return workers
 
 
+# `after_in_child` fork handlers registered while the module was imported,
+# by the module that defined each: a plain run never forks, so a handler of
+# the project or a third-party library would make a served call differ.
+_FORK_HANDLERS: list[str] = []
+
+
+def watch_fork_handlers() -> None:
+    """Records who registers `after_in_child` handlers from now on."""
+    register = os.register_at_fork
+
+    def recording(*, before=None, after_in_child=None, after_in_parent=None):  # type: ignore[no-untyped-def]
+        if after_in_child is not None:
+            _FORK_HANDLERS.append(getattr(after_in_child, "__module__", None) or "?")
+        kwargs = {k: v for k, v in (("before", before), ("after_in_child", after_in_child), ("after_in_parent", after_in_parent)) if v is not None}
+        register(**kwargs)
+
+    os.register_at_fork = recording  # type: ignore[assignment]
+
+
 def fork_unsafe() -> str | None:
-    """Why forking this process now could deadlock a child, or None."""
+    """Why forking this process now could deadlock a child or make it differ
+    from a fresh interpreter, or None."""
+    foreign = sorted({m for m in _FORK_HANDLERS if m.partition(".")[0] not in sys.stdlib_module_names and m.partition(".")[0] != "casher"})
+    if foreign:
+        # `random` reseeds in a child too: `_fork` restores its state.
+        return f"its import registered fork handlers ({', '.join(foreign)}) a plain run never runs"
     if threading.active_count() > 1:
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.main_thread())
         return f"its import started Python threads ({names})"
@@ -93,6 +117,7 @@ def main() -> int:
     setup, _ = _recv(sock)
     sys.argv[:] = setup.get("argv") or sys.argv
     _child.prepare(setup)
+    watch_fork_handlers()
     try:
         _child.load_module(setup)
     except BaseException as exc:

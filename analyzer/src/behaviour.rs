@@ -201,6 +201,30 @@ fn value_of(expr: &Expr, calls: &HashMap<TextRange, usize>) -> Value {
     }
 }
 
+/// A call's positional and keyword arguments by shape, and whether it
+/// spreads `*xs` or `**kw` (then any parameter may get anything).
+pub fn arguments(
+    call: &ruff_python_ast::ExprCall,
+    value: impl Fn(&Expr) -> Value,
+) -> (Vec<Value>, Vec<(String, Value)>, bool) {
+    let args = call
+        .arguments
+        .args
+        .iter()
+        .filter(|a| !a.is_starred_expr())
+        .map(&value)
+        .collect();
+    let keywords = call
+        .arguments
+        .keywords
+        .iter()
+        .filter_map(|k| k.arg.as_ref().map(|n| (n.id.to_string(), value(&k.value))))
+        .collect();
+    let spread = call.arguments.args.iter().any(Expr::is_starred_expr)
+        || call.arguments.keywords.iter().any(|k| k.arg.is_none());
+    (args, keywords, spread)
+}
+
 /// `[a, b, c]` for the name chain `a.b.c`; `None` otherwise.
 pub fn chain_of(expr: &Expr) -> Option<Vec<String>> {
     let mut parts = Vec::new();
@@ -299,25 +323,7 @@ impl Summarizer {
                 _ => {}
             }
         }
-        let args = call
-            .arguments
-            .args
-            .iter()
-            .filter(|a| !a.is_starred_expr())
-            .map(|a| value_of(a, &self.calls))
-            .collect();
-        let keywords = call
-            .arguments
-            .keywords
-            .iter()
-            .filter_map(|k| {
-                k.arg
-                    .as_ref()
-                    .map(|name| (name.id.to_string(), value_of(&k.value, &self.calls)))
-            })
-            .collect();
-        let spread = call.arguments.args.iter().any(Expr::is_starred_expr)
-            || call.arguments.keywords.iter().any(|k| k.arg.is_none());
+        let (args, keywords, spread) = arguments(call, |e| value_of(e, &self.calls));
         self.calls.insert(call.range(), self.facts.calls.len());
         self.facts.calls.push(CallFacts {
             callee,

@@ -237,26 +237,13 @@ fn decoration(expr: &Expr, on: Decorated, below: Vec<Option<Vec<String>>>) -> De
     };
     Decoration {
         chain: crate::behaviour::chain_of(callee),
-        args: call.map(|c| Arguments {
-            args: c
-                .arguments
-                .args
-                .iter()
-                .filter(|a| !a.is_starred_expr())
-                .map(crate::behaviour::shape)
-                .collect(),
-            keywords: c
-                .arguments
-                .keywords
-                .iter()
-                .filter_map(|k| {
-                    k.arg
-                        .as_ref()
-                        .map(|n| (n.id.to_string(), crate::behaviour::shape(&k.value)))
-                })
-                .collect(),
-            spread: c.arguments.args.iter().any(Expr::is_starred_expr)
-                || c.arguments.keywords.iter().any(|k| k.arg.is_none()),
+        args: call.map(|c| {
+            let (args, keywords, spread) = crate::behaviour::arguments(c, crate::behaviour::shape);
+            Arguments {
+                args,
+                keywords,
+                spread,
+            }
         }),
         on,
         below,

@@ -424,15 +424,7 @@ impl<'s> Eval<'s, '_, '_> {
                 && matches!(self.lookup(frames, first), Abs::Global)
                 && matches!(self.walker.target(module, parsed, chain), Target::Inert)
             {
-                let mut args = site.args[1..].to_vec();
-                args.push(self.subject);
-                let inner = Site {
-                    args,
-                    keywords: site.keywords.clone(),
-                    spread: site.spread,
-                    returned: false,
-                    hands_on_results: false,
-                };
+                let inner = site.partial_called_with(self.subject);
                 let callee = std::slice::from_ref(first);
                 return self.global_call(module, parsed, frames, callee, &inner, then - 1);
             }
@@ -496,21 +488,13 @@ impl<'s> Eval<'s, '_, '_> {
                 if matches!(name, "partial" | "partialmethod") && site.returned {
                     // `functools.partial(f, ...)` returned: `f` is called
                     // when (and with what) the result is.
-                    let Some((first, rest)) = site.args.split_first() else {
+                    let Some(first) = site.args.first() else {
                         return Ok(());
                     };
                     if then == 0 {
                         return Ok(());
                     }
-                    let mut args = rest.to_vec();
-                    args.push(self.subject);
-                    let inner = Site {
-                        args,
-                        keywords: site.keywords.clone(),
-                        spread: site.spread,
-                        returned: false,
-                        hands_on_results: false,
-                    };
+                    let inner = site.partial_called_with(self.subject);
                     return self.call_value(module, parsed, frames, *first, then - 1, &inner);
                 }
                 // Any other standard-library function may keep what it is
@@ -663,12 +647,26 @@ struct Site<'s, 'c> {
     hands_on_results: bool,
 }
 
-impl<'s> Site<'s, '_> {
+impl<'s, 'c> Site<'s, 'c> {
     fn with(arg: Abs<'s>) -> Self {
         Site {
             args: vec![arg],
             keywords: Vec::new(),
             spread: false,
+            returned: false,
+            hands_on_results: false,
+        }
+    }
+
+    /// The call that `partial(f, *args, **keywords)` (this site) makes of
+    /// `f` when called with `last`.
+    fn partial_called_with(&self, last: Abs<'s>) -> Site<'s, 'c> {
+        let mut args = self.args.get(1..).unwrap_or_default().to_vec();
+        args.push(last);
+        Site {
+            args,
+            keywords: self.keywords.clone(),
+            spread: self.spread,
             returned: false,
             hands_on_results: false,
         }

@@ -122,3 +122,38 @@ pub(crate) fn observed_path(input: &ObservedInput) -> &Path {
         | ObservedInput::Replaceable { path, .. } => path,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn absent(p: &str) -> ObservedInput {
+        ObservedInput::Absent { path: p.into() }
+    }
+
+    #[test]
+    fn server_observations_are_found_in_order_or_by_path_and_only_exactly() {
+        let server = Arc::new(vec![absent("/a"), absent("/b"), absent("/c")]);
+        let shared = SharedInputs::new(&server);
+        let file_b = ObservedInput::File {
+            path: "/b".into(),
+            before: None,
+        };
+        let report = [absent("/a"), file_b.clone(), absent("/c"), absent("/own")];
+        let refs: Vec<&ObservedInput> = report.iter().collect();
+        let found: Vec<Option<usize>> = shared
+            .find(&refs)
+            .into_iter()
+            .map(|f| f.map(|(i, _)| i))
+            .collect();
+        // `/b` was observed otherwise by the call: not the server's.
+        assert_eq!(found, vec![Some(0), None, Some(2), None]);
+        shared.keep(vec![(2, Converted::Skipped)]);
+        let again = shared.find(&[&absent("/c")]);
+        assert!(matches!(again[0], Some((2, Converted::Skipped))));
+        assert!(matches!(
+            shared.find(&[&absent("/a")])[0],
+            Some((0, Converted::Pending))
+        ));
+    }
+}

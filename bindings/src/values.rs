@@ -36,10 +36,11 @@ pub(crate) fn adopt(
     files
         .iter()
         .map(|file| {
-            let (id, size) = store.backend().adopt_file(file)?;
+            let (id, size, adopted) = store.backend().adopt_file_stamped(file)?;
+            // Hashed just now as it became the object: not hashed twice.
             let (_, stamp) = store
                 .backend()
-                .mappable_object(&id, None)?
+                .mappable_object(&id, adopted.as_ref())?
                 .ok_or_else(|| not_local(file))?;
             verified.set(id, stamp);
             Ok(ValueBuffer { id, size, stamp })

@@ -11,7 +11,8 @@ goes to per-call pipes (passed with SCM_RIGHTS), its arguments and result
 through memfds (pickle protocol 5, out-of-band buffers).
 
 The server is replaced when an input of its import changes (stat check
-before each miss), and dies with its caller (`PR_SET_PDEATHSIG` and the
+before each miss, skipped while the tracer's inotify watch on them saw no
+event), and dies with its caller (`PR_SET_PDEATHSIG` and the
 tracer's `PTRACE_O_EXITKILL`). Where the import leaves threads running that
 are not known to survive `fork` (polars' pool, a Python thread), misses use
 a fresh interpreter each, said once at debug level.

@@ -68,26 +68,29 @@ pub fn to_variant_sharing(
     // The server's inputs this call did not touch: converted (or left
     // out) once, for every call (only with `code`: `@cached` calls).
     let shared = shared.filter(|_| code.is_some());
-    let mut slots: Vec<(&ObservedInput, bool, Converted)> = report
-        .inputs
-        .iter()
-        .map(|input| {
-            let known = shared
-                .filter(|_| !touched(input, &own))
-                .and_then(|s| s.get(input));
-            (input, known.is_some(), known.unwrap_or(Converted::Pending))
+    let all: Vec<&ObservedInput> = report.inputs.iter().collect();
+    let found = match shared {
+        Some(s) => s.find(&all),
+        None => vec![None; all.len()],
+    };
+    // (input, its position among the server's if reusable, what it became)
+    let mut slots: Vec<(&ObservedInput, Option<usize>, Converted)> = all
+        .into_iter()
+        .zip(found)
+        .map(|(input, found)| match found {
+            Some((i, converted)) if !touched(input, &own) => (input, Some(i), converted),
+            _ => (input, None, Converted::Pending),
         })
         .collect();
+    let mut done: Vec<(usize, Converted)> = Vec::new();
     let mut pending: Vec<&ObservedInput> = Vec::new();
-    for (input, reusable, converted) in slots.iter_mut() {
+    for (input, at, converted) in slots.iter_mut() {
         if !matches!(converted, Converted::Pending) {
             continue;
         }
         if code.is_some() && is_bytecode_cache(observed_path(input)) {
             *converted = Converted::Skipped;
-            if let (true, Some(shared)) = (*reusable, shared) {
-                shared.keep(input, Converted::Skipped);
-            }
+            done.extend(at.map(|i| (i, Converted::Skipped)));
         } else {
             pending.push(input);
         }
@@ -103,13 +106,14 @@ pub fn to_variant_sharing(
     })?;
     hashes.save();
     let mut inputs = inputs.into_iter();
-    for (input, reusable, converted) in slots.iter_mut() {
+    for (_, at, converted) in slots.iter_mut() {
         if matches!(converted, Converted::Pending) {
             *converted = Converted::Stored(inputs.next().flatten());
-            if let (true, Some(shared)) = (*reusable, shared) {
-                shared.keep(input, converted.clone());
-            }
+            done.extend(at.map(|i| (i, converted.clone())));
         }
+    }
+    if let Some(shared) = shared {
+        shared.keep(done);
     }
     let mut inputs: Vec<Input> = slots
         .into_iter()

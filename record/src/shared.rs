@@ -28,45 +28,66 @@ pub(crate) enum Converted {
     Stored(Option<Input>),
 }
 
-/// The server's observations and their conversions, by path (as bytes: a
-/// `Path`'s hash walks its components, too slow for thousands per call).
+/// The server's observations (in its order) and their conversions.
 pub struct SharedInputs {
-    by_path: Mutex<HashMap<OsString, Vec<(ObservedInput, Converted)>>>,
+    observed: Vec<ObservedInput>,
+    /// Path (as bytes: a `Path`'s hash walks its components, too slow for
+    /// thousands per call) → positions in `observed`.
+    by_path: HashMap<OsString, Vec<usize>>,
+    converted: Mutex<Vec<Converted>>,
 }
 
 impl SharedInputs {
     /// For a session's import-time observations (`Session::imports`).
     pub fn new(inputs: &Arc<Vec<ObservedInput>>) -> Self {
-        let mut by_path: HashMap<OsString, Vec<(ObservedInput, Converted)>> = HashMap::new();
-        for input in inputs.iter() {
+        let mut by_path: HashMap<OsString, Vec<usize>> = HashMap::new();
+        for (i, input) in inputs.iter().enumerate() {
             by_path
                 .entry(observed_path(input).as_os_str().to_owned())
                 .or_default()
-                .push((input.clone(), Converted::Pending));
+                .push(i);
         }
         Self {
-            by_path: Mutex::new(by_path),
+            observed: inputs.to_vec(),
+            by_path,
+            converted: Mutex::new(vec![Converted::Pending; inputs.len()]),
         }
     }
 
-    /// `None` when `input` is not exactly one of the server's observations;
-    /// else what it became so far.
-    pub(crate) fn get(&self, input: &ObservedInput) -> Option<Converted> {
-        let by_path = self.by_path.lock().ok()?;
-        by_path
-            .get(observed_path(input).as_os_str())?
+    /// For each of `inputs`: its position among the server's observations
+    /// (`None`: not exactly one of them) and what it became so far. A
+    /// call's report lists the server's observations first, in the
+    /// server's order: they are matched by position, by path otherwise.
+    pub(crate) fn find(&self, inputs: &[&ObservedInput]) -> Vec<Option<(usize, Converted)>> {
+        let Ok(converted) = self.converted.lock() else {
+            return vec![None; inputs.len()];
+        };
+        let mut next = 0;
+        inputs
             .iter()
-            .find(|(observed, _)| observed == input)
-            .map(|(_, converted)| converted.clone())
+            .map(|input| {
+                let at = if self.observed.get(next) == Some(*input) {
+                    Some(next)
+                } else {
+                    self.by_path
+                        .get(observed_path(input).as_os_str())
+                        .and_then(|all| all.iter().copied().find(|&i| self.observed[i] == **input))
+                };
+                at.map(|i| {
+                    next = i + 1;
+                    (i, converted[i].clone())
+                })
+            })
+            .collect()
     }
 
-    pub(crate) fn keep(&self, input: &ObservedInput, converted: Converted) {
-        if let Ok(mut by_path) = self.by_path.lock() {
-            if let Some(slot) = by_path
-                .get_mut(observed_path(input).as_os_str())
-                .and_then(|all| all.iter_mut().find(|(observed, _)| observed == input))
-            {
-                slot.1 = converted;
+    /// Keeps what the observations at these positions became.
+    pub(crate) fn keep(&self, done: Vec<(usize, Converted)>) {
+        if let Ok(mut converted) = self.converted.lock() {
+            for (i, c) in done {
+                if let Some(slot) = converted.get_mut(i) {
+                    *slot = c;
+                }
             }
         }
     }
@@ -99,5 +120,40 @@ pub(crate) fn observed_path(input: &ObservedInput) -> &Path {
         | ObservedInput::Link { path, .. }
         | ObservedInput::Fails { path, .. }
         | ObservedInput::Replaceable { path, .. } => path,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn absent(p: &str) -> ObservedInput {
+        ObservedInput::Absent { path: p.into() }
+    }
+
+    #[test]
+    fn server_observations_are_found_in_order_or_by_path_and_only_exactly() {
+        let server = Arc::new(vec![absent("/a"), absent("/b"), absent("/c")]);
+        let shared = SharedInputs::new(&server);
+        let file_b = ObservedInput::File {
+            path: "/b".into(),
+            before: None,
+        };
+        let report = [absent("/a"), file_b.clone(), absent("/c"), absent("/own")];
+        let refs: Vec<&ObservedInput> = report.iter().collect();
+        let found: Vec<Option<usize>> = shared
+            .find(&refs)
+            .into_iter()
+            .map(|f| f.map(|(i, _)| i))
+            .collect();
+        // `/b` was observed otherwise by the call: not the server's.
+        assert_eq!(found, vec![Some(0), None, Some(2), None]);
+        shared.keep(vec![(2, Converted::Skipped)]);
+        let again = shared.find(&[&absent("/c")]);
+        assert!(matches!(again[0], Some((2, Converted::Skipped))));
+        assert!(matches!(
+            shared.find(&[&absent("/a")])[0],
+            Some((0, Converted::Pending))
+        ));
     }
 }

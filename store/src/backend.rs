@@ -37,6 +37,17 @@ pub trait Backend: Send + Sync {
         Ok(stored)
     }
 
+    /// `adopt_file`, and the object's stamp when the adopted file itself
+    /// became the object, unchanged since it was hashed: it then needs no
+    /// second verification before it is mapped (`None`: it does).
+    fn adopt_file_stamped(
+        &self,
+        path: &Path,
+    ) -> Result<(ObjectId, u64, Option<crate::fsutil::Stamp>)> {
+        let (id, size) = self.adopt_file(path)?;
+        Ok((id, size, None))
+    }
+
     /// A local path to a verified object, to be memory-mapped, and its stat
     /// stamp. `verified` is the stamp at which it was last verified: the
     /// object is re-hashed only when its stamp differs (a corrupt object is

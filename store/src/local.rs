@@ -279,6 +279,23 @@ impl Backend for LocalBackend {
         }
     }
 
+    fn adopt_file_stamped(&self, path: &Path) -> Result<(ObjectId, u64, Option<Stamp>)> {
+        let before = std::fs::metadata(path).map(|m| Stamp::of(&m)).ok();
+        let (id, size) = self.adopt_file(path)?;
+        // The object is the very inode that was hashed, with the size and
+        // mtime it had before (a rename changes only its ctime).
+        let after = std::fs::metadata(self.object_path(&id))
+            .map(|m| Stamp::of(&m))
+            .ok();
+        let same =
+            |b: &Stamp, a: &Stamp| (b.ino, b.size, b.mtime_ns) == (a.ino, a.size, a.mtime_ns);
+        let stamp = match (before, after) {
+            (Some(b), Some(a)) if same(&b, &a) => Some(a),
+            _ => None,
+        };
+        Ok((id, size, stamp))
+    }
+
     fn mappable_object(
         &self,
         id: &ObjectId,

@@ -553,3 +553,30 @@ fn concurrent_records_of_the_same_inputs_keep_one() {
         );
     }
 }
+
+#[test]
+fn an_adopted_file_is_verified_once_unless_another_copy_became_the_object() {
+    let env = env();
+    let dir = env.root.join("cache");
+    let first = dir.join("value.buf0");
+    std::fs::write(&first, vec![7u8; 100_000]).unwrap();
+    let (id, size, stamp) = env.store.backend().adopt_file_stamped(&first).unwrap();
+    assert_eq!(size, 100_000);
+    assert!(!first.exists());
+    // The adopted file became the object: its stamp vouches for it.
+    let stamp = stamp.expect("the adopted file is the object");
+    let (path, now) = env
+        .store
+        .backend()
+        .mappable_object(&id, Some(&stamp))
+        .unwrap()
+        .unwrap();
+    assert_eq!(now, stamp);
+    assert_eq!(std::fs::read(path).unwrap(), vec![7u8; 100_000]);
+    // The same bytes again: the existing object stays, and is not vouched for.
+    let second = dir.join("value.buf1");
+    std::fs::write(&second, vec![7u8; 100_000]).unwrap();
+    let (again, _, stamp) = env.store.backend().adopt_file_stamped(&second).unwrap();
+    assert_eq!(again, id);
+    assert!(stamp.is_none());
+}

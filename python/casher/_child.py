@@ -142,6 +142,21 @@ def apply_state(items: list, fresh: dict | None = None) -> list:
     return brought
 
 
+def _held_code(items: list) -> list:
+    """The project classes and functions the reached values hold, as the
+    call starts (see `_state.code_in`)."""
+    from casher import _state
+
+    values = []
+    for module_name, path, *_ in items:
+        module = sys.modules.get(module_name)
+        if module is not None:
+            value = _state.lookup(module, path)
+            if not _state.is_missing(value):
+                values.append(value)
+    return _state.code_in(values)
+
+
 def _codes_of(func: Any) -> list:
     """Code that did not come from a module file: a function sent by value
     and what it closes over."""
@@ -178,6 +193,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         func = resolve(module, payload["qualname"])
     fresh: dict = {}
     brought = apply_state(payload.get("state", []), fresh)
+    held = _held_code(payload.get("state", []))
     _observe.apply_levels(*payload.get("logging", ({}, 0)))
     pickled, buffers = read_call(call_source)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
@@ -226,7 +242,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         "buffers": buffers,
         "defaults": after,
         "executed": sorted(executed),
-        "ran": ran,
+        "ran": sorted(set(ran) | set(held)),
         "env": sorted(env),
         "fresh": list(fresh.items()),
     }

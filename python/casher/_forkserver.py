@@ -55,7 +55,10 @@ def watch_fork_handlers() -> None:
 
     def recording(*, before=None, after_in_child=None, after_in_parent=None):  # type: ignore[no-untyped-def]
         if after_in_child is not None:
-            _FORK_HANDLERS.append(getattr(after_in_child, "__module__", None) or "?")
+            # A bound builtin (a lock's `_at_fork_reinit`) has no module of
+            # its own: its object's type has one.
+            owner = getattr(after_in_child, "__module__", None) or type(getattr(after_in_child, "__self__", None)).__module__
+            _FORK_HANDLERS.append(owner or "?")
         kwargs = {k: v for k, v in (("before", before), ("after_in_child", after_in_child), ("after_in_parent", after_in_parent)) if v is not None}
         register(**kwargs)
 

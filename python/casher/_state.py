@@ -269,3 +269,68 @@ def assign(module: Any, path: tuple[str, ...], value: Any) -> None:
 
 def is_missing(value: Any) -> bool:
     return value is _MISSING
+
+
+# Objects looked at when finding the code a call's reached values hold.
+_CODE_WALK_LIMIT = 100_000
+
+
+def code_in(values: list[Any]) -> list[tuple[str, int, str]]:
+    """Project classes and functions held in reached values (a registry
+    dict of classes, a list of handlers, an instance's attributes), as
+    `(file, line, qualname)` like executed code: a call that reads a
+    registered class's attribute runs none of its code, so its definition
+    joins the inputs this way (by statement where the static analysis
+    reached it, else its whole file). Containers are walked breadth-first
+    up to a bound; past it, what was not seen is only covered by the
+    values' fingerprints."""
+    found: dict[tuple[str, int, str], None] = {}
+    seen: set[int] = set()
+    queue = list(values)
+    while queue and len(seen) < _CODE_WALK_LIMIT:
+        value = queue.pop()
+        if id(value) in seen:
+            continue
+        seen.add(id(value))
+        value = getattr(value, "__casher_original__", value)
+        if isinstance(value, (str, bytes, int, float, complex, bool, type(None))):
+            continue
+        if isinstance(value, dict):
+            queue.extend(value.keys())
+            queue.extend(value.values())
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            queue.extend(value)
+        elif isinstance(value, types.FunctionType):
+            real = project_file(value.__code__.co_filename)
+            if real:
+                found[(real, value.__code__.co_firstlineno, value.__qualname__)] = None
+        elif isinstance(value, (types.MethodType, functools.partial)):
+            queue.append(getattr(value, "__func__", None) or getattr(value, "func", None))
+        elif isinstance(value, type):
+            where = _class_line(value)
+            if where is not None:
+                found[(where[0], where[1], value.__qualname__)] = None
+        elif not isinstance(value, types.ModuleType):
+            queue.append(type(value))
+            attrs = getattr(value, "__dict__", None)
+            if isinstance(attrs, dict):
+                queue.extend(attrs.values())
+    return list(found)
+
+
+def _class_line(cls: type) -> tuple[str, int] | None:
+    """A line inside project class `cls`'s statement, and its file."""
+    home = project_file(getattr(sys.modules.get(cls.__module__), "__file__", None) or "")
+    if not home:
+        return None
+    for attr in vars(cls).values():
+        attr = getattr(attr, "__func__", attr)
+        code = getattr(attr, "__code__", None)
+        if isinstance(code, types.CodeType) and project_file(code.co_filename) == home:
+            return home, code.co_firstlineno
+    try:
+        import inspect
+
+        return home, inspect.findsource(cls)[1] + 1
+    except (OSError, TypeError, IndexError):
+        return home, 0  # no line: the whole file counts

@@ -43,6 +43,9 @@ def _openblas_pool() -> int:
     return workers
 
 
+# The SIGINT handler the module's import left in place.
+_IMPORT_SIGINT: list = [signal.default_int_handler]
+
 # `after_in_child` fork handlers registered while the module was imported,
 # by the module that defined each: a plain run never forks, so a handler of
 # the project or a third-party library would make a served call differ.
@@ -100,7 +103,10 @@ def _serve_one(payload: dict, fds: list[int]) -> None:
     os.dup2(err_w, 2)
     os.close(out_w)
     os.close(err_w)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _IMPORT_SIGINT[0])
+    # A plain call finds the import's objects (and garbage) collectable:
+    # they join the oldest generation, which only a full collection walks.
+    gc.unfreeze()
     # Large buffers of the value go to files named after the caller's
     # `buffers_stem` (see `casher._values.dump_to_files`).
     result = _child.answer(payload, args_fd, payload["buffers_stem"])
@@ -133,7 +139,10 @@ def main() -> int:
     # A script was loaded under another name (its `__main__` block must not
     # run): calls find it there instead of loading it again.
     loaded = "__casher_main__" if setup["module"] == "__main__" and not setup.get("main_spec") else None
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the call, not the server
+    # Ctrl-C is for the call, not the server; the call gets the handler
+    # the import left (a plain call runs with it).
+    _IMPORT_SIGINT[0] = signal.getsignal(signal.SIGINT) or signal.default_int_handler
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     gc.freeze()

@@ -95,6 +95,15 @@ def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
 # -- caller side -------------------------------------------------------
 
 
+def _limits() -> tuple:
+    """Process settings a forked call inherits from the server, not from the
+    caller: resource limits and the scheduling priority."""
+    import resource
+
+    limits = tuple(resource.getrlimit(getattr(resource, n)) for n in dir(resource) if n.startswith("RLIMIT_"))
+    return limits, os.getpriority(os.PRIO_PROCESS, 0)
+
+
 def _identity(payload: dict) -> bytes:
     """What the server's state depends on: a different one is another server."""
     h = hashlib.blake2b(digest_size=16)
@@ -107,6 +116,7 @@ def _identity(payload: dict) -> bytes:
         payload["sys_path"],
         payload.get("argv"),
         sorted(os.environ.items()),
+        _limits(),
     ):
         h.update(repr(part).encode("utf-8", "surrogateescape"))
         h.update(b"\0")

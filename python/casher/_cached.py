@@ -95,6 +95,8 @@ class CachedFunction:
         self._cache_dir = os.fspath(cache_dir) if cache_dir is not None else None
         self._ignore = set(ignore)
         self._signature = inspect.signature(func)
+        self._lazy = inspect.isgeneratorfunction(func) or inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)
+        self._said_lazy = False
         params = list(self._signature.parameters.values())
         simple = all(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
         self._positional = [p.name for p in params] if simple else [None]
@@ -200,6 +202,13 @@ class CachedFunction:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if os.environ.get("CASHER_CHILD") == "1":
+            return self._func(*args, **kwargs)
+        if self._lazy:
+            # A generator or coroutine runs after the call returns, in the
+            # caller: there is no result to cache, only an object to hand on.
+            if not self._said_lazy:
+                self._said_lazy = True
+                log.warning("%s is a generator or coroutine function: its calls run uncached", self._func.__qualname__)
             return self._func(*args, **kwargs)
         state = self._state()
         key = self._key(args, kwargs, state)  # TypeError for unsupported arguments

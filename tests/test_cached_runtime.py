@@ -458,3 +458,33 @@ def test_casher_own_log_level_is_not_part_of_the_key(tmp_path: Path, cache_dir: 
     assert hits(CASHER_LOG="warning") == "hits 1"
     assert hits(CASHER_LOG="error") == "hits 1"
     assert hits(APP_LEVEL="WARNING") == "hits 0"
+
+
+def test_the_umask_decides_the_mode_of_files_a_call_creates(tmp_path: Path, cache_dir: Path) -> None:
+    """A plain call creates its file with the caller's umask; a hit must not
+    restore a file made under another umask."""
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import os
+                from casher import cached
+
+                os.umask(int(os.environ["MASK"], 8))
+
+                @cached
+                def make(name):
+                    with open(name, "w") as fh:
+                        fh.write(name)
+                    return oct(os.stat(name).st_mode & 0o777)
+
+                print(make("a.txt"), oct(os.stat("a.txt").st_mode & 0o777))
+            """
+        },
+    )
+    twin.check("main.py", env={"MASK": "022"})
+    twin.check("main.py", env={"MASK": "077"})  # a.txt exists: truncated, keeps 0644
+    for copy in (twin.plain, twin.cached):
+        (copy / "a.txt").unlink()
+    twin.check("main.py", env={"MASK": "077"})  # created: 0600
+    twin.check("main.py", env={"MASK": "077"}, hits=1)

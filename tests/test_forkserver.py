@@ -545,3 +545,31 @@ def test_import_time_fork_handlers_and_random_seed_answer_like_a_plain_call(root
         assert all(d[2] == [] for d in draws), proc.stderr
         if hook:
             assert "registered fork handlers" in proc.stderr, proc.stderr
+
+
+def test_entries_coming_and_going_in_an_ancestor_directory_keep_the_server(root: Path, cache_dir: Path) -> None:
+    """The server only `stat`ed the directories above the project (`/tmp`
+    gets new entries all the time): a file created or removed there does
+    not replace it; one changed in what it read does."""
+    write(root / "lib.py", "from casher import cached\nFACTOR = 2\n\n@cached\ndef f(x):\n    return x * FACTOR\n")
+    write(
+        root / "main.py",
+        f"""
+        import os, pathlib, sys
+        import lib
+        {SERVER_PID}
+        first = lib.f(1), pids()
+        for i in range(3):
+            pathlib.Path("..", f"noise-{{i}}.txt").write_text("x")
+        os.remove(os.path.join("..", "noise-0.txt"))
+        second = lib.f(2), pids()
+        pathlib.Path("lib.py").write_text(pathlib.Path("lib.py").read_text().replace("FACTOR = 2", "FACTOR = 3"))
+        third = lib.f(3), pids()
+        print((first, second, third))
+        """,
+    )
+    proc = run(root, cache_dir, "main.py")
+    first, second, third = eval(proc.stdout.strip().splitlines()[-1])  # noqa: S307 - our own output
+    assert (first[0], second[0], third[0]) == (2, 4, 6), proc.stderr
+    assert first[1] == second[1], "entries coming and going above the project replaced the server:\n" + proc.stderr
+    assert third[1] != second[1], "an edit of the module kept the old server:\n" + proc.stderr

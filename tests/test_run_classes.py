@@ -119,6 +119,18 @@ def test_config_created_if_missing_then_edited_by_the_user(pair: Pair) -> None:
 # --------------------------------------------------------------------------- metadata
 
 
+def test_a_truncated_output_then_created_afresh_gets_the_creation_mode(pair: Pair) -> None:
+    """Truncating keeps an existing file's mode; creating gives the open's
+    mode less the umask: recorded over an existing 0644 file, the entry must
+    not answer for a run that creates the file under umask 077."""
+    write(pair, "out", "old\n", mode=0o644)
+    cmd = sh("umask", "umask 077; echo x > out; stat -c %a out")
+    same(pair, cmd, "out existed")
+    both(pair, lambda t: (t / "out").unlink())
+    same(pair, cmd, "out absent: created under the umask")
+    same(pair, cmd, "again")
+
+
 def test_chmod_x_changes_test_x(pair: Pair) -> None:
     write(pair, "f", "#!/bin/sh\n")
     cmd = sh("x", '[ -x f ] && echo executable || echo "not executable"')

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _hashing, _keylock, _native, _state
+from casher import _byvalue, _calls, _hashing, _keylock, _native, _server, _state
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -185,6 +185,8 @@ class CachedFunction:
             _hashing._text(h, b"state", ".".join((item.module, *item.path)) + "=" + item.fingerprint)
         levels, disable = _logging_levels()
         _hashing._text(h, b"logging", repr((sorted(levels.items()), disable)))
+        # The modes of files the call creates (a hit restores them as made).
+        _hashing._text(h, b"umask", oct(_server._umask()))
         # `env=` names only: their values are inputs of each variant, hashed
         # with the store's secret, like the variables the call reads itself.
         return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, list(self._env), os.getcwd())

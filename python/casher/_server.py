@@ -97,11 +97,26 @@ def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
 
 def _limits() -> tuple:
     """Process settings a forked call inherits from the server, not from the
-    caller: resource limits and the scheduling priority."""
+    caller: resource limits, the scheduling priority and the umask."""
     import resource
 
     limits = tuple(resource.getrlimit(getattr(resource, n)) for n in dir(resource) if n.startswith("RLIMIT_"))
-    return limits, os.getpriority(os.PRIO_PROCESS, 0)
+    return limits, os.getpriority(os.PRIO_PROCESS, 0), _umask()
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (setting it, even back,
+    races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _identity(payload: dict) -> bytes:

@@ -177,10 +177,27 @@ pub(crate) fn finish<'k>(
                     continue;
                 }
                 if s.was_replaceable() {
-                    inputs.push(ObservedInput::Replaceable {
-                        path: path.clone(),
-                        mode: StatFacts::of(&meta).mode,
-                    });
+                    match before
+                        .facts
+                        .filter(|f| before.existed && f.kind == Kind::File)
+                    {
+                        // Truncated an existing file: it keeps its mode, which
+                        // a fresh creation (the open's mode less the umask)
+                        // need not give, so "absent" is not the same outcome.
+                        Some(facts) => inputs.push(ObservedInput::Stat {
+                            path: path.clone(),
+                            follow: false,
+                            facts,
+                            reveals: Reveals::KindMode,
+                        }),
+                        // Created (or reached through a symlink): a file
+                        // already there with the mode this run gave it would
+                        // end the same after truncation.
+                        None => inputs.push(ObservedInput::Replaceable {
+                            path: path.clone(),
+                            mode: StatFacts::of(&meta).mode,
+                        }),
+                    }
                 }
                 outputs.push((last, ObservedOutput::File { path }));
             }

@@ -27,7 +27,7 @@ use crate::tracer;
 mod route;
 mod watch;
 use crate::{child_failure, Pinned, TraceReport, DEFAULT_IGNORED};
-use route::{stamp, Router, Shared};
+use route::{stamp_as, Router, Shared};
 
 /// What to start as the server.
 #[derive(Debug, Clone)]
@@ -160,8 +160,8 @@ impl Session {
         imports
             .stamps
             .iter()
-            .find(|(path, follow, was)| stamp(path, *follow) != *was)
-            .map(|(path, _, _)| format!("{} changed", path.display()))
+            .find(|(path, follow, identity, was)| stamp_as(path, *follow, *identity) != *was)
+            .map(|(path, ..)| format!("{} changed", path.display()))
     }
 
     /// What the server observed up to its first call (every call's report

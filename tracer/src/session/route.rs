@@ -20,12 +20,33 @@ pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64, u32);
 
 /// `follow`: of what a symlink at `path` points to (else of the link).
 pub(crate) fn stamp(path: &std::path::Path, follow: bool) -> Option<Stamp> {
+    stamp_as(path, follow, false)
+}
+
+/// The stat stamp of `path`; with `identity`, only which object it is, its
+/// type, permissions and owner: a directory the server only `stat`ed, or a
+/// path whose symlink target it read, stays what the server saw while
+/// entries come and go in it (`/tmp` changes all the time). What the
+/// server listed or read is covered by its own, full stamp.
+pub(crate) fn stamp_as(path: &std::path::Path, follow: bool, identity: bool) -> Option<Stamp> {
     let m = if follow {
         std::fs::metadata(path)
     } else {
         std::fs::symlink_metadata(path)
     }
     .ok()?;
+    if identity {
+        return Some((
+            m.dev(),
+            m.ino(),
+            u64::from(m.uid()),
+            i64::from(m.gid()),
+            0,
+            0,
+            0,
+            m.mode(),
+        ));
+    }
     Some((
         m.dev(),
         m.ino(),
@@ -43,8 +64,9 @@ pub(crate) struct Imports {
     /// What the server observed up to its first call: every call's report
     /// starts with these (the caller converts them once, see `Session::imports`).
     pub(crate) inputs: Arc<Vec<ObservedInput>>,
-    /// Path, whether the stamp follows symlinks, the stamp.
-    pub(crate) stamps: Vec<(PathBuf, bool, Option<Stamp>)>,
+    /// Path, whether the stamp follows symlinks, whether it is an identity
+    /// stamp (see [`stamp_as`]), the stamp.
+    pub(crate) stamps: Vec<(PathBuf, bool, bool, Option<Stamp>)>,
     /// Says when the stamps need no check (`None`: they always do).
     pub(crate) watch: Option<Watch>,
     pub(crate) problems: Vec<String>,
@@ -150,20 +172,29 @@ impl<'a> Router<'a> {
         let stamps = inputs
             .into_iter()
             .map(|input| match input {
+                ObservedInput::Stat {
+                    path,
+                    follow,
+                    facts,
+                    ..
+                } if facts.kind == crate::observe::Kind::Dir => {
+                    let now = stamp_as(&path, follow, true);
+                    (path, follow, true, now)
+                }
                 ObservedInput::File { path, .. }
                 | ObservedInput::Dir { path }
                 | ObservedInput::Stat { path, .. }
                 | ObservedInput::Fails { path, .. }
                 | ObservedInput::Replaceable { path, .. } => {
                     let now = stamp(&path, true);
-                    (path, true, now)
+                    (path, true, false, now)
                 }
                 ObservedInput::Link { path, .. } => {
-                    let now = stamp(&path, false);
-                    (path, false, now)
+                    let now = stamp_as(&path, false, true);
+                    (path, false, true, now)
                 }
-                ObservedInput::Absent { path } => (path, true, None),
-                ObservedInput::NoEntry { path } => (path, false, None),
+                ObservedInput::Absent { path } => (path, true, false, None),
+                ObservedInput::NoEntry { path } => (path, false, false, None),
             })
             .collect();
         let imports = Imports {

@@ -13,7 +13,7 @@
 //! is seen too. Not seen: writes through a shared memory mapping (no
 //! event), which the stamps would only see through the mtime as well.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -45,10 +45,20 @@ const LOCAL: &[i64] = &[
 
 pub(crate) struct Watch {
     fd: OwnedFd,
+    /// Which events of each watch count: every one on an input path; on a
+    /// directory watched only because it leads to inputs, the events that
+    /// name one of those entries (or the directory itself). `/tmp` sees
+    /// other programs' files come and go all the time.
+    relevant: HashMap<i32, Relevant>,
     /// An event arrived since the watch began (for good).
     dirty: AtomicBool,
     /// An event arrived since the last `changed`.
     unchecked: AtomicBool,
+}
+
+enum Relevant {
+    All,
+    Names(HashSet<Vec<u8>>),
 }
 
 impl Watch {
@@ -61,38 +71,56 @@ impl Watch {
             return None;
         }
         // SAFETY: `inotify_init1` just returned this fresh descriptor.
-        let watch = Watch {
+        let mut watch = Watch {
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            relevant: HashMap::new(),
             dirty: AtomicBool::new(false),
             unchecked: AtomicBool::new(false),
         };
         let mut seen: HashSet<&Path> = HashSet::new();
         for path in paths {
-            // The path itself, then every directory above it.
-            let mut at = Some(path);
-            while let Some(p) = at {
-                if !seen.insert(p) {
+            // The path itself (every event), then every directory above it
+            // (events naming the entry on the way).
+            if let Some(wd) = watch.add(path)? {
+                watch.relevant.insert(wd, Relevant::All);
+            }
+            let mut child = path;
+            while let (Some(parent), Some(name)) = (child.parent(), child.file_name()) {
+                if parent.as_os_str().is_empty() {
+                    break;
+                }
+                let fresh = seen.insert(parent);
+                // Absent (None): what would create it is watched above.
+                if let Some(wd) = watch.add(parent)? {
+                    match watch
+                        .relevant
+                        .entry(wd)
+                        .or_insert_with(|| Relevant::Names(HashSet::new()))
+                    {
+                        Relevant::All => {}
+                        Relevant::Names(names) => {
+                            names.insert(name.as_bytes().to_vec());
+                        }
+                    }
+                }
+                if !fresh {
                     break; // its ancestors are watched already
                 }
-                if !p.as_os_str().is_empty() {
-                    // Absent (false): what would create it is watched above.
-                    watch.add(p)?;
-                }
-                at = p.parent();
+                child = parent;
             }
         }
         Some(watch)
     }
 
-    /// Ok(true): watched; Ok(false): absent; None: cannot be watched.
-    fn add(&self, path: &Path) -> Option<bool> {
+    /// Some(Some(wd)): watched; Some(None): absent; None: cannot be watched.
+    fn add(&self, path: &Path) -> Option<Option<i32>> {
         let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
         // SAFETY: a valid NUL-terminated path and a zeroed out-parameter.
         let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
         // SAFETY: as above.
         if unsafe { libc::statfs(c_path.as_ptr(), &mut fs) } != 0 {
             let errno = std::io::Error::last_os_error().raw_os_error();
-            return matches!(errno, Some(libc::ENOENT) | Some(libc::ENOTDIR)).then_some(false);
+            return matches!(errno, Some(libc::ENOENT) | Some(libc::ENOTDIR)).then_some(None);
         }
         if !LOCAL.contains(&(fs.f_type as i64)) {
             return None;
@@ -102,11 +130,20 @@ impl Watch {
         // SAFETY: our inotify descriptor and a valid path.
         let wd = unsafe { libc::inotify_add_watch(self.fd.as_raw_fd(), c_path.as_ptr(), EVENTS) };
         if wd >= 0 {
-            return Some(true);
+            return Some(Some(wd));
         }
         let errno = std::io::Error::last_os_error().raw_os_error();
         // Gone between the two calls: absent (its directory is watched).
-        matches!(errno, Some(libc::ENOENT) | Some(libc::ENOTDIR)).then_some(false)
+        matches!(errno, Some(libc::ENOENT) | Some(libc::ENOTDIR)).then_some(None)
+    }
+
+    /// Whether an event counts (see [`Watch::relevant`]).
+    fn counts(&self, wd: i32, name: &[u8]) -> bool {
+        match self.relevant.get(&wd) {
+            Some(Relevant::Names(names)) => name.is_empty() || names.contains(name),
+            // An input, an overflow (wd -1) or a watch we do not know.
+            _ => true,
+        }
     }
 
     /// Whether anything happened since the last call.
@@ -129,7 +166,9 @@ impl Watch {
     }
 
     fn read_events(&self) -> bool {
-        let mut buf = [0u8; 4096];
+        // Aligned for the event headers.
+        let mut buf = vec![0u64; 512];
+        let header = std::mem::size_of::<libc::inotify_event>();
         let mut any = false;
         loop {
             // SAFETY: reads into our own buffer from our own descriptor.
@@ -137,11 +176,24 @@ impl Watch {
                 libc::read(
                     self.fd.as_raw_fd(),
                     buf.as_mut_ptr().cast::<libc::c_void>(),
-                    buf.len(),
+                    buf.len() * 8,
                 )
             };
             if n > 0 {
-                any = true;
+                // SAFETY: the kernel wrote `n` bytes of whole events there.
+                let bytes =
+                    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+                let mut at = 0;
+                while at + header <= bytes.len() {
+                    // SAFETY: a whole event header starts at `at` (unaligned read).
+                    let event: libc::inotify_event =
+                        unsafe { std::ptr::read_unaligned(bytes[at..].as_ptr().cast()) };
+                    let end = (at + header + event.len as usize).min(bytes.len());
+                    let name = &bytes[at + header..end];
+                    let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                    any |= event.mask & libc::IN_Q_OVERFLOW != 0 || self.counts(event.wd, name);
+                    at = end;
+                }
                 continue;
             }
             if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::WouldBlock {
@@ -170,6 +222,15 @@ mod tests {
             return; // a file system inotify cannot vouch for: nothing to test
         };
         assert!(!watch.changed() && !watch.ever_changed());
+        // Other entries coming and going above (another program's files in
+        // `/tmp`) are no change to the inputs.
+        std::fs::write(dir.path().join("unrelated.txt"), "x").unwrap();
+        std::fs::remove_file(dir.path().join("unrelated.txt")).unwrap();
+        std::fs::write(sub.join("sibling.txt"), "x").unwrap();
+        assert!(
+            !watch.changed() && !watch.ever_changed(),
+            "unrelated entries"
+        );
         std::fs::write(&file, "2").unwrap();
         assert!(watch.ever_changed());
         assert!(watch.changed(), "seen by both");

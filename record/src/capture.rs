@@ -88,7 +88,7 @@ pub fn to_variant_sharing(
         if !matches!(converted, Converted::Pending) {
             continue;
         }
-        if code.is_some() && is_bytecode_cache(observed_path(input)) {
+        if code.is_some() && is_bytecode_cache(input.path()) {
             *converted = Converted::Skipped;
             done.extend(at.map(|i| (i, Converted::Skipped)));
         } else {
@@ -172,19 +172,6 @@ fn content_decides(inputs: &mut [Input]) {
                 meta.mtime_window = None;
             }
         }
-    }
-}
-
-fn observed_path(input: &ObservedInput) -> &Path {
-    match input {
-        ObservedInput::File { path, .. }
-        | ObservedInput::Absent { path }
-        | ObservedInput::NoEntry { path }
-        | ObservedInput::Dir { path }
-        | ObservedInput::Stat { path, .. }
-        | ObservedInput::Link { path, .. }
-        | ObservedInput::Fails { path, .. }
-        | ObservedInput::Replaceable { path, .. } => path,
     }
 }
 

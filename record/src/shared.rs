@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use casher_store::Input;
@@ -43,7 +43,7 @@ impl SharedInputs {
         let mut by_path: HashMap<OsString, Vec<usize>> = HashMap::new();
         for (i, input) in inputs.iter().enumerate() {
             by_path
-                .entry(observed_path(input).as_os_str().to_owned())
+                .entry(input.path().as_os_str().to_owned())
                 .or_default()
                 .push(i);
         }
@@ -70,7 +70,7 @@ impl SharedInputs {
                     Some(next)
                 } else {
                     self.by_path
-                        .get(observed_path(input).as_os_str())
+                        .get(input.path().as_os_str())
                         .and_then(|all| all.iter().copied().find(|&i| self.observed[i] == **input))
                 };
                 at.map(|i| {
@@ -101,26 +101,13 @@ pub(crate) fn touched(input: &ObservedInput, own: &HashMap<PathBuf, HashSet<Vec<
     if own.is_empty() {
         return false;
     }
-    let path = observed_path(input);
+    let path = input.path();
     own.contains_key(path)
         || path
             .parent()
             .zip(path.file_name())
             .and_then(|(dir, name)| own.get(dir).map(|names| names.contains(name.as_bytes())))
             .unwrap_or(false)
-}
-
-pub(crate) fn observed_path(input: &ObservedInput) -> &Path {
-    match input {
-        ObservedInput::File { path, .. }
-        | ObservedInput::Absent { path }
-        | ObservedInput::NoEntry { path }
-        | ObservedInput::Dir { path }
-        | ObservedInput::Stat { path, .. }
-        | ObservedInput::Link { path, .. }
-        | ObservedInput::Fails { path, .. }
-        | ObservedInput::Replaceable { path, .. } => path,
-    }
 }
 
 #[cfg(test)]

@@ -446,7 +446,7 @@ impl Cache {
                         .filter(|p| !kept.contains(&real(p)))
                         .map(|p| StoredPath::new(p))
                         .collect();
-                    variant.inputs.retain(
+                    variant.retain_inputs(
                         |i| !matches!(i, Input::Code { path: Some(p), .. } if covered.contains(p)),
                     );
                     // Each reached definition first (a miss then names what

@@ -39,6 +39,7 @@ fn populate(cache: &Path, work: &Path) -> String {
         key: key.clone(),
         description: "make -C docs html".into(),
         created_ns: 1_700_000_000_000_000_000,
+        shared: None,
         inputs: vec![
             Input::File {
                 path: StoredPath::new(&input),

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use casher_store::{
     dir_listing_hash, output_names, stamp_trusted, Bytes, HashCache, Input, ObjectId, Output,
-    Stamp, StdioChunk, Store, StoredPath, Stream, Variant, UNKNOWN_STAMP,
+    SharedPrefix, Stamp, StdioChunk, Store, StoredPath, Stream, Variant, UNKNOWN_STAMP,
 };
 use casher_tracer::{ObservedInput, ObservedOutput, TraceReport};
 use rayon::prelude::*;
 
 use crate::error::{RecordError, Result};
+use crate::observation::directory_times_last;
 use crate::shared::{touched, Converted, SharedInputs};
 
 /// Output chunks up to this size stay inside the record; larger ones become
@@ -115,28 +116,44 @@ pub fn to_variant_sharing(
     if let Some(shared) = shared {
         shared.keep(done);
     }
-    let mut inputs: Vec<Input> = slots
+    // (from the server, input): the server's come first in the record,
+    // where the store keeps them once for every call (`Variant::shared`).
+    let mut inputs: Vec<(bool, Input)> = slots
         .into_iter()
-        .filter_map(|(_, _, converted)| match converted {
-            Converted::Stored(stored) => stored,
+        .filter_map(|(_, at, converted)| match converted {
+            Converted::Stored(stored) => stored.map(|i| (at.is_some() && shared.is_some(), i)),
             _ => None,
         })
         .collect();
     if code.is_some() {
         // A file seen both as code and otherwise is one code input.
         let mut seen = HashSet::new();
-        inputs.retain(|i| match i {
+        inputs.retain(|(_, i)| match i {
             Input::Code { path: Some(p), .. } => seen.insert(p.clone()),
             _ => true,
         });
+    }
+    let (from_server, mut inputs): (Vec<bool>, Vec<Input>) = inputs.into_iter().unzip();
+    if code.is_some() {
         content_decides(&mut inputs);
     }
     crate::observation::relate_output_mtimes(&mut inputs, &outputs);
+    let (server, own): (Vec<_>, Vec<_>) =
+        from_server.into_iter().zip(inputs).partition(|(s, _)| *s);
+    let shared_len = server.len();
+    let mut inputs = directory_times_last(server.into_iter().map(|(_, i)| i).collect());
+    inputs.extend(directory_times_last(
+        own.into_iter().map(|(_, i)| i).collect(),
+    ));
     let stdio = stdio(store, report)?;
     Ok(Variant {
         key: key.to_owned(),
         description: description.to_owned(),
         created_ns,
+        shared: (shared_len > 0).then(|| SharedPrefix {
+            len: u32::try_from(shared_len).unwrap_or(0),
+            object: None,
+        }),
         inputs,
         outputs,
         stdio,

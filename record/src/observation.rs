@@ -77,7 +77,7 @@ pub fn observed_meta(facts: &StatFacts, reveals: Reveals, dir_times: bool) -> Me
 /// replaces every time: `gcc -o main.o` stats `main.o` first, and must
 /// still hit; `make` compares a target with its prerequisites, and that
 /// order is what is kept.
-pub fn relate_output_mtimes(inputs: &mut Vec<Input>, outputs: &[casher_store::Output]) {
+pub fn relate_output_mtimes(inputs: &mut [Input], outputs: &[casher_store::Output]) {
     let written: std::collections::HashSet<&casher_store::StoredPath> =
         outputs.iter().map(casher_store::Output::path).collect();
     // Directories the run adds entries to or removes entries from: those
@@ -117,13 +117,16 @@ pub fn relate_output_mtimes(inputs: &mut Vec<Input>, outputs: &[casher_store::Ou
             }
         }
     }
-    // A directory's times change with any entry: checked last, so a miss
-    // names the entry that changed rather than its directory.
-    let (dirs, mut rest): (Vec<Input>, Vec<Input>) = std::mem::take(inputs)
+}
+
+/// A directory's times change with any entry: they are checked last, so a
+/// miss names the entry that changed rather than its directory.
+pub(crate) fn directory_times_last(inputs: Vec<Input>) -> Vec<Input> {
+    let (dirs, mut rest): (Vec<Input>, Vec<Input>) = inputs
         .into_iter()
         .partition(|i| matches!(i, Input::Meta { meta, .. } if meta.kind == FileKind::Dir && meta.mtime_ns.is_some()));
     rest.extend(dirs);
-    *inputs = rest;
+    rest
 }
 
 // The tracer hashes files read within `RECENT_NS` of their last change as

@@ -81,6 +81,7 @@ fn lookup_table(work: &Path) {
                     key: key.clone(),
                     description: "bench".into(),
                     created_ns: base + v as u64,
+                    shared: None,
                     inputs: ins,
                     outputs: vec![],
                     stdio: vec![],
@@ -96,6 +97,7 @@ fn lookup_table(work: &Path) {
                 key: key.clone(),
                 description: "bench".into(),
                 created_ns: base + n_variants as u64 + 1,
+                shared: None,
                 inputs: inputs.clone(),
                 outputs: vec![],
                 stdio: vec![],
@@ -183,6 +185,7 @@ fn throughput(work: &Path) {
             key: "00".repeat(32),
             description: "big".into(),
             created_ns: now_ns(),
+            shared: None,
             inputs: vec![],
             outputs: vec![Output::File {
                 path: StoredPath::new(&target),

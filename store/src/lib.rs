@@ -28,6 +28,7 @@ mod lookup;
 mod maintenance;
 mod record;
 mod restore;
+mod shared_sets;
 mod store;
 mod walk;
 
@@ -44,8 +45,8 @@ pub use lookup::{
 };
 pub use maintenance::{EntrySummary, GcOptions, GcReport, Problem, Stats};
 pub use record::{
-    Bytes, FileKind, Input, Meta, MtimeWindow, Output, StdioChunk, StoredPath, Stream, ValueBuffer,
-    Variant, RECORD_FORMAT_VERSION,
+    Bytes, FileKind, Input, Meta, MtimeWindow, Output, SharedPrefix, StdioChunk, StoredPath,
+    Stream, ValueBuffer, Variant, RECORD_FORMAT_VERSION,
 };
 pub use restore::{restore, AllowedRoots, RestoreReport};
 pub use store::{Lookup, Store, StoreConfig};

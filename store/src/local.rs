@@ -23,6 +23,7 @@ use crate::error::{Result, StoreError};
 use crate::fsutil::{copy_hashing, hash_file, temp_path, write_atomic, Stamp};
 use crate::id::ObjectId;
 use crate::record::{Rejected, Variant};
+use crate::shared_sets::SharedSets;
 
 /// Name of the versioned bucket under the cache directory.
 pub const BUCKET: &str = "store-v1";
@@ -37,6 +38,8 @@ pub struct LocalBackend {
     /// gone (skipped) or miss a new one (a miss): never a wrong hit.
     listings:
         std::sync::Mutex<std::collections::HashMap<String, (crate::fsutil::Stamp, Vec<String>)>>,
+    /// Inputs shared by many records, as this process last stored or read them.
+    sets: SharedSets,
 }
 
 impl LocalBackend {
@@ -46,6 +49,7 @@ impl LocalBackend {
             keys,
             counters,
             listings: std::sync::Mutex::new(std::collections::HashMap::new()),
+            sets: SharedSets::default(),
         }
     }
 
@@ -150,6 +154,15 @@ impl LocalBackend {
         } else {
             Variant::decode(&bytes, &self.keys)
         };
+        // Lookups need every input; maintenance only the record's own.
+        let decoded = decoded.and_then(|mut variant| {
+            if count {
+                self.sets
+                    .resolve(self, &mut variant)
+                    .map_err(Rejected::Unreadable)?;
+            }
+            Ok(variant)
+        });
         match decoded {
             Ok(variant) if variant.key == key => Some(StoredVariant {
                 name: format!("{key}/{file}"),
@@ -184,8 +197,14 @@ impl LocalBackend {
         decoded
     }
 
-    pub(crate) fn encode(&self, variant: &Variant) -> Vec<u8> {
-        variant.encode(&self.keys)
+    /// The record's bytes and its inputs' id, its shared inputs stored
+    /// first (once: see `shared_sets`).
+    fn encode(&self, variant: &Variant) -> Result<(Vec<u8>, ObjectId)> {
+        let (shared, identity) = self.sets.store(self, variant.shared_inputs())?;
+        Ok((
+            variant.encode(&self.keys, shared),
+            variant.inputs_id_from(identity),
+        ))
     }
 
     pub(crate) fn keys(&self) -> &Keys {
@@ -346,11 +365,12 @@ impl Backend for LocalBackend {
     }
 
     fn add_variant(&self, variant: &Variant, max_variants: usize) -> Result<()> {
-        let inputs = variant.inputs_id().hex();
+        let (bytes, inputs) = self.encode(variant)?;
+        let inputs = inputs.hex();
         let suffix = format!("-{}.var", &inputs[..16]);
         let file = format!("{:020}{suffix}", variant.created_ns);
         let dir = self.key_dir(&variant.key);
-        write_atomic(&dir.join(&file), &self.encode(variant))?;
+        write_atomic(&dir.join(&file), &bytes)?;
         self.forget_listing(&variant.key);
         // The same inputs recorded earlier: superseded by this record. Only
         // older records (names start with the creation time): two writers
@@ -383,7 +403,7 @@ impl Backend for LocalBackend {
     }
 
     fn replace_variant(&self, name: &str, variant: &Variant) -> Result<()> {
-        write_atomic(&self.variant_path(name), &self.encode(variant))
+        write_atomic(&self.variant_path(name), &self.encode(variant)?.0)
     }
 
     fn touch_variant(&self, name: &str) {

@@ -18,7 +18,9 @@ use crate::id::ObjectId;
 /// miss, never an error.
 /// 3: typed observations (metadata, links, listings, pre-write states).
 /// 4: the trailing checksum became a keyed MAC.
-pub const RECORD_FORMAT_VERSION: u32 = 4;
+/// 5: inputs shared by many records (a fork server's import-time inputs)
+///    are stored once, as an object the record names ([`SharedPrefix`]).
+pub const RECORD_FORMAT_VERSION: u32 = 5;
 const MAGIC: &[u8; 8] = b"CASHVAR\0";
 
 /// A path stored as raw bytes, so non-UTF-8 names survive.
@@ -236,6 +238,14 @@ pub struct Variant {
     pub description: String,
     /// When it was recorded (ns since the epoch).
     pub created_ns: u64,
+    /// The first inputs are the same in many records (`None`: none are).
+    /// Every call a fork server serves starts with the ~2,000 inputs of the
+    /// server's import: writing them into each record cost most of a
+    /// miss, and reading them most of a hit. They are stored once, as an
+    /// object named by its content, and the (authenticated) record names it.
+    pub shared: Option<SharedPrefix>,
+    /// Every input, the shared ones first. (A record read for maintenance
+    /// only, `variants_uncounted`, holds just its own: after the shared.)
     pub inputs: Vec<Input>,
     pub outputs: Vec<Output>,
     pub stdio: Vec<StdioChunk>,
@@ -249,6 +259,14 @@ pub struct Variant {
     pub value_buffers: Vec<ValueBuffer>,
 }
 
+/// How many of a variant's first inputs are shared with other records,
+/// and the object holding them (known once stored; the store sets it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPrefix {
+    pub len: u32,
+    pub object: Option<ObjectId>,
+}
+
 /// One out-of-band buffer of a return value, with the object's stat stamp
 /// when it was verified: a hit re-hashes it only when the stamp changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,29 +277,52 @@ pub struct ValueBuffer {
 }
 
 impl Variant {
+    /// The inputs shared with other records (see [`Variant::shared`]).
+    pub fn shared_inputs(&self) -> &[Input] {
+        let len = self.shared.map_or(0, |s| s.len as usize);
+        &self.inputs[..len.min(self.inputs.len())]
+    }
+
+    /// The inputs this record holds itself.
+    pub fn own_inputs(&self) -> &[Input] {
+        &self.inputs[self.shared_inputs().len()..]
+    }
+
+    /// Keeps the inputs `keep` accepts, the shared ones still first.
+    pub fn retain_inputs(&mut self, mut keep: impl FnMut(&Input) -> bool) {
+        let mut shared = 0u32;
+        let mut i = 0usize;
+        let before = self.shared_inputs().len();
+        self.inputs.retain(|input| {
+            let kept = keep(input);
+            if kept && i < before {
+                shared += 1;
+            }
+            i += 1;
+            kept
+        });
+        if let Some(prefix) = &mut self.shared {
+            if prefix.len != shared {
+                *prefix = SharedPrefix {
+                    len: shared,
+                    object: None,
+                };
+            }
+        }
+    }
+
     /// Identity of the inputs: two variants with the same inputs describe the
     /// same situation, so the newer replaces the older.
     pub fn inputs_id(&self) -> ObjectId {
+        self.inputs_id_from(inputs_identity(self.shared_inputs()))
+    }
+
+    /// `inputs_id`, given the identity of the shared inputs (which the
+    /// store keeps with them, so that thousands are not hashed per record).
+    pub(crate) fn inputs_id_from(&self, shared: ObjectId) -> ObjectId {
         let mut hasher = blake3::Hasher::new();
-        for input in &self.inputs {
-            let bytes = postcard::to_stdvec(&match input {
-                // The stamp is a cache of the hash, not part of the identity.
-                Input::File { path, hash, .. } => Input::File {
-                    path: path.clone(),
-                    hash: *hash,
-                    stamp: Stamp {
-                        size: 0,
-                        mtime_ns: 0,
-                        ctime_ns: 0,
-                        ino: 0,
-                    },
-                },
-                other => other.clone(),
-            })
-            .unwrap_or_default();
-            hasher.update(&(bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
-        }
+        hasher.update(&shared.0);
+        hasher.update(&inputs_identity(self.own_inputs()).0);
         hasher.finalize().into()
     }
 
@@ -302,22 +343,44 @@ impl Variant {
             ids.push(*id);
         }
         ids.extend(self.value_buffers.iter().map(|b| b.id));
+        ids.extend(self.shared.and_then(|s| s.object));
         ids
     }
 
-    /// The record bytes: magic, version, postcard body, MAC.
-    pub(crate) fn encode(&self, keys: &Keys) -> Vec<u8> {
+    /// The record bytes: magic, version, postcard body, MAC. `shared`:
+    /// the object that holds the first inputs (stored by the store), which
+    /// the body then leaves out.
+    pub(crate) fn encode(&self, keys: &Keys, shared: Option<SharedPrefix>) -> Vec<u8> {
+        let shared =
+            shared.filter(|s| s.object.is_some() && s.len as usize == self.shared_inputs().len());
+        let body = Wire {
+            key: &self.key,
+            description: &self.description,
+            created_ns: self.created_ns,
+            shared,
+            inputs: if shared.is_some() {
+                self.own_inputs()
+            } else {
+                &self.inputs
+            },
+            outputs: &self.outputs,
+            stdio: &self.stdio,
+            exit_code: self.exit_code,
+            value: &self.value,
+            value_buffers: &self.value_buffers,
+        };
         let mut out = Vec::with_capacity(256);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&RECORD_FORMAT_VERSION.to_le_bytes());
-        out.extend_from_slice(&postcard::to_stdvec(self).unwrap_or_default());
+        out.extend_from_slice(&postcard::to_stdvec(&body).unwrap_or_default());
         let mac = keys.mac(&out);
         out.extend_from_slice(&mac);
         out
     }
 
     /// Decodes a record; `Err` says why it is unusable (which is a miss).
-    /// Nothing in the body is looked at before the MAC holds.
+    /// Nothing in the body is looked at before the MAC holds. Its shared
+    /// inputs, if any, are not in it: the store puts them in front.
     pub(crate) fn decode(bytes: &[u8], keys: &Keys) -> Result<Self, Rejected> {
         if bytes.len() < MAGIC.len() + 4 + MAC_LEN {
             return Err(Rejected::Unreadable("truncated".to_owned()));
@@ -338,6 +401,41 @@ impl Variant {
         postcard::from_bytes(&body[12..])
             .map_err(|e| Rejected::Unreadable(format!("undecodable: {e}")))
     }
+}
+
+/// A record's body as written: [`Variant`]'s fields in its order, with
+/// only the record's own inputs when the shared ones are in an object.
+/// (Decoded as a `Variant`: postcard writes a slice like a `Vec`.)
+#[derive(Serialize)]
+struct Wire<'a> {
+    key: &'a str,
+    description: &'a str,
+    created_ns: u64,
+    shared: Option<SharedPrefix>,
+    inputs: &'a [Input],
+    outputs: &'a [Output],
+    stdio: &'a [StdioChunk],
+    exit_code: i32,
+    value: &'a Option<Bytes>,
+    value_buffers: &'a [ValueBuffer],
+}
+
+/// The identity of a list of inputs: each one's encoding, except a
+/// file's stamp, which caches its hash and is not part of what it says.
+pub(crate) fn inputs_identity(inputs: &[Input]) -> ObjectId {
+    let mut hasher = blake3::Hasher::new();
+    let mut bytes = Vec::new();
+    for input in inputs {
+        bytes.clear();
+        let encoded = match input {
+            Input::File { path, hash, .. } => postcard::to_extend(&(0u8, path, hash), bytes),
+            other => postcard::to_extend(other, bytes),
+        };
+        bytes = encoded.unwrap_or_default();
+        hasher.update(&(bytes.len() as u64).to_le_bytes());
+        hasher.update(&bytes);
+    }
+    hasher.finalize().into()
 }
 
 /// Why a record is not used.
@@ -370,6 +468,7 @@ mod tests {
             key: "ab".repeat(32),
             description: "echo hi".into(),
             created_ns: 1,
+            shared: None,
             inputs: vec![Input::Absent {
                 path: StoredPath::new(Path::new("/x")),
             }],
@@ -400,7 +499,7 @@ mod tests {
     fn round_trip_and_every_flipped_byte_is_detected() {
         let keys = Keys::from_secret([7; 32]);
         let v = sample();
-        let bytes = v.encode(&keys);
+        let bytes = v.encode(&keys, None);
         assert_eq!(Variant::decode(&bytes, &keys).unwrap(), v);
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
@@ -423,10 +522,10 @@ mod tests {
         forged.inputs.clear();
         // Made with another key, or with the old unkeyed checksum.
         assert_eq!(
-            Variant::decode(&forged.encode(&other), &keys),
+            Variant::decode(&forged.encode(&other, None), &keys),
             Err(Rejected::Unauthentic)
         );
-        let mut unkeyed = forged.encode(&other);
+        let mut unkeyed = forged.encode(&other, None);
         let body_len = unkeyed.len() - 32;
         let checksum = *blake3::hash(&unkeyed[..body_len]).as_bytes();
         unkeyed[body_len..].copy_from_slice(&checksum);

@@ -33,6 +33,7 @@ fn variant(key: &str, inputs: Vec<Input>, outputs: Vec<Output>) -> Variant {
         key: key.to_owned(),
         description: "test".into(),
         created_ns: 1,
+        shared: None,
         inputs,
         outputs,
         stdio: vec![StdioChunk {

@@ -45,6 +45,7 @@ fn variant(key: &str, inputs: Vec<Input>, outputs: Vec<Output>) -> Variant {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64,
+        shared: None,
         inputs,
         outputs,
         stdio: vec![StdioChunk {

@@ -61,6 +61,7 @@ fn main() {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map(|d| d.as_nanos() as u64)
                         .unwrap_or(0),
+                    shared: None,
                     inputs: vec![],
                     outputs: vec![Output::File {
                         path: StoredPath::new(Path::new("/tmp/stress-out")),

@@ -231,6 +231,38 @@ def test_the_callers_state_counts(tmp_path: Path, cache_dir: Path, case: str) ->
         twin.check("main.py", "6", hits=0)
 
 
+def test_looking_at_the_callers_values_runs_none_of_their_code(tmp_path: Path, cache_dir: Path) -> None:
+    """casher looks at the module-level values a function reaches (to key
+    them, to find code they hold or wrap) without running their
+    `__getattr__`: a lazy proxy that says when it loads says it exactly as
+    often as in a plain run, in the caller and in the traced call."""
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                from casher import cached
+
+                class Lazy:
+                    def __getattr__(self, name):
+                        print("loading", name)
+                        if name.startswith("__"):
+                            raise AttributeError(name)
+                        return len(name)
+
+                PROXY = Lazy()
+
+                @cached
+                def f(x):
+                    return x + PROXY.value
+
+                print(f(1))
+            """
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+
+
 def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path: Path, cache_dir: Path) -> None:
     twin = Twin(
         tmp_path,

@@ -33,7 +33,7 @@ def _feed_code(h: Any, code: types.CodeType, seen: set[int]) -> None:
 
 def _feed_value(h: Any, value: Any, where: str, seen: set[int]) -> bool:
     """Feeds `value`; False when it cannot be identified."""
-    from casher._state import ref
+    from casher._state import Wrapper, ref
 
     if isinstance(value, types.FunctionType):
         found = ref(value)
@@ -41,7 +41,7 @@ def _feed_value(h: Any, value: Any, where: str, seen: set[int]) -> bool:
             _hashing._text(h, b"ref", found)
             return True
         return _feed_function(h, value, seen)
-    if isinstance(value, (type, types.ModuleType, types.BuiltinFunctionType)) or hasattr(value, "__casher_original__"):
+    if isinstance(value, (type, types.ModuleType, types.BuiltinFunctionType, Wrapper)):
         found = ref(value)
         if found is not None:
             _hashing._text(h, b"ref", found)

@@ -83,7 +83,7 @@ def _logging_levels() -> tuple[dict[str, int], int]:
     return levels, manager.disable
 
 
-class CachedFunction:
+class CachedFunction(_state.Wrapper):
     """The callable `@cached` returns; also offers `cache_info`,
     `cache_clear` and `explain`."""
 
@@ -132,7 +132,7 @@ class CachedFunction:
         target: Any = module
         for part in qualname.split("."):
             target = getattr(target, part, None)
-        if getattr(target, "__casher_original__", target) is not self._func:
+        if _state.original(target) is not self._func:
             return f"{self._module}.{qualname} is not this function once imported"
         return None
 

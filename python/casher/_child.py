@@ -20,6 +20,7 @@ import pickle
 import struct
 import sys
 import traceback
+import types
 from typing import Any
 
 BEGIN_MARKER = "/dev/null/.casher-begin"
@@ -63,7 +64,7 @@ def _as_main(module: Any, name: str) -> None:
         rename(value)
         if isinstance(value, type):  # and its methods, as the caller's
             for attr in list(vars(value).values()):
-                rename(getattr(attr, "__func__", attr))
+                rename(attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr)
 
 
 def load_module(payload: dict) -> Any:
@@ -90,7 +91,9 @@ def resolve(module: Any, qualname: str) -> Any:
     target = module
     for part in qualname.split("."):
         target = getattr(target, part)
-    return getattr(target, "__casher_original__", target)
+    from casher import _state
+
+    return _state.original(target)
 
 
 class StateMismatch(Exception):
@@ -133,7 +136,11 @@ def apply_state(items: list, fresh: dict | None = None) -> list:
         if blob is None:
             unsendable.append(".".join((module_name, *path)))
             continue
-        value = pickle.loads(blob)
+        try:
+            value = pickle.loads(blob)
+        except Exception:  # its class cannot be rebuilt here: not the function's error
+            unsendable.append(".".join((module_name, *path)))
+            continue
         pristine = False
         _state.assign(module, path, value)
         brought.append(value)
@@ -210,7 +217,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         with _observe.env_reads() as env, _observe.log_records(payload.get("log_stream", 2)):
             # Code that arrived by value (the function, values of the
             # caller's state) is watched too: it has no module file.
-            extra = _codes_of(func) + [c for v in brought for c in _codes_of(getattr(v, "__func__", v))]
+            extra = _codes_of(func) + [c for v in brought for c in _codes_of(v.__func__ if isinstance(v, types.MethodType) else v)]
             try:
                 defaults = (copy.deepcopy(func.__defaults__), copy.deepcopy(func.__kwdefaults__))
             except Exception:  # defaults that cannot be copied are not sent back

@@ -200,8 +200,8 @@ def _callable(h: Any, value: Any, where: str, stack: list) -> None:
         _feed(h, (value.co_names, value.co_varnames, value.co_argcount, value.co_kwonlyargcount, value.co_flags), where, stack)
         return
     _text(h, b"callable", _qualname(value))
-    owner = getattr(value, "__self__", None)
-    if isinstance(value, types.BuiltinMethodType) and owner is not None and not isinstance(owner, types.ModuleType):
+    owner = value.__self__ if isinstance(value, types.BuiltinMethodType) else None
+    if owner is not None and not isinstance(owner, types.ModuleType):
         _feed(h, owner, f"{where}.__self__", stack)  # `[1].append` vs `[2].append`
     if isinstance(value, types.FunctionType):
         _feed(h, value.__code__, where, stack)

@@ -74,12 +74,51 @@ def _real_file(filename: str) -> bool:
     return not filename.startswith("<") and os.path.isfile(filename)
 
 
+class Wrapper:
+    """Base of `@cached`'s wrapper: `original` recognizes it by its type.
+    Looking `__casher_original__` up on any value would run its class's
+    `__getattr__`: a DataFrame's builds its column index's hash table, a
+    lazy proxy's loads what it stands for. The caller's values must not
+    change because casher looked at them."""
+
+    __casher_original__: Any
+
+
+def original(value: Any) -> Any:
+    """The function a `@cached` wrapper wraps, else `value` itself."""
+    return value.__casher_original__ if isinstance(value, Wrapper) else value
+
+
+def wrapped_of(value: Any) -> Any:
+    """What `value` wraps (`functools.wraps` sets `__wrapped__` in the
+    instance's dict; proxies may define it on their class), without asking
+    a `__getattr__` (see `Wrapper`)."""
+    attrs = own_dict(value)
+    if attrs is not None and "__wrapped__" in attrs:
+        return attrs["__wrapped__"]
+    if any("__wrapped__" in vars(k) for k in type(value).__mro__):
+        try:
+            return value.__wrapped__
+        except Exception:
+            return None
+    return None
+
+
+def own_dict(value: Any) -> dict | None:
+    """`value.__dict__` without running a `__getattr__` (see `Wrapper`)."""
+    try:
+        attrs = object.__getattribute__(value, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return attrs if isinstance(attrs, dict) else None
+
+
 def ref(value: Any) -> str | None:
     """Where a function, class or module is defined, if it can be found
     again by that name in a fresh interpreter."""
     if isinstance(value, types.ModuleType):
         return f"module:{value.__name__}"
-    target = getattr(value, "__casher_original__", value)
+    target = original(value)
     module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
@@ -93,14 +132,14 @@ def ref(value: Any) -> str | None:
     found = home
     for part in qualname.split("."):
         found = getattr(found, part, None)
-    if getattr(found, "__casher_original__", found) is not target:
+    if original(found) is not target:
         return None
     return f"ref:{module}:{qualname}"
 
 
 def fingerprint(value: Any) -> str:
     """The same in the caller and the child for equal values."""
-    if isinstance(value, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType)) or hasattr(value, "__casher_original__"):
+    if isinstance(value, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType, Wrapper)):
         found = ref(value)
         if found is not None:
             return found
@@ -184,7 +223,7 @@ class _Walker:
 
     def follow(self, value: Any) -> None:
         """Walks into project code a value leads to."""
-        value = getattr(value, "__casher_original__", value)
+        value = original(value)
         if isinstance(value, types.FunctionType) and _project(value):
             self.function(value)
             wrapped = getattr(value, "__wrapped__", None)
@@ -211,8 +250,10 @@ class _Walker:
                         self.follow(attr)
                     elif not name.startswith("__") and "<" not in value.__qualname__:
                         self.items[(value.__module__, path + (name,))] = attr
-        elif hasattr(value, "__wrapped__") and not isinstance(value, type):
-            self.follow(value.__wrapped__)
+        elif not isinstance(value, type):
+            wrapped = wrapped_of(value)
+            if wrapped is not None:
+                self.follow(wrapped)
 
     def value(self, module: str, path: tuple[str, ...], value: Any, names: set[str]) -> None:
         self.items[(module, path)] = value
@@ -241,7 +282,7 @@ def reached(func: Any) -> list[Item]:
     walker.follow(func)
     items = []
     for (module, path), value in sorted(walker.items.items(), key=lambda kv: kv[0]):
-        if path == (getattr(func, "__name__", None),) and getattr(value, "__casher_original__", value) is func:
+        if path == (getattr(func, "__name__", None),) and original(value) is func:
             continue
         items.append(Item(module, path, value, fingerprint(value)))
     return items
@@ -253,7 +294,7 @@ _MISSING = object()
 def lookup(module: Any, path: tuple[str, ...]) -> Any:
     target = module
     for part in path:
-        target = getattr(getattr(target, "__casher_original__", target), part, _MISSING)
+        target = getattr(original(target), part, _MISSING)
         if target is _MISSING:
             return _MISSING
     return target
@@ -262,8 +303,7 @@ def lookup(module: Any, path: tuple[str, ...]) -> Any:
 def assign(module: Any, path: tuple[str, ...], value: Any) -> None:
     target = module
     for part in path[:-1]:
-        target = getattr(target, part)
-        target = getattr(target, "__casher_original__", target)
+        target = original(getattr(target, part))
     setattr(target, path[-1], value)
 
 
@@ -292,7 +332,7 @@ def code_in(values: list[Any]) -> list[tuple[str, int, str]]:
         if id(value) in seen:
             continue
         seen.add(id(value))
-        value = getattr(value, "__casher_original__", value)
+        value = original(value)
         if isinstance(value, (str, bytes, int, float, complex, bool, type(None))):
             continue
         if isinstance(value, dict):
@@ -312,8 +352,8 @@ def code_in(values: list[Any]) -> list[tuple[str, int, str]]:
                 found[(where[0], where[1], value.__qualname__)] = None
         elif not isinstance(value, types.ModuleType):
             queue.append(type(value))
-            attrs = getattr(value, "__dict__", None)
-            if isinstance(attrs, dict):
+            attrs = own_dict(value)
+            if attrs is not None:
                 queue.extend(attrs.values())
     return list(found)
 

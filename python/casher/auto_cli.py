@@ -116,7 +116,9 @@ def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, an
 
 def build_parser(func: Callable[..., Any]) -> argparse.ArgumentParser:
     """The parser `run` uses (exposed for tests and for extension)."""
-    target = getattr(func, "__casher_original__", func)
+    from casher._state import original
+
+    target = original(func)
     parser = argparse.ArgumentParser(
         prog=Path(sys.argv[0]).name if sys.argv and sys.argv[0] else target.__name__,
         description=inspect.getdoc(target),

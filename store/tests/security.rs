@@ -8,25 +8,8 @@ use std::time::Duration;
 
 use casher_store::*;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-    store: Store,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(tmp.path()).unwrap();
-    let cache = root.join("cache");
-    let store = Store::open(&cache, StoreConfig::default()).unwrap();
-    Env {
-        _tmp: tmp,
-        root,
-        cache,
-        store,
-    }
-}
+mod common;
+use common::*;
 
 fn variant(key: &str, inputs: Vec<Input>, outputs: Vec<Output>) -> Variant {
     Variant {

@@ -6,25 +6,8 @@ use std::path::{Path, PathBuf};
 
 use casher_store::*;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    cache: PathBuf,
-    store: Store,
-}
-
-fn env() -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(tmp.path()).unwrap();
-    let cache = root.join("cache");
-    let store = Store::open(&cache, StoreConfig::default()).unwrap();
-    Env {
-        _tmp: tmp,
-        root,
-        cache,
-        store,
-    }
-}
+mod common;
+use common::*;
 
 /// Files `name0..n` under `dir`, each read by the run.
 fn read_files(dir: &Path, n: usize) -> Vec<Input> {

@@ -7,26 +7,8 @@ use std::time::Duration;
 
 use casher_store::*;
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    store: Store,
-}
-
-fn env() -> Env {
-    env_with(StoreConfig::default())
-}
-
-fn env_with(config: StoreConfig) -> Env {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = std::fs::canonicalize(tmp.path()).unwrap();
-    let store = Store::open(&root.join("cache"), config).unwrap();
-    Env {
-        _tmp: tmp,
-        root,
-        store,
-    }
-}
+mod common;
+use common::*;
 
 fn file_input(path: &Path) -> Input {
     let meta = std::fs::metadata(path).unwrap();

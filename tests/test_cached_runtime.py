@@ -263,6 +263,54 @@ def test_looking_at_the_callers_values_runs_none_of_their_code(tmp_path: Path, c
     twin.check("main.py", hits=1)
 
 
+def test_library_settings_the_caller_chose_count(tmp_path: Path, cache_dir: Path) -> None:
+    """pandas options, numpy's print options and the decimal context are
+    the caller's in a plain call, whenever it set them: they are keyed and
+    the traced call takes them (also back to a default the module's own
+    import changed)."""
+    twin = Twin(
+        tmp_path,
+        {
+            "report.py": """
+                import decimal
+
+                import numpy as np
+                import pandas as pd
+                from casher import cached
+
+                pd.set_option("display.max_columns", 3)  # the module's own choice
+
+                @cached
+                def show(n):
+                    df = pd.DataFrame({f"c{i}": [1.123456789 * n] for i in range(5)})
+                    third = decimal.Decimal(1) / decimal.Decimal(7)
+                    return " | ".join([str(df), str(third), str(np.array([1 / 3])), str(pd.get_option("display.max_columns"))])
+            """,
+            "main.py": """
+                import sys
+                import decimal
+
+                import numpy as np
+                import pandas as pd
+                import report
+
+                if "precision" in sys.argv:
+                    pd.set_option("display.precision", 2)
+                    decimal.getcontext().prec = 4
+                    np.set_printoptions(precision=2)
+                if "reset" in sys.argv:
+                    pd.reset_option("display.max_columns")
+                print(report.show(1))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", "precision", hits=0)
+    twin.check("main.py", "precision", hits=1)
+    twin.check("main.py", "reset", hits=0)
+    twin.check("main.py", hits=1)
+
+
 def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path: Path, cache_dir: Path) -> None:
     twin = Twin(
         tmp_path,

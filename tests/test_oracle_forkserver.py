@@ -1204,7 +1204,6 @@ def test_function_in_main_script(oracle: Oracle) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="stdlib state set at import (decimal context) is not compared with the caller's (docs/limitations.md)")
 def test_two_functions_from_two_modules_with_conflicting_import_state(oracle: Oracle) -> None:
     """Two modules set the same process-wide state differently at import
     (here the `decimal` context); each call sees what a plain run sees,

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _hashing, _keylock, _native, _server, _state
+from casher import _byvalue, _calls, _hashing, _keylock, _native, _server, _settings, _state
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -171,7 +171,7 @@ class CachedFunction(_state.Wrapper):
                 ) from None
             raise
 
-    def _key(self, args: tuple, kwargs: dict, state: list[_state.Item] | None) -> str:
+    def _key(self, args: tuple, kwargs: dict, state: list[_state.Item] | None, settings: _settings.Settings = ()) -> str:
         h = _native.Hasher()
         for i, (name, value) in enumerate(self._arguments(args, kwargs)):
             if name in self._ignore:
@@ -185,6 +185,9 @@ class CachedFunction(_state.Wrapper):
             _hashing._text(h, b"state", ".".join((item.module, *item.path)) + "=" + item.fingerprint)
         levels, disable = _logging_levels()
         _hashing._text(h, b"logging", repr((sorted(levels.items()), disable)))
+        # Library settings the caller chose (pandas options, numpy print
+        # options, the decimal context): a plain call would see them.
+        _hashing._text(h, b"settings", _settings.fingerprint(list(settings)))
         # The modes of files the call creates (a hit restores them as made).
         _hashing._text(h, b"umask", oct(_server._umask()))
         # `env=` names only: their values are inputs of each variant, hashed
@@ -213,7 +216,8 @@ class CachedFunction(_state.Wrapper):
                 log.warning("%s is a generator or coroutine function: its calls run uncached", self._func.__qualname__)
             return self._func(*args, **kwargs)
         state = self._state()
-        key = self._key(args, kwargs, state)  # TypeError for unsupported arguments
+        settings = _settings.capture()
+        key = self._key(args, kwargs, state, settings)  # TypeError for unsupported arguments
         try:
             cwd = os.getcwd()
             cache = _cache(self._cache_dir, cwd)
@@ -238,7 +242,7 @@ class CachedFunction(_state.Wrapper):
                 function_blob = _byvalue.dumps(self._func)
                 if function_blob is None:
                     return self._call_in_process(cache, key, args, kwargs)
-            call = _calls.Call(self, cache, key, function_blob, state)
+            call = _calls.Call(self, cache, key, function_blob, state, settings)
             return call.run(args, kwargs)
 
     def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
@@ -291,7 +295,7 @@ class CachedFunction(_state.Wrapper):
 
     def explain(self, *args: Any, **kwargs: Any) -> str:
         """'hit', or 'miss: ' and what changed since the newest variant."""
-        return _cache(self._cache_dir).explain(self._key(args, kwargs, self._state()))
+        return _cache(self._cache_dir).explain(self._key(args, kwargs, self._state(), _settings.capture()))
 
 
 def cached(

@@ -235,10 +235,11 @@ def server_payload(fn: "CachedFunction") -> dict:
 class Call:
     """A miss of `fn` under `key`."""
 
-    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list) -> None:
+    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list, settings: list = ()) -> None:
         self.fn, self.cache, self.key = fn, cache, key
         self.function_blob = function_blob
         self.state = state
+        self.settings = list(settings)
         self.qualname = fn._func.__qualname__
 
     def _payload(self) -> dict:
@@ -249,6 +250,7 @@ class Call:
             "function": self.function_blob,
             "state": [],  # filled in by the path that runs the call (`state_entries`)
             "logging": _logging_levels(),
+            "settings": self.settings,
             "log_stream": log_stream(),
             # Large buffers of the result go to files beside the store's
             # objects (outside what is traced), adopted by rename.
@@ -272,6 +274,16 @@ class Call:
         from casher import _server
 
         payload = self._payload()
+        try:
+            pickle.dumps(self.settings, protocol=5)
+        except Exception as exc:  # a formatter defined in the caller's session
+            self.fn._warn_once(
+                "settings",
+                "%s runs uncached: library settings it would see (%s) cannot be sent to the traced process",
+                self.qualname,
+                exc,
+            )
+            return self.fn._func(*args, **kwargs)
         by_value = self.function_blob is not None
 
         def write_call(path: str, a: tuple, kw: dict) -> None:

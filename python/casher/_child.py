@@ -202,6 +202,12 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     brought = apply_state(payload.get("state", []), fresh)
     held = _held_code(payload.get("state", []))
     _observe.apply_levels(*payload.get("logging", ({}, 0)))
+    try:
+        from casher import _settings
+
+        _settings.apply(payload.get("settings", []))
+    except Exception as exc:  # not the function's error: the call runs in the caller
+        raise StateMismatch(f"library settings ({type(exc).__name__}: {exc})") from None
     pickled, buffers = read_call(call_source)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
     executed: set = set()

@@ -1,0 +1,114 @@
+"""Process-wide settings of libraries that change what a call returns or
+prints: pandas options, numpy's print options and floating-point error
+handling, the `decimal` context.
+
+A caller may set them at any time (`pd.set_option("display.precision", 2)`
+before calling); a plain call sees the caller's settings, a traced call
+starts from its own import's. So they are part of the key (a changed one is
+another result) and the child takes the caller's before the call. Only what
+differs from the library's defaults is captured for pandas (a caller that
+sets nothing keys and sends nothing), and the child resets what its own
+import changed but the caller has at the default.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Iterator
+
+Settings = list[tuple[str, Any]]
+
+
+def _flat(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for name, value in tree.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
+
+
+def _pandas_changed() -> dict[str, Any] | None:
+    """The pandas options that differ from their defaults (None: pandas is
+    not imported, or its option registry is not where it was)."""
+    if "pandas" not in sys.modules:
+        return None
+    try:
+        from pandas._config import config
+
+        registered = config._registered_options
+        return {k: v for k, v in _flat(config._global_config) if k in registered and not _same(v, registered[k].defval)}
+    except Exception:
+        return None
+
+
+def _same(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:
+        return a is b
+
+
+def capture() -> Settings:
+    """The caller's settings, for the key and for the child."""
+    settings: Settings = []
+    pandas = _pandas_changed()
+    if pandas is not None:
+        settings.append(("pandas.options", sorted(pandas.items())))
+    if "numpy" in sys.modules:
+        import numpy as np
+
+        try:
+            settings.append(("numpy.printoptions", sorted(np.get_printoptions().items())))
+            settings.append(("numpy.errstate", sorted(np.geterr().items())))
+        except Exception:
+            pass
+    if "decimal" in sys.modules:
+        import decimal
+
+        c = decimal.getcontext()
+        traps = sorted(t.__name__ for t, on in c.traps.items() if on)
+        settings.append(("decimal.context", (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)))
+    return settings
+
+
+def fingerprint(settings: Settings) -> str:
+    """Stable across processes: callables (a formatter) by their name."""
+
+    def canon(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return [canon(v) for v in value]
+        if isinstance(value, dict):
+            return sorted((str(k), canon(v)) for k, v in value.items())
+        if callable(value):
+            return f"callable {getattr(value, '__module__', None)}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+        return repr(value)
+
+    return repr(canon(settings))
+
+
+def apply(settings: Settings) -> None:
+    """In the child, before the call: the caller's settings."""
+    given = dict(settings)
+    if "pandas.options" in given:
+        import pandas as pd
+
+        wanted = dict(given.get("pandas.options", ()))
+        here = _pandas_changed() or {}
+        for key in sorted(set(here) - set(wanted)):
+            pd.reset_option(key)
+        for key, value in wanted.items():
+            if key not in here or not _same(here[key], value):
+                pd.set_option(key, value)
+    if "numpy.printoptions" in given:
+        import numpy as np
+
+        np.set_printoptions(**dict(given["numpy.printoptions"]))
+        np.seterr(**dict(given["numpy.errstate"]))
+    if "decimal.context" in given:
+        import decimal
+
+        prec, rounding, emin, emax, capitals, clamp, traps = given["decimal.context"]
+        c = decimal.getcontext()
+        c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp = prec, rounding, emin, emax, capitals, clamp
+        for signal in list(c.traps):
+            c.traps[signal] = signal.__name__ in traps

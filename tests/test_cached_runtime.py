@@ -311,6 +311,35 @@ def test_library_settings_the_caller_chose_count(tmp_path: Path, cache_dir: Path
     twin.check("main.py", hits=1)
 
 
+def test_the_callers_warning_filters_count(tmp_path: Path, cache_dir: Path) -> None:
+    """A warning the caller turned into an error raises in a plain call."""
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import sys
+                import warnings
+                from casher import cached
+
+                @cached
+                def f(x):
+                    warnings.warn("old API", FutureWarning)
+                    return x + 1
+
+                if "strict" in sys.argv:
+                    warnings.simplefilter("error")
+                try:
+                    print(f(1))
+                except FutureWarning as exc:
+                    print("raised", exc)
+            """
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", "strict")
+    twin.check("main.py", hits=1)
+
+
 def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path: Path, cache_dir: Path) -> None:
     twin = Twin(
         tmp_path,

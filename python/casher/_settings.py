@@ -1,6 +1,6 @@
 """Process-wide settings of libraries that change what a call returns or
 prints: pandas options, numpy's print options and floating-point error
-handling, the `decimal` context.
+handling, the `decimal` context, the `warnings` filters.
 
 A caller may set them at any time (`pd.set_option("display.precision", 2)`
 before calling); a plain call sees the caller's settings, a traced call
@@ -62,6 +62,9 @@ def capture() -> Settings:
             settings.append(("numpy.errstate", sorted(np.geterr().items())))
         except Exception:
             pass
+    import warnings
+
+    settings.append(("warnings.filters", [tuple(f) for f in warnings.filters]))
     if "decimal" in sys.modules:
         import decimal
 
@@ -99,6 +102,11 @@ def apply(settings: Settings) -> None:
         for key, value in wanted.items():
             if key not in here or not _same(here[key], value):
                 pd.set_option(key, value)
+    if "warnings.filters" in given:
+        import warnings
+
+        warnings.filters[:] = [tuple(f) for f in given["warnings.filters"]]
+        warnings._filters_mutated()  # type: ignore[attr-defined]
     if "numpy.printoptions" in given:
         import numpy as np
 

@@ -340,6 +340,42 @@ def test_the_callers_warning_filters_count(tmp_path: Path, cache_dir: Path) -> N
     twin.check("main.py", hits=1)
 
 
+def test_the_global_random_generators_are_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    """A plain call draws from the caller's seeded generators and leaves
+    them advanced; a function that draws nothing does not miss because
+    they moved."""
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import random
+                import sys
+
+                import numpy as np
+                from casher import cached
+
+                @cached
+                def draw(n):
+                    return [round(float(x), 6) for x in np.random.rand(n)] + [random.random()]
+
+                @cached
+                def pure(n):
+                    return n * 2
+
+                if len(sys.argv) > 1:
+                    np.random.seed(int(sys.argv[1]))
+                    random.seed(int(sys.argv[1]))
+                print(draw(2), pure(3), draw(2))
+                print(np.random.rand(), random.random())
+            """
+        },
+    )
+    twin.check("main.py", "1", hits=0)
+    twin.check("main.py", "1", hits=3)
+    twin.check("main.py", "2", hits=1)
+    twin.check("main.py", "1", hits=3)
+
+
 def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path: Path, cache_dir: Path) -> None:
     twin = Twin(
         tmp_path,

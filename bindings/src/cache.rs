@@ -48,28 +48,43 @@ fn env_input_hash(key: &[u8; 32], name: &str) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
+/// Prefix of the inputs that stand for the caller's process state a call
+/// consumed (a global random generator): the digest of its value when the
+/// call started, as the Python side computes it (it alone can see it).
+const STATE_INPUT: &str = "python:";
+
 /// Code inputs as `@cached` records them: the analyzer's code and
-/// definition inputs, and the environment variables the call read.
+/// definition inputs, the environment variables the call read, and the
+/// caller's process state it consumed (`state`: name -> digest now).
 struct CallOracle<'a> {
     code: Oracle<'a>,
     env_key: [u8; 32],
+    state: &'a [(String, String)],
 }
 
 impl<'a> CallOracle<'a> {
-    fn new(store: &Store, analysis: &'a Analysis) -> Self {
+    fn new(store: &Store, analysis: &'a Analysis, state: &'a [(String, String)]) -> Self {
         Self {
             code: Oracle::new(analysis),
             env_key: env_key(store),
+            state,
         }
     }
 }
 
 impl CodeOracle for CallOracle<'_> {
     fn code_hash(&self, name: &str, path: Option<&Path>) -> Option<String> {
-        match name.strip_prefix(ENV_INPUT) {
-            Some(variable) if path.is_none() => Some(env_input_hash(&self.env_key, variable)),
-            _ => self.code.code_hash(name, path),
+        if let (Some(variable), None) = (name.strip_prefix(ENV_INPUT), path) {
+            return Some(env_input_hash(&self.env_key, variable));
         }
+        if let (Some(state), None) = (name.strip_prefix(STATE_INPUT), path) {
+            return self
+                .state
+                .iter()
+                .find(|(n, _)| n == state)
+                .map(|(_, digest)| digest.clone());
+        }
+        self.code.code_hash(name, path)
     }
 }
 
@@ -173,17 +188,21 @@ impl Cache {
     }
 
     /// On a hit: restores files, returns (True, output chunks, value bytes).
-    /// On a miss: (False, reason, None). Nothing is printed here.
+    /// On a miss: (False, reason, None). Nothing is printed here. `state`:
+    /// the digests of the caller's process state a recorded call may have
+    /// consumed (see `record`).
+    #[pyo3(signature = (key, cwd, state=Vec::new()))]
     fn lookup<'py>(
         &self,
         py: Python<'py>,
         key: &str,
         cwd: PathBuf,
+        state: Vec<(String, String)>,
     ) -> PyResult<(bool, Py<PyAny>, Py<PyAny>)> {
         let found = py.detach(|| -> casher_store::Result<Outcome> {
             match self
                 .store
-                .lookup(key, &CallOracle::new(&self.store, &self.analysis))?
+                .lookup(key, &CallOracle::new(&self.store, &self.analysis, &state))?
             {
                 Lookup::Miss(reason) => Ok(Outcome::Miss(reason.to_string())),
                 Lookup::Hit(hit) => {
@@ -255,11 +274,12 @@ impl Cache {
     }
 
     /// Whether `key` would hit, and why not, without touching anything.
-    fn explain(&self, key: &str) -> PyResult<String> {
+    #[pyo3(signature = (key, state=Vec::new()))]
+    fn explain(&self, key: &str, state: Vec<(String, String)>) -> PyResult<String> {
         Ok(
             match self
                 .store
-                .peek(key, &CallOracle::new(&self.store, &self.analysis))
+                .peek(key, &CallOracle::new(&self.store, &self.analysis, &state))
                 .map_err(err)?
             {
                 Lookup::Hit(_) => "hit".to_owned(),
@@ -382,7 +402,10 @@ impl Cache {
     /// subclass found at run time) makes its whole file an input, and is
     /// returned so the caller can say so. `env` names the environment
     /// variables the call read: their current values (hashed) are inputs.
-    #[pyo3(signature = (run, key, description, value, non_local, source, function=None, executed=Vec::new(), env=Vec::new(), buffers=Vec::new()))]
+    /// `state`: the caller's process state the call consumed (a global
+    /// random generator), by its digest when the call started: a lookup
+    /// hits only while the caller's is the same.
+    #[pyo3(signature = (run, key, description, value, non_local, source, function=None, executed=Vec::new(), env=Vec::new(), buffers=Vec::new(), state=Vec::new()))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python call, plus `py`
     fn record(
         &self,
@@ -397,6 +420,7 @@ impl Cache {
         executed: Vec<(PathBuf, u32)>,
         env: Vec<String>,
         buffers: Vec<PathBuf>,
+        state: Vec<(String, String)>,
     ) -> PyResult<Vec<(PathBuf, u32)>> {
         let value = value.to_vec();
         let analysis = self.analysis.clone();
@@ -495,6 +519,13 @@ impl Cache {
                     name: format!("{ENV_INPUT}{name}"),
                     path: None,
                     hash,
+                });
+            }
+            for (name, digest) in state {
+                variant.inputs.push(Input::Code {
+                    name: format!("{STATE_INPUT}{name}"),
+                    path: None,
+                    hash: digest,
                 });
             }
             variant.value_buffers = crate::values::adopt(&self.store, &buffers, &self.verified)

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _hashing, _keylock, _native, _server, _settings, _state
+from casher import _byvalue, _calls, _hashing, _keylock, _native, _randomness, _server, _settings, _state
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -218,10 +218,12 @@ class CachedFunction(_state.Wrapper):
         state = self._state()
         settings = _settings.capture()
         key = self._key(args, kwargs, state, settings)  # TypeError for unsupported arguments
+        rng = _randomness.states()
+        drawn_from = _randomness.digests(rng)
         try:
             cwd = os.getcwd()
             cache = _cache(self._cache_dir, cwd)
-            hit, found, value = cache.lookup(key, cwd)
+            hit, found, value = cache.lookup(key, cwd, drawn_from)
         except Exception as exc:  # a broken cache never breaks the program
             log.warning("cache unavailable (%s); running %s uncached", exc, self._func.__qualname__)
             return self._func(*args, **kwargs)
@@ -230,7 +232,7 @@ class CachedFunction(_state.Wrapper):
         with _keylock.hold(cache.cache_dir, key, self._func.__qualname__) as waited:
             if waited:  # another process computed it meanwhile, most likely
                 try:
-                    hit, found, value = cache.lookup(key, cwd)
+                    hit, found, value = cache.lookup(key, cwd, drawn_from)
                 except Exception as exc:
                     hit, found = False, str(exc)
                 if hit:
@@ -241,16 +243,16 @@ class CachedFunction(_state.Wrapper):
             if self._mode == "value":
                 function_blob = _byvalue.dumps(self._func)
                 if function_blob is None:
-                    return self._call_in_process(cache, key, args, kwargs)
-            call = _calls.Call(self, cache, key, function_blob, state, settings)
+                    return self._call_in_process(cache, key, args, kwargs, rng)
+            call = _calls.Call(self, cache, key, function_blob, state, settings, rng)
             return call.run(args, kwargs)
 
     def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
         self._hits += 1
         log.debug("%s: hit %s", self._func.__qualname__, key[:16])
         _calls.replay(chunks)
-        value, defaults = _calls.unpack_value(value)
-        _calls.apply_defaults(self._func, defaults)
+        value, extras = _calls.unpack_value(value)
+        _calls.apply_extras(self._func, extras)
         return _calls.loads(value)
 
     def _warn_once(self, what: str, message: str, *args: Any) -> None:
@@ -258,7 +260,7 @@ class CachedFunction(_state.Wrapper):
             self._warned.add(what)
             log.warning(message, *args)
 
-    def _call_in_process(self, cache: _native.Cache, key: str, args: tuple, kwargs: dict) -> Any:
+    def _call_in_process(self, cache: _native.Cache, key: str, args: tuple, kwargs: dict, rng: dict) -> Any:
         from casher import _inprocess
 
         extra = "" if getattr(self, "_complete", True) else "; values it uses that cannot be hashed are not tracked"
@@ -270,9 +272,12 @@ class CachedFunction(_state.Wrapper):
             extra,
         )
         result, seen = _inprocess.run(self._func, args, kwargs)
+        drawn = _randomness.drawn(rng)
         try:
             run = cache.observed(seen.reads, seen.listed, seen.written, seen.deleted, seen.chunks)
-            cache.record(run, key, self._description, _calls.dumps(result), [], self._file, None, [], list(self._env))
+            blob = _calls.pack_value(_calls.dumps(result), None, drawn)
+            state = [(name, _randomness.digest(rng[name])) for name in drawn]
+            cache.record(run, key, self._description, blob, [], self._file, None, [], list(self._env), state=state)
         except Exception as exc:
             log.warning("%s not cached: %s", self._func.__qualname__, exc)
         return result
@@ -295,7 +300,8 @@ class CachedFunction(_state.Wrapper):
 
     def explain(self, *args: Any, **kwargs: Any) -> str:
         """'hit', or 'miss: ' and what changed since the newest variant."""
-        return _cache(self._cache_dir).explain(self._key(args, kwargs, self._state(), _settings.capture()))
+        key = self._key(args, kwargs, self._state(), _settings.capture())
+        return _cache(self._cache_dir).explain(key, _randomness.digests(_randomness.states()))
 
 
 def cached(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import itertools
 
-from casher import _native, _roots, _state, _transport, _values
+from casher import _native, _randomness, _roots, _state, _transport, _values
 from casher._observe import LOG_MARK
 from casher._native import CasherError
 
@@ -46,29 +46,38 @@ def loads(value: Any) -> Any:
     return _values.loads(value)
 
 
-_EXTRAS = b"casher-extras-v1\n"
+_EXTRAS = b"casher-extras-v2\n"
 
 
-def pack_value(value: bytes, defaults: bytes | None) -> bytes:
-    """The stored blob: the pickled value, preceded by the function's
-    defaults as the call left them when it changed them (a pickle never
-    starts with `_EXTRAS`)."""
-    if defaults is None:
+def pack_value(value: bytes, defaults: bytes | None, rng: dict | None = None) -> bytes:
+    """The stored blob: the pickled value, preceded (when there are any) by
+    what the call changed in the caller's process besides its result: the
+    function's defaults, pickled, and the states of the global random
+    generators it drew from (a pickle never starts with `_EXTRAS`)."""
+    if defaults is None and not rng:
         return value
-    return _EXTRAS + struct.pack("<Q", len(defaults)) + defaults + value
+    extras = pickle.dumps({"defaults": defaults, "rng": rng or {}}, protocol=5)
+    return _EXTRAS + struct.pack("<Q", len(extras)) + extras + value
 
 
-def unpack_value(stored: Any) -> tuple[Any, bytes | None]:
+def unpack_value(stored: Any) -> tuple[Any, dict]:
     """Splits what a lookup returned (the blob, or the blob and the paths of
-    its out-of-band buffers) into the value to load and the defaults."""
+    its out-of-band buffers) into the value to load and the extras."""
     blob, buffers = stored if isinstance(stored, tuple) else (stored, None)
-    defaults = None
+    extras: dict = {}
     if blob.startswith(_EXTRAS):
         at = len(_EXTRAS)
         (size,) = struct.unpack_from("<Q", blob, at)
         at += 8
-        blob, defaults = blob[at + size :], blob[at : at + size]
-    return (blob if buffers is None else (blob, buffers)), defaults
+        blob, extras = blob[at + size :], pickle.loads(blob[at : at + size])
+    return (blob if buffers is None else (blob, buffers)), extras
+
+
+def apply_extras(func: Any, extras: dict) -> None:
+    """Leaves the caller's process as the call left it: the function's
+    defaults, the random generators it drew from."""
+    apply_defaults(func, extras.get("defaults"))
+    _randomness.apply(extras.get("rng") or {})
 
 
 def apply_defaults(func: Any, defaults: bytes | None) -> None:
@@ -235,11 +244,12 @@ def server_payload(fn: "CachedFunction") -> dict:
 class Call:
     """A miss of `fn` under `key`."""
 
-    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list, settings: list = ()) -> None:
+    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list, settings: list = (), rng: dict | None = None) -> None:
         self.fn, self.cache, self.key = fn, cache, key
         self.function_blob = function_blob
         self.state = state
         self.settings = list(settings)
+        self.rng = rng or {}
         self.qualname = fn._func.__qualname__
 
     def _payload(self) -> dict:
@@ -251,6 +261,7 @@ class Call:
             "state": [],  # filled in by the path that runs the call (`state_entries`)
             "logging": _logging_levels(),
             "settings": self.settings,
+            "rng": self.rng,
             "log_stream": log_stream(),
             # Large buffers of the result go to files beside the store's
             # objects (outside what is traced), adopted by rename.
@@ -357,7 +368,7 @@ class Call:
             self._record(run, result, buffers)
         finally:
             _values.discard(buffers)
-        apply_defaults(self.fn._func, result.get("defaults"))
+        apply_extras(self.fn._func, {"defaults": result.get("defaults"), "rng": result.get("rng")})
         return value
 
     def _record(self, run: Any, result: dict, buffers: list[str]) -> None:
@@ -369,13 +380,15 @@ class Call:
                     run,
                     self.key,
                     self.fn._description,
-                    pack_value(result["value"], result.get("defaults")),
+                    pack_value(result["value"], result.get("defaults"), result.get("rng")),
                     list(_roots.non_local_roots()),
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,
                     [(path, line) for path, line, _ in result["ran"]],
                     sorted(set(result["env"]) | set(self.fn._env)),
                     buffers=buffers,
+                    # The generators it drew from, as they were when it started.
+                    state=[(name, _randomness.digest(self.rng[name])) for name in result.get("rng") or () if name in self.rng],
                 )
                 for path, line in missed:
                     log.debug("%s executed code at %s:%d that the static analysis did not reach; keyed on the whole file", self.qualname, path, line)

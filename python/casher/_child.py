@@ -210,6 +210,9 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         raise StateMismatch(f"library settings ({type(exc).__name__}: {exc})") from None
     pickled, buffers = read_call(call_source)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
+    from casher import _randomness
+
+    rng = _randomness.apply(payload.get("rng") or {})
     executed: set = set()
     if os.environ.get("CASHER_CHECK_REACH") == "1":
 
@@ -258,6 +261,8 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         "ran": sorted(set(ran) | set(held)),
         "env": sorted(env),
         "fresh": list(fresh.items()),
+        # The caller's generators it drew from: their states now.
+        "rng": _randomness.drawn(rng),
     }
 
 

@@ -78,11 +78,12 @@ class Cache:
     ) -> None: ...
     @property
     def cache_dir(self) -> str: ...
-    def lookup(self, key: str, cwd: str | os.PathLike[str]) -> tuple[bool, object, bytes | None]:
+    def lookup(self, key: str, cwd: str | os.PathLike[str], state: Sequence[tuple[str, str]] = ()) -> tuple[bool, object, bytes | None]:
         """(True, output chunks, value bytes) on a hit (files restored);
-        (False, reason, None) on a miss."""
+        (False, reason, None) on a miss. `state`: (name, digest) of the
+        caller's process state a recorded call may have drawn from."""
     def flush(self) -> None: ...
-    def explain(self, key: str) -> str: ...
+    def explain(self, key: str, state: Sequence[tuple[str, str]] = ()) -> str: ...
     def observed(
         self,
         reads: Sequence[str],
@@ -108,6 +109,8 @@ class Cache:
         function: str | None = None,
         executed: Sequence[tuple[str, int]] = (),
         env: Sequence[str] = (),
+        buffers: Sequence[str | os.PathLike[str]] = (),
+        state: Sequence[tuple[str, str]] = (),
     ) -> list[tuple[str, int]]:
         """Records a run; returns executed code the static identity missed."""
     def reached(self, source: str | os.PathLike[str], function: str) -> list[tuple[str, int, int]] | None: ...

@@ -139,6 +139,8 @@ impl fmt::Display for Change {
                     let name = parts.next().unwrap_or("");
                     let file = parts.next().unwrap_or("");
                     write!(f, "code {name} in {file}, reached from {function}, changed (hash {before} -> {now})")
+                } else if let Some(state) = s.strip_prefix("python:") {
+                    write!(f, "the caller's {state} generator is in another state")
                 } else if let Some(function) = s.strip_prefix("function:") {
                     write!(
                         f,

@@ -376,6 +376,100 @@ def test_the_global_random_generators_are_the_callers(tmp_path: Path, cache_dir:
     twin.check("main.py", "1", hits=3)
 
 
+def test_state_used_by_functions_held_in_containers_counts(tmp_path: Path, cache_dir: Path) -> None:
+    """A function reached only through a registry dict, a list or an
+    instance attribute reads module state the caller changed."""
+    twin = Twin(
+        tmp_path,
+        {
+            "helpers.py": """
+                SCALE = 1
+
+                def scaled(x):
+                    return x * SCALE
+            """,
+            "mod.py": """
+                import functools
+                from casher import cached
+                import helpers
+
+                HANDLERS = {"s": helpers.scaled}
+                PIPELINE = [functools.partial(helpers.scaled)]
+
+                class Box:
+                    pass
+
+                BOX = Box()
+                BOX.fn = helpers.scaled
+
+                @cached
+                def f(x):
+                    return HANDLERS["s"](x), PIPELINE[0](x), BOX.fn(x)
+            """,
+            "main.py": """
+                import sys
+                import helpers
+                import mod
+
+                helpers.SCALE = int(sys.argv[1])
+                print(mod.f(3))
+            """,
+        },
+    )
+    twin.check("main.py", "5", hits=0)
+    twin.check("main.py", "5", hits=1)
+    twin.check("main.py", "7", hits=0)
+
+
+def test_a_lazily_loaded_module_is_not_loaded_by_looking_at_it(tmp_path: Path, cache_dir: Path) -> None:
+    """`importlib.util.LazyLoader` (the documented recipe): the module loads
+    on its first attribute read, which a plain call that does not use it
+    never makes; neither may casher, in the caller or in the traced call."""
+    twin = Twin(
+        tmp_path,
+        {
+            "heavy.py": """
+                print("importing heavy")
+                VALUE = 42
+            """,
+            "mod.py": """
+                import importlib.util
+                import sys
+                from casher import cached
+
+                def lazy_import(name):
+                    spec = importlib.util.find_spec(name)
+                    loader = importlib.util.LazyLoader(spec.loader)
+                    spec.loader = loader
+                    module = importlib.util.module_from_spec(spec)
+                    sys.modules[name] = module
+                    loader.exec_module(module)
+                    return module
+
+                heavy = lazy_import("heavy")
+
+                @cached
+                def f(x):
+                    if x > 100:
+                        return heavy.VALUE
+                    return x + 1
+            """,
+            "main.py": """
+                import sys
+                import types
+                import mod
+
+                print(mod.f(int(sys.argv[1])))
+                print(type(sys.modules["heavy"]) is types.ModuleType)
+            """,
+        },
+    )
+    twin.check("main.py", "1", hits=0)
+    twin.check("main.py", "1", hits=1)
+    # (A call that reads `heavy.VALUE` loads it in the traced process only:
+    # a call's changes to the process stay there, docs/limitations.md.)
+
+
 def test_an_unchanged_state_costs_nothing_and_a_changed_value_is_keyed(tmp_path: Path, cache_dir: Path) -> None:
     twin = Twin(
         tmp_path,

@@ -62,7 +62,7 @@ def _as_main(module: Any, name: str) -> None:
 
     for value in list(vars(module).values()):
         rename(value)
-        if isinstance(value, type):  # and its methods, as the caller's
+        if issubclass(type(value), type):  # and its methods, as the caller's
             for attr in list(vars(value).values()):
                 rename(attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr)
 
@@ -172,7 +172,7 @@ def _codes_of(func: Any) -> list:
     codes, todo, seen = [], [func], set()
     while todo:
         f = todo.pop()
-        if id(f) in seen or not isinstance(f, types.FunctionType):
+        if id(f) in seen or type(f) is not types.FunctionType:
             continue
         seen.add(id(f))
         codes.append(f.__code__)
@@ -181,7 +181,9 @@ def _codes_of(func: Any) -> list:
                 todo.append(cell.cell_contents)
             except ValueError:
                 pass
-        todo.extend(v for v in f.__globals__.values() if isinstance(v, types.FunctionType) and v.__module__ == f.__module__)
+        # By type (`isinstance` would read `__class__` of every global: a
+        # lazily loaded module would load).
+        todo.extend(v for v in f.__globals__.values() if type(v) is types.FunctionType and v.__module__ == f.__module__)
     return codes
 
 
@@ -226,7 +228,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         with _observe.env_reads() as env, _observe.log_records(payload.get("log_stream", 2)):
             # Code that arrived by value (the function, values of the
             # caller's state) is watched too: it has no module file.
-            extra = _codes_of(func) + [c for v in brought for c in _codes_of(v.__func__ if isinstance(v, types.MethodType) else v)]
+            extra = _codes_of(func) + [c for v in brought for c in _codes_of(v.__func__ if type(v) is types.MethodType else v)]
             try:
                 defaults = (copy.deepcopy(func.__defaults__), copy.deepcopy(func.__kwdefaults__))
             except Exception:  # defaults that cannot be copied are not sent back

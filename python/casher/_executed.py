@@ -72,15 +72,20 @@ def _functions_using(keys: set[int], codes: dict[int, tuple[types.CodeType, int]
     modules and their classes first; the heap is searched (a full
     collection's cost) only for code not found there or that closures may
     share."""
+    from casher._state import module_attr, own_dict
+
     found: list[types.FunctionType] = []
     seen: set[int] = set()
+    # Read through the modules' dicts and by type: a lazily loaded module
+    # (or a proxy among the globals) must not load because casher looked.
     for module in list(sys.modules.values()):
-        if not project_file(getattr(module, "__file__", None) or ""):
+        if not project_file(module_attr(module, "__file__") or ""):
             continue
-        for value in list(vars(module).values()):
-            members = list(vars(value).values()) if isinstance(value, type) else [value]
+        for value in list((own_dict(module) or {}).values()):
+            members = list(vars(value).values()) if issubclass(type(value), type) else [value]
             for member in members:
-                member = getattr(member, "__func__", member)
+                if type(member) in (staticmethod, classmethod, types.MethodType):
+                    member = member.__func__
                 if type(member) is types.FunctionType and id(member.__code__) in keys:
                     found.append(member)
                     seen.add(id(member.__code__))

@@ -84,9 +84,16 @@ class Wrapper:
     __casher_original__: Any
 
 
+def _is(value: Any, kinds: Any) -> bool:
+    """`isinstance` by the value's own type: `isinstance` falls back to
+    reading `value.__class__`, which runs a `__getattribute__` (a lazily
+    loaded module loads; see `Wrapper`)."""
+    return issubclass(type(value), kinds)
+
+
 def original(value: Any) -> Any:
     """The function a `@cached` wrapper wraps, else `value` itself."""
-    return value.__casher_original__ if isinstance(value, Wrapper) else value
+    return value.__casher_original__ if _is(value, Wrapper) else value
 
 
 def wrapped_of(value: Any) -> Any:
@@ -104,6 +111,17 @@ def wrapped_of(value: Any) -> Any:
     return None
 
 
+def module_attr(module: Any, name: str) -> Any:
+    """A module's attribute from its dict: a lazily loaded module
+    (`importlib.util.LazyLoader`) loads on any attribute read, which the
+    caller's plain call may never cause."""
+    return (own_dict(module) or {}).get(name)
+
+
+def _file_of(module_name: str) -> str:
+    return module_attr(sys.modules.get(module_name), "__file__") or ""
+
+
 def own_dict(value: Any) -> dict | None:
     """`value.__dict__` without running a `__getattr__` (see `Wrapper`)."""
     try:
@@ -116,14 +134,14 @@ def own_dict(value: Any) -> dict | None:
 def ref(value: Any) -> str | None:
     """Where a function, class or module is defined, if it can be found
     again by that name in a fresh interpreter."""
-    if isinstance(value, types.ModuleType):
-        return f"module:{value.__name__}"
+    if _is(value, types.ModuleType):
+        return f"module:{module_attr(value, '__name__')}"
     target = original(value)
     module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", None)
     if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
         return None
     home: Any = sys.modules.get(module)
-    home_file = getattr(home, "__file__", None)
+    home_file = module_attr(home, "__file__")
     if not home_file or not _real_file(home_file):  # `python -c`, stdin, a notebook
         return None
     code = getattr(target, "__code__", None)
@@ -139,11 +157,11 @@ def ref(value: Any) -> str | None:
 
 def fingerprint(value: Any) -> str:
     """The same in the caller and the child for equal values."""
-    if isinstance(value, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType, Wrapper)):
+    if _is(value, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType, Wrapper)):
         found = ref(value)
         if found is not None:
             return found
-        if isinstance(value, types.FunctionType):
+        if _is(value, types.FunctionType):
             from casher import _byvalue
 
             return "code:" + _byvalue.identity(value)
@@ -155,7 +173,7 @@ def fingerprint(value: Any) -> str:
         pass
     t = type(value)
     name = f"{t.__module__}.{t.__qualname__}"
-    if name in _OPAQUE_TYPES or isinstance(value, types.ModuleType):
+    if name in _OPAQUE_TYPES or _is(value, types.ModuleType):
         return f"opaque:{name}"
     for dumps in _picklers():
         try:
@@ -185,15 +203,25 @@ UNKNOWN = "unknown:"
 """Prefix of a fingerprint that equals nothing, not even itself."""
 
 
+def _project_class(cls: type) -> bool:
+    return project_file(_file_of(cls.__module__)) is not None
+
+
 def _project(value: Any) -> bool:
     code = getattr(value, "__code__", None)
     return isinstance(code, types.CodeType) and project_file(code.co_filename) is not None
+
+
+_HELD_WALK_LIMIT = 10_000
+"""Elements of containers and attributes of project instances looked at per
+call, looking for project functions whose globals count too."""
 
 
 class _Walker:
     def __init__(self) -> None:
         self.items: dict[tuple[str, tuple[str, ...]], Any] = {}
         self.seen: set[int] = set()
+        self.budget = _HELD_WALK_LIMIT
 
     def function(self, func: types.FunctionType) -> None:
         if id(func) in self.seen:
@@ -224,18 +252,18 @@ class _Walker:
     def follow(self, value: Any) -> None:
         """Walks into project code a value leads to."""
         value = original(value)
-        if isinstance(value, types.FunctionType) and _project(value):
+        if _is(value, types.FunctionType) and _project(value):
             self.function(value)
             wrapped = getattr(value, "__wrapped__", None)
             if wrapped is not None:
                 self.follow(wrapped)
-        elif isinstance(value, types.MethodType):
+        elif _is(value, types.MethodType):
             self.follow(value.__func__)
-        elif isinstance(value, functools.partial):
+        elif _is(value, functools.partial):
             self.follow(value.func)
-        elif isinstance(value, type) and id(value) not in self.seen:
+        elif _is(value, type) and id(value) not in self.seen:
             self.seen.add(id(value))
-            if project_file(getattr(sys.modules.get(value.__module__), "__file__", None) or ""):
+            if project_file(_file_of(value.__module__)):
                 path = tuple(value.__qualname__.split("."))
                 for name, attr in list(vars(value).items()):
                     if isinstance(attr, (staticmethod, classmethod)):
@@ -250,30 +278,53 @@ class _Walker:
                         self.follow(attr)
                     elif not name.startswith("__") and "<" not in value.__qualname__:
                         self.items[(value.__module__, path + (name,))] = attr
-        elif not isinstance(value, type):
+        elif _is(value, (dict, list, tuple, set, frozenset)):
+            self.held(value.values() if _is(value, dict) else value, id(value))
+        elif not _is(value, type):
             wrapped = wrapped_of(value)
             if wrapped is not None:
                 self.follow(wrapped)
+            elif _project_class(type(value)):
+                attrs = own_dict(value)
+                if attrs is not None:
+                    self.held(attrs.values(), id(value))
+
+    def held(self, values: Any, owner: int) -> None:
+        """Follows what a container (a registry dict, a list of handlers)
+        or a project instance holds: a function reached only through it
+        uses module state too (bounded: past the budget, what is held is
+        covered only by the container's fingerprint)."""
+        if owner in self.seen or self.budget <= 0:
+            return
+        self.seen.add(owner)
+        for value in list(values):
+            self.budget -= 1
+            if self.budget <= 0:
+                return
+            if not _is(value, (str, bytes, int, float, complex, bool, type(None))):
+                self.follow(value)
 
     def value(self, module: str, path: tuple[str, ...], value: Any, names: set[str]) -> None:
         self.items[(module, path)] = value
-        if isinstance(value, types.ModuleType):
-            if project_file(getattr(value, "__file__", None) or ""):
+        if _is(value, types.ModuleType):
+            attrs = own_dict(value) or {}
+            if project_file(attrs.get("__file__") or ""):
+                home = attrs.get("__name__")
                 for name in sorted(names):
-                    if name in vars(value) and not name.startswith("__") and (value.__name__, (name,)) not in self.items:
-                        self.value(value.__name__, (name,), vars(value)[name], names)
+                    if name in attrs and not name.startswith("__") and (home, (name,)) not in self.items:
+                        self.value(home, (name,), attrs[name], names)
             elif value is sys and "argv" in names:
                 self.items[("sys", ("argv",))] = sys.argv
             return
         self.follow(value)
-        if not isinstance(value, (type, types.FunctionType)) and project_file(getattr(sys.modules.get(type(value).__module__), "__file__", None) or ""):
+        if not _is(value, (type, types.FunctionType)) and _project_class(type(value)):
             self.follow(type(value))  # an instance: its class's methods and attributes
 
 
 def in_a_file(module: str) -> bool:
     """Whether a fresh interpreter can import `module` (not `python -c`'s
     or a notebook's `__main__`)."""
-    return _real_file(getattr(sys.modules.get(module), "__file__", None) or "<none>")
+    return _real_file(_file_of(module) or "<none>")
 
 
 def reached(func: Any) -> list[Item]:
@@ -333,24 +384,24 @@ def code_in(values: list[Any]) -> list[tuple[str, int, str]]:
             continue
         seen.add(id(value))
         value = original(value)
-        if isinstance(value, (str, bytes, int, float, complex, bool, type(None))):
+        if _is(value, (str, bytes, int, float, complex, bool, type(None))):
             continue
-        if isinstance(value, dict):
+        if _is(value, dict):
             queue.extend(value.keys())
             queue.extend(value.values())
-        elif isinstance(value, (list, tuple, set, frozenset)):
+        elif _is(value, (list, tuple, set, frozenset)):
             queue.extend(value)
-        elif isinstance(value, types.FunctionType):
+        elif _is(value, types.FunctionType):
             real = project_file(value.__code__.co_filename)
             if real:
                 found[(real, value.__code__.co_firstlineno, value.__qualname__)] = None
-        elif isinstance(value, (types.MethodType, functools.partial)):
+        elif _is(value, (types.MethodType, functools.partial)):
             queue.append(getattr(value, "__func__", None) or getattr(value, "func", None))
-        elif isinstance(value, type):
+        elif _is(value, type):
             where = _class_line(value)
             if where is not None:
                 found[(where[0], where[1], value.__qualname__)] = None
-        elif not isinstance(value, types.ModuleType):
+        elif not _is(value, types.ModuleType):
             queue.append(type(value))
             attrs = own_dict(value)
             if attrs is not None:
@@ -360,7 +411,7 @@ def code_in(values: list[Any]) -> list[tuple[str, int, str]]:
 
 def _class_line(cls: type) -> tuple[str, int] | None:
     """A line inside project class `cls`'s statement, and its file."""
-    home = project_file(getattr(sys.modules.get(cls.__module__), "__file__", None) or "")
+    home = project_file(_file_of(cls.__module__))
     if not home:
         return None
     for attr in vars(cls).values():

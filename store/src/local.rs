@@ -154,14 +154,12 @@ impl LocalBackend {
         } else {
             Variant::decode(&bytes, &self.keys)
         };
-        // Lookups need every input; maintenance only the record's own.
-        let decoded = decoded.and_then(|mut variant| {
-            if count {
-                self.sets
-                    .resolve(self, &mut variant)
-                    .map_err(Rejected::Unreadable)?;
-            }
-            Ok(variant)
+        // Every input in front: a lookup cannot use a record whose shared
+        // inputs are gone (a miss); maintenance keeps it with its own
+        // (`verify` names the missing object, `gc` removes the record).
+        let decoded = decoded.and_then(|mut variant| match self.sets.resolve(self, &mut variant) {
+            Err(reason) if count => Err(Rejected::Unreadable(reason)),
+            _ => Ok(variant),
         });
         match decoded {
             Ok(variant) if variant.key == key => Some(StoredVariant {

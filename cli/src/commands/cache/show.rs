@@ -80,6 +80,10 @@ pub fn run(store: &Store, args: &ShowArgs) -> Result<ExitCode> {
             "variants": variants.iter().map(|v| serde_json::json!({
                 "description": v.variant.description,
                 "inputs": v.variant.inputs.iter().map(input_json).collect::<Vec<_>>(),
+                "shared_inputs": v.variant.shared.map(|s| serde_json::json!({
+                    "count": s.len,
+                    "object": s.object.map(|o| o.hex()),
+                })),
                 "outputs": v.variant.outputs.iter().map(output_json).collect::<Vec<_>>(),
                 "exit_code": v.variant.exit_code,
                 "created": v.variant.created_ns / 1_000_000_000,
@@ -110,6 +114,16 @@ pub fn run(store: &Store, args: &ShowArgs) -> Result<ExitCode> {
             v.variant.description, v.variant.exit_code
         ));
         lines.push("  inputs:".to_owned());
+        if let Some(shared) = v.variant.shared {
+            // A fork server's import-time inputs, stored once for its calls.
+            lines.push(format!(
+                "    (the first {} are shared with other records: object {})",
+                shared.len,
+                shared
+                    .object
+                    .map_or_else(|| "?".to_owned(), |o| o.hex()[..16].to_owned())
+            ));
+        }
         for input in &v.variant.inputs {
             let j = input_json(input);
             lines.push(format!(

@@ -171,7 +171,7 @@ class CachedFunction(_state.Wrapper):
                 ) from None
             raise
 
-    def _key(self, args: tuple, kwargs: dict, state: list[_state.Item] | None, settings: _settings.Settings = ()) -> str:
+    def _key(self, args: tuple, kwargs: dict, state: list[_state.Item] | None, settings_print: str = "") -> str:
         h = _native.Hasher()
         for i, (name, value) in enumerate(self._arguments(args, kwargs)):
             if name in self._ignore:
@@ -187,7 +187,7 @@ class CachedFunction(_state.Wrapper):
         _hashing._text(h, b"logging", repr((sorted(levels.items()), disable)))
         # Library settings the caller chose (pandas options, numpy print
         # options, the decimal context): a plain call would see them.
-        _hashing._text(h, b"settings", _settings.fingerprint(list(settings)))
+        _hashing._text(h, b"settings", settings_print)
         # The modes of files the call creates (a hit restores them as made).
         _hashing._text(h, b"umask", oct(_server._umask()))
         # `env=` names only: their values are inputs of each variant, hashed
@@ -217,7 +217,8 @@ class CachedFunction(_state.Wrapper):
             return self._func(*args, **kwargs)
         state = self._state()
         settings = _settings.capture()
-        key = self._key(args, kwargs, state, settings)  # TypeError for unsupported arguments
+        settings_print = _settings.fingerprint(settings)
+        key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments
         rng = _randomness.states()
         drawn_from = _randomness.digests(rng)
         try:
@@ -244,7 +245,7 @@ class CachedFunction(_state.Wrapper):
                 function_blob = _byvalue.dumps(self._func)
                 if function_blob is None:
                     return self._call_in_process(cache, key, args, kwargs, rng)
-            call = _calls.Call(self, cache, key, function_blob, state, settings, rng)
+            call = _calls.Call(self, cache, key, function_blob, state, settings, rng, settings_print)
             return call.run(args, kwargs)
 
     def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
@@ -300,7 +301,7 @@ class CachedFunction(_state.Wrapper):
 
     def explain(self, *args: Any, **kwargs: Any) -> str:
         """'hit', or 'miss: ' and what changed since the newest variant."""
-        key = self._key(args, kwargs, self._state(), _settings.capture())
+        key = self._key(args, kwargs, self._state(), _settings.fingerprint(_settings.capture()))
         return _cache(self._cache_dir).explain(key, _randomness.digests(_randomness.states()))
 
 

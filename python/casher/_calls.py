@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import itertools
 
-from casher import _native, _randomness, _roots, _state, _transport, _values
+from casher import _native, _randomness, _roots, _settings, _state, _transport, _values
 from casher._observe import LOG_MARK
 from casher._native import CasherError
 
@@ -244,11 +244,12 @@ def server_payload(fn: "CachedFunction") -> dict:
 class Call:
     """A miss of `fn` under `key`."""
 
-    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list, settings: list = (), rng: dict | None = None) -> None:
+    def __init__(self, fn: "CachedFunction", cache: _native.Cache, key: str, function_blob: bytes | None, state: list, settings: list = (), rng: dict | None = None, settings_print: str | None = None) -> None:
         self.fn, self.cache, self.key = fn, cache, key
         self.function_blob = function_blob
         self.state = state
         self.settings = list(settings)
+        self.settings_print = settings_print if settings_print is not None else _settings.fingerprint(self.settings)
         self.rng = rng or {}
         self.qualname = fn._func.__qualname__
 
@@ -261,7 +262,10 @@ class Call:
             "state": [],  # filled in by the path that runs the call (`state_entries`)
             "logging": _logging_levels(),
             "settings": self.settings,
-            "rng": self.rng,
+            "settings_print": self.settings_print,
+            # Pickled once here: the server hands the request to its waiting
+            # child without rebuilding the generators' states.
+            "rng": pickle.dumps(self.rng, protocol=5),
             "log_stream": log_stream(),
             # Large buffers of the result go to files beside the store's
             # objects (outside what is traced), adopted by rename.

@@ -207,14 +207,14 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     try:
         from casher import _settings
 
-        _settings.apply(payload.get("settings", []))
+        _settings.apply(payload.get("settings", []), payload.get("settings_print"))
     except Exception as exc:  # not the function's error: the call runs in the caller
         raise StateMismatch(f"library settings ({type(exc).__name__}: {exc})") from None
     pickled, buffers = read_call(call_source)
     args, kwargs = pickle.loads(pickled, buffers=buffers)
     from casher import _randomness
 
-    rng = _randomness.apply(payload.get("rng") or {})
+    rng = _randomness.apply(pickle.loads(payload["rng"]) if payload.get("rng") else {})
     executed: set = set()
     if os.environ.get("CASHER_CHECK_REACH") == "1":
 

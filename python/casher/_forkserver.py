@@ -143,6 +143,10 @@ def main() -> int:
     # the import left (a plain call runs with it).
     _IMPORT_SIGINT[0] = signal.getsignal(signal.SIGINT) or signal.default_int_handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Calls whose caller has the same library settings skip applying them.
+    from casher import _settings
+
+    _settings.remember_import()
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     gc.freeze()

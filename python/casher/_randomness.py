@@ -60,9 +60,17 @@ def apply(found: States) -> States:
     return applied
 
 
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and len(a) == 5 and hasattr(a[1], "shape"):  # numpy's
+        import numpy as np
+
+        return a[0] == b[0] and a[2:] == b[2:] and bool(np.array_equal(a[1], b[1]))
+    return a == b
+
+
 def drawn(before: States) -> States:
     """The generators a call drew from since `before` (as `apply` returned
     it: a module first imported later starts from its own seed, which is
     not the caller's): their states now."""
     now = states()
-    return {name: now[name] for name, state in before.items() if name in now and digest(now[name]) != digest(state)}
+    return {name: now[name] for name, state in before.items() if name in now and not _same(now[name], state)}

@@ -89,8 +89,21 @@ def fingerprint(settings: Settings) -> str:
     return repr(canon(settings))
 
 
-def apply(settings: Settings) -> None:
-    """In the child, before the call: the caller's settings."""
+_AT_IMPORT: list[str] = []
+"""The fingerprint of this process's settings after the module's import
+(the fork server's, which every call it forks starts from)."""
+
+
+def remember_import() -> None:
+    """Called by the fork server once its import is done."""
+    _AT_IMPORT[:] = [fingerprint(capture())]
+
+
+def apply(settings: Settings, printed: str | None = None) -> None:
+    """In the child, before the call: the caller's settings. `printed`:
+    their fingerprint; when it is the import's, there is nothing to do."""
+    if printed is not None and _AT_IMPORT == [printed]:
+        return
     given = dict(settings)
     if "pandas.options" in given:
         import pandas as pd

@@ -33,7 +33,8 @@ def _feed_code(h: Any, code: types.CodeType, seen: set[int]) -> None:
 
 def _feed_value(h: Any, value: Any, where: str, seen: set[int]) -> bool:
     """Feeds `value`; False when it cannot be identified."""
-    from casher._state import Wrapper, ref
+    from casher._peek import Wrapper
+    from casher._state import ref
 
     if isinstance(value, types.FunctionType):
         found = ref(value)

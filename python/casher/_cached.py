@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _hashing, _keylock, _native, _randomness, _server, _settings, _state
+from casher import _byvalue, _calls, _hashing, _keylock, _native, _peek, _randomness, _server, _settings, _state, _values
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -83,7 +83,7 @@ def _logging_levels() -> tuple[dict[str, int], int]:
     return levels, manager.disable
 
 
-class CachedFunction(_state.Wrapper):
+class CachedFunction(_peek.Wrapper):
     """The callable `@cached` returns; also offers `cache_info`,
     `cache_clear` and `explain`."""
 
@@ -132,7 +132,7 @@ class CachedFunction(_state.Wrapper):
         target: Any = module
         for part in qualname.split("."):
             target = getattr(target, part, None)
-        if _state.original(target) is not self._func:
+        if _peek.original(target) is not self._func:
             return f"{self._module}.{qualname} is not this function once imported"
         return None
 
@@ -252,8 +252,8 @@ class CachedFunction(_state.Wrapper):
         self._hits += 1
         log.debug("%s: hit %s", self._func.__qualname__, key[:16])
         _calls.replay(chunks)
-        value, extras = _calls.unpack_value(value)
-        _calls.apply_extras(self._func, extras)
+        value, extras = _values.unpack_value(value)
+        _values.apply_extras(self._func, extras)
         return _calls.loads(value)
 
     def _warn_once(self, what: str, message: str, *args: Any) -> None:
@@ -276,7 +276,7 @@ class CachedFunction(_state.Wrapper):
         drawn = _randomness.drawn(rng)
         try:
             run = cache.observed(seen.reads, seen.listed, seen.written, seen.deleted, seen.chunks)
-            blob = _calls.pack_value(_calls.dumps(result), None, drawn)
+            blob = _values.pack_value(_calls.dumps(result), None, drawn)
             state = [(name, _randomness.digest(rng[name])) for name in drawn]
             cache.record(run, key, self._description, blob, [], self._file, None, [], list(self._env), state=state)
         except Exception as exc:

@@ -46,46 +46,6 @@ def loads(value: Any) -> Any:
     return _values.loads(value)
 
 
-_EXTRAS = b"casher-extras-v2\n"
-
-
-def pack_value(value: bytes, defaults: bytes | None, rng: dict | None = None) -> bytes:
-    """The stored blob: the pickled value, preceded (when there are any) by
-    what the call changed in the caller's process besides its result: the
-    function's defaults, pickled, and the states of the global random
-    generators it drew from (a pickle never starts with `_EXTRAS`)."""
-    if defaults is None and not rng:
-        return value
-    extras = pickle.dumps({"defaults": defaults, "rng": rng or {}}, protocol=5)
-    return _EXTRAS + struct.pack("<Q", len(extras)) + extras + value
-
-
-def unpack_value(stored: Any) -> tuple[Any, dict]:
-    """Splits what a lookup returned (the blob, or the blob and the paths of
-    its out-of-band buffers) into the value to load and the extras."""
-    blob, buffers = stored if isinstance(stored, tuple) else (stored, None)
-    extras: dict = {}
-    if blob.startswith(_EXTRAS):
-        at = len(_EXTRAS)
-        (size,) = struct.unpack_from("<Q", blob, at)
-        at += 8
-        blob, extras = blob[at + size :], pickle.loads(blob[at : at + size])
-    return (blob if buffers is None else (blob, buffers)), extras
-
-
-def apply_extras(func: Any, extras: dict) -> None:
-    """Leaves the caller's process as the call left it: the function's
-    defaults, the random generators it drew from."""
-    apply_defaults(func, extras.get("defaults"))
-    _randomness.apply(extras.get("rng") or {})
-
-
-def apply_defaults(func: Any, defaults: bytes | None) -> None:
-    """Leaves the function's defaults as the call left them."""
-    if defaults is not None:
-        func.__defaults__, func.__kwdefaults__ = pickle.loads(defaults)
-
-
 def replay_logs(records: Iterable[dict]) -> None:
     """Hands log records to the caller's handlers, as if emitted here."""
     for data in records:
@@ -372,7 +332,7 @@ class Call:
             self._record(run, result, buffers)
         finally:
             _values.discard(buffers)
-        apply_extras(self.fn._func, {"defaults": result.get("defaults"), "rng": result.get("rng")})
+        _values.apply_extras(self.fn._func, {"defaults": result.get("defaults"), "rng": result.get("rng")})
         return value
 
     def _record(self, run: Any, result: dict, buffers: list[str]) -> None:
@@ -384,7 +344,7 @@ class Call:
                     run,
                     self.key,
                     self.fn._description,
-                    pack_value(result["value"], result.get("defaults"), result.get("rng")),
+                    _values.pack_value(result["value"], result.get("defaults"), result.get("rng")),
                     list(_roots.non_local_roots()),
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,

@@ -91,9 +91,9 @@ def resolve(module: Any, qualname: str) -> Any:
     target = module
     for part in qualname.split("."):
         target = getattr(target, part)
-    from casher import _state
+    from casher import _peek
 
-    return _state.original(target)
+    return _peek.original(target)
 
 
 class StateMismatch(Exception):

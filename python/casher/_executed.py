@@ -72,7 +72,7 @@ def _functions_using(keys: set[int], codes: dict[int, tuple[types.CodeType, int]
     modules and their classes first; the heap is searched (a full
     collection's cost) only for code not found there or that closures may
     share."""
-    from casher._state import module_attr, own_dict
+    from casher._peek import module_attr, own_dict
 
     found: list[types.FunctionType] = []
     seen: set[int] = set()

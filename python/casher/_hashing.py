@@ -186,7 +186,7 @@ def _callable(h: Any, value: Any, where: str, stack: list) -> None:
     Python function also by its code, defaults and closure, so editing a
     function passed as an argument changes the key."""
     if isinstance(value, types.ModuleType):
-        from casher._state import module_attr
+        from casher._peek import module_attr
 
         _text(h, b"module", module_attr(value, "__name__") or "?")
         return

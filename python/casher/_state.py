@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from casher import _hashing, _native
+from casher._peek import Wrapper, is_a as _is, module_attr, original, own_dict, wrapped_of
 from casher._roots import project_file
 
 _DYNAMIC = {"globals", "vars", "eval", "exec", "locals"}
@@ -72,63 +73,6 @@ def _names(code: types.CodeType) -> set[str]:
 @functools.lru_cache(maxsize=4096)
 def _real_file(filename: str) -> bool:
     return not filename.startswith("<") and os.path.isfile(filename)
-
-
-class Wrapper:
-    """Base of `@cached`'s wrapper: `original` recognizes it by its type.
-    Looking `__casher_original__` up on any value would run its class's
-    `__getattr__`: a DataFrame's builds its column index's hash table, a
-    lazy proxy's loads what it stands for. The caller's values must not
-    change because casher looked at them."""
-
-    __casher_original__: Any
-
-
-def _is(value: Any, kinds: Any) -> bool:
-    """`isinstance` by the value's own type: `isinstance` falls back to
-    reading `value.__class__`, which runs a `__getattribute__` (a lazily
-    loaded module loads; see `Wrapper`)."""
-    return issubclass(type(value), kinds)
-
-
-def original(value: Any) -> Any:
-    """The function a `@cached` wrapper wraps, else `value` itself."""
-    return value.__casher_original__ if _is(value, Wrapper) else value
-
-
-def wrapped_of(value: Any) -> Any:
-    """What `value` wraps (`functools.wraps` sets `__wrapped__` in the
-    instance's dict; proxies may define it on their class), without asking
-    a `__getattr__` (see `Wrapper`)."""
-    attrs = own_dict(value)
-    if attrs is not None and "__wrapped__" in attrs:
-        return attrs["__wrapped__"]
-    if any("__wrapped__" in vars(k) for k in type(value).__mro__):
-        try:
-            return value.__wrapped__
-        except Exception:
-            return None
-    return None
-
-
-def module_attr(module: Any, name: str) -> Any:
-    """A module's attribute from its dict: a lazily loaded module
-    (`importlib.util.LazyLoader`) loads on any attribute read, which the
-    caller's plain call may never cause."""
-    return (own_dict(module) or {}).get(name)
-
-
-def _file_of(module_name: str) -> str:
-    return module_attr(sys.modules.get(module_name), "__file__") or ""
-
-
-def own_dict(value: Any) -> dict | None:
-    """`value.__dict__` without running a `__getattr__` (see `Wrapper`)."""
-    try:
-        attrs = object.__getattribute__(value, "__dict__")
-    except (AttributeError, TypeError):
-        return None
-    return attrs if isinstance(attrs, dict) else None
 
 
 def ref(value: Any) -> str | None:
@@ -201,6 +145,10 @@ def _picklers() -> list:
 
 UNKNOWN = "unknown:"
 """Prefix of a fingerprint that equals nothing, not even itself."""
+
+
+def _file_of(module_name: str) -> str:
+    return module_attr(sys.modules.get(module_name), "__file__") or ""
 
 
 def _project_class(cls: type) -> bool:

@@ -16,9 +16,10 @@ import io
 import mmap
 import os
 import pickle
+import struct
 from typing import Any
 
-from casher import _transfer
+from casher import _randomness, _transfer
 
 #: Smaller buffers stay inside the pickle: a file per tiny buffer costs more
 #: than the copy it saves.
@@ -74,3 +75,43 @@ def _map(path: str) -> Any:
         if os.fstat(f.fileno()).st_size == 0:
             return bytearray()
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
+_EXTRAS = b"casher-extras-v2\n"
+
+
+def pack_value(value: bytes, defaults: bytes | None, rng: dict | None = None) -> bytes:
+    """The stored blob: the pickled value, preceded (when there are any) by
+    what the call changed in the caller's process besides its result: the
+    function's defaults, pickled, and the states of the global random
+    generators it drew from (a pickle never starts with `_EXTRAS`)."""
+    if defaults is None and not rng:
+        return value
+    extras = pickle.dumps({"defaults": defaults, "rng": rng or {}}, protocol=5)
+    return _EXTRAS + struct.pack("<Q", len(extras)) + extras + value
+
+
+def unpack_value(stored: Any) -> tuple[Any, dict]:
+    """Splits what a lookup returned (the blob, or the blob and the paths of
+    its out-of-band buffers) into the value to load and the extras."""
+    blob, buffers = stored if isinstance(stored, tuple) else (stored, None)
+    extras: dict = {}
+    if blob.startswith(_EXTRAS):
+        at = len(_EXTRAS)
+        (size,) = struct.unpack_from("<Q", blob, at)
+        at += 8
+        blob, extras = blob[at + size :], pickle.loads(blob[at : at + size])
+    return (blob if buffers is None else (blob, buffers)), extras
+
+
+def apply_extras(func: Any, extras: dict) -> None:
+    """Leaves the caller's process as the call left it: the function's
+    defaults, the random generators it drew from."""
+    apply_defaults(func, extras.get("defaults"))
+    _randomness.apply(extras.get("rng") or {})
+
+
+def apply_defaults(func: Any, defaults: bytes | None) -> None:
+    """Leaves the function's defaults as the call left them."""
+    if defaults is not None:
+        func.__defaults__, func.__kwdefaults__ = pickle.loads(defaults)

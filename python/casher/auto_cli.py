@@ -116,7 +116,7 @@ def _add_parameter(parser: argparse.ArgumentParser, param: inspect.Parameter, an
 
 def build_parser(func: Callable[..., Any]) -> argparse.ArgumentParser:
     """The parser `run` uses (exposed for tests and for extension)."""
-    from casher._state import original
+    from casher._peek import original
 
     target = original(func)
     parser = argparse.ArgumentParser(

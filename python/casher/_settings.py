@@ -1,18 +1,17 @@
 """Process-wide settings of libraries that change what a call returns or
 prints: pandas options, numpy's print options and floating-point error
-handling, the `decimal` context, the `warnings` filters.
+handling (with its callback), the `decimal` context, the `warnings` filters.
 
 A caller may set them at any time (`pd.set_option("display.precision", 2)`
 before calling); a plain call sees the caller's settings, a traced call
 starts from its own import's. So they are part of the key (a changed one is
-another result) and the child takes the caller's before the call. Only what
-differs from the library's defaults is captured for pandas (a caller that
-sets nothing keys and sends nothing), and the child resets what its own
-import changed but the caller has at the default.
+another result) and the child takes the caller's before the call (nothing
+to do when they equal the fork server's after its import, the usual case).
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from typing import Any, Iterator
 
@@ -27,16 +26,18 @@ def _flat(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield f"{prefix}{name}", value
 
 
-def _pandas_changed() -> dict[str, Any] | None:
-    """The pandas options that differ from their defaults (None: pandas is
-    not imported, or its option registry is not where it was)."""
+def _pandas_options() -> dict[str, Any] | None:
+    """Every pandas option's value (None: pandas is not imported, or its
+    option registry is not where it was). All of them, not only those that
+    differ from their defaults: some defaults depend on the process (in a
+    Jupyter kernel `display.max_columns` is 20, elsewhere 0)."""
     if "pandas" not in sys.modules:
         return None
     try:
         from pandas._config import config
 
-        registered = config._registered_options
-        return {k: v for k, v in _flat(config._global_config) if k in registered and not _same(v, registered[k].defval)}
+        registered, deprecated = config._registered_options, config._deprecated_options
+        return {k: v for k, v in _flat(config._global_config) if k in registered and k not in deprecated}
     except Exception:
         return None
 
@@ -51,7 +52,7 @@ def _same(a: Any, b: Any) -> bool:
 def capture() -> Settings:
     """The caller's settings, for the key and for the child."""
     settings: Settings = []
-    pandas = _pandas_changed()
+    pandas = _pandas_options()
     if pandas is not None:
         settings.append(("pandas.options", sorted(pandas.items())))
     if "numpy" in sys.modules:
@@ -60,6 +61,7 @@ def capture() -> Settings:
         try:
             settings.append(("numpy.printoptions", sorted(np.get_printoptions().items())))
             settings.append(("numpy.errstate", sorted(np.geterr().items())))
+            settings.append(("numpy.errcall", np.geterrcall()))
         except Exception:
             pass
     import warnings
@@ -75,15 +77,26 @@ def capture() -> Settings:
 
 
 def fingerprint(settings: Settings) -> str:
-    """Stable across processes: callables (a formatter) by their name."""
+    """Stable across processes. A class (a warning category) by its name;
+    another callable (a formatter: `"{:.2f}".format`, a lambda, a partial)
+    by the hash of its cloudpickle, which holds what it is bound to; one
+    that cannot be pickled equals nothing (it cannot be sent either)."""
 
     def canon(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return [canon(v) for v in value]
         if isinstance(value, dict):
             return sorted((str(k), canon(v)) for k, v in value.items())
+        if isinstance(value, type):
+            return f"class {value.__module__}.{value.__qualname__}"
         if callable(value):
-            return f"callable {getattr(value, '__module__', None)}.{getattr(value, '__qualname__', type(value).__qualname__)}"
+            try:
+                import cloudpickle
+
+                blob = cloudpickle.dumps(value, protocol=5)
+            except Exception:
+                return f"unpicklable {id(value)}"
+            return "callable " + hashlib.blake2b(blob, digest_size=16).hexdigest()
         return repr(value)
 
     return repr(canon(settings))
@@ -108,12 +121,9 @@ def apply(settings: Settings, printed: str | None = None) -> None:
     if "pandas.options" in given:
         import pandas as pd
 
-        wanted = dict(given.get("pandas.options", ()))
-        here = _pandas_changed() or {}
-        for key in sorted(set(here) - set(wanted)):
-            pd.reset_option(key)
-        for key, value in wanted.items():
-            if key not in here or not _same(here[key], value):
+        here = _pandas_options() or {}
+        for key, value in given["pandas.options"]:
+            if key in here and not _same(here[key], value):
                 pd.set_option(key, value)
     if "warnings.filters" in given:
         import warnings
@@ -125,6 +135,7 @@ def apply(settings: Settings, printed: str | None = None) -> None:
 
         np.set_printoptions(**dict(given["numpy.printoptions"]))
         np.seterr(**dict(given["numpy.errstate"]))
+        np.seterrcall(given.get("numpy.errcall"))
     if "decimal.context" in given:
         import decimal
 

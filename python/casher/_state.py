@@ -19,7 +19,9 @@ modules it uses. Code that reaches globals dynamically (`globals()`,
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import os
 import pickle
 import sys
@@ -63,10 +65,14 @@ class Item:
 
 
 def _names(code: types.CodeType) -> set[str]:
+    """The names code may look up: its global and attribute names, and
+    string constants that are identifiers (`getattr(helpers, "scaled")`)."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _names(const)
+        elif isinstance(const, str) and const.isidentifier():
+            names.add(const)
     return names
 
 
@@ -160,9 +166,13 @@ def _project(value: Any) -> bool:
     return isinstance(code, types.CodeType) and project_file(code.co_filename) is not None
 
 
-_HELD_WALK_LIMIT = 10_000
+_HELD_WALK_LIMIT = 20_000
 """Elements of containers and attributes of project instances looked at per
-call, looking for project functions whose globals count too."""
+call, looking for project functions whose globals count too..."""
+
+_HELD_PER_CONTAINER = 2_000
+"""... and per container (a large list of numbers must not use up what a
+registry next to it needs)."""
 
 
 class _Walker:
@@ -183,6 +193,10 @@ class _Walker:
                 self.items[(module, path + ("__defaults__",))] = func.__defaults__
             if func.__kwdefaults__:
                 self.items[(module, path + ("__kwdefaults__",))] = func.__kwdefaults__
+        # A default may hold a function (`fn=helpers.scaled`).
+        for defaults in (func.__defaults__, func.__kwdefaults__):
+            if defaults:
+                self.follow(defaults)
         names = _names(func.__code__)
         g = func.__globals__
         if names & _DYNAMIC:
@@ -207,8 +221,10 @@ class _Walker:
                 self.follow(wrapped)
         elif _is(value, types.MethodType):
             self.follow(value.__func__)
+            self.follow(value.__self__)  # an object holding what the method calls
         elif _is(value, functools.partial):
             self.follow(value.func)
+            self.held([*value.args, *value.keywords.values()], id(value))
         elif _is(value, type) and id(value) not in self.seen:
             self.seen.add(id(value))
             if project_file(_file_of(value.__module__)):
@@ -224,15 +240,19 @@ class _Walker:
                         if "<" not in value.__qualname__:  # a monkeypatched method is a change
                             self.items[(value.__module__, path + (name,))] = attr
                         self.follow(attr)
-                    elif not name.startswith("__") and "<" not in value.__qualname__:
-                        self.items[(value.__module__, path + (name,))] = attr
-        elif _is(value, (dict, list, tuple, set, frozenset)):
-            self.held(value.values() if _is(value, dict) else value, id(value))
+                    elif not name.startswith("__"):
+                        if "<" not in value.__qualname__:
+                            self.items[(value.__module__, path + (name,))] = attr
+                        self.follow(attr)  # a class-level registry
+        elif _is(value, dict):
+            self.held(itertools.chain.from_iterable(value.items()), id(value))
+        elif _is(value, (list, tuple, set, frozenset, collections.deque)):
+            self.held(value, id(value))
         elif not _is(value, type):
             wrapped = wrapped_of(value)
             if wrapped is not None:
                 self.follow(wrapped)
-            elif _project_class(type(value)):
+            elif _project_class(type(value)) or _is(value, types.SimpleNamespace):
                 attrs = own_dict(value)
                 if attrs is not None:
                     self.held(attrs.values(), id(value))
@@ -245,7 +265,11 @@ class _Walker:
         if owner in self.seen or self.budget <= 0:
             return
         self.seen.add(owner)
-        for value in list(values):
+        try:  # a snapshot: another thread may be changing the container
+            head = list(itertools.islice(values, _HELD_PER_CONTAINER))
+        except RuntimeError:
+            return
+        for value in head:
             self.budget -= 1
             if self.budget <= 0:
                 return

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _hashing, _keylock, _native, _peek, _randomness, _server, _settings, _state, _values
+from casher import _byvalue, _calls, _events, _hashing, _keylock, _native, _peek, _randomness, _server, _settings, _state, _values
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -251,7 +251,7 @@ class CachedFunction(_peek.Wrapper):
     def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
         self._hits += 1
         log.debug("%s: hit %s", self._func.__qualname__, key[:16])
-        _calls.replay(chunks)
+        _events.replay(chunks)
         value, extras = _values.unpack_value(value)
         _values.apply_extras(self._func, extras)
         return _calls.loads(value)

@@ -3,19 +3,17 @@ record it; and what a hit gives back (output, log records, the value)."""
 
 from __future__ import annotations
 
-import codecs
-import json
 import logging
 import os
 import pickle
 import struct
 import sys
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import itertools
 
 from casher import _native, _randomness, _roots, _settings, _state, _transport, _values
-from casher._observe import LOG_MARK
+from casher._events import Writer, log_stream
 from casher._native import CasherError
 
 if TYPE_CHECKING:
@@ -24,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("casher")
 
 
-# -- values and log records ---------------------------------------------
+# -- values ---------------------------------------------
 
 def dumps(value: Any) -> bytes:
     """A return value as stored."""
@@ -44,83 +42,6 @@ def loads(value: Any) -> Any:
     """A stored value: pickle bytes, or (pickle, paths of its out-of-band
     buffers), mapped without a copy (`_values`)."""
     return _values.loads(value)
-
-
-def replay_logs(records: Iterable[dict]) -> None:
-    """Hands log records to the caller's handlers, as if emitted here."""
-    for data in records:
-        record = logging.makeLogRecord(data)
-        logger = logging.getLogger(data["name"]) if data["name"] != "root" else logging.getLogger()
-        logger.handle(record)
-
-
-class _Writer:
-    """Forwards a child's output to sys.stdout/sys.stderr as it arrives
-    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks.
-    Log records the call emitted travel in its stdout or stderr, framed (see
-    `casher._observe.LOG_MARK`), at the point they were emitted: they are
-    taken out and handed to the caller's logging handlers, live on a miss
-    and in the same order on a hit."""
-
-    def __init__(self) -> None:
-        self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
-        self._pending = {1: b"", 2: b""}
-
-    def _write(self, stream: int, data: bytes) -> None:
-        if data:
-            target = sys.stdout if stream == 1 else sys.stderr
-            target.write(self._decoders[stream].decode(data))
-            target.flush()
-
-    def close(self) -> None:
-        """Writes what was held back as a possible start of a frame."""
-        for stream, data in self._pending.items():
-            self._write(stream, data)
-        self._pending = {1: b"", 2: b""}
-
-    def __call__(self, stream: int, data: bytes) -> None:
-        data, self._pending[stream] = self._pending[stream] + data, b""
-        while data:
-            at = data.find(LOG_MARK)
-            if at < 0:
-                keep = next((k for k in range(min(len(LOG_MARK) - 1, len(data)), 0, -1) if data.endswith(LOG_MARK[:k])), 0)
-                self._write(stream, data[: len(data) - keep])
-                self._pending[stream] = data[len(data) - keep :]
-                return
-            self._write(stream, data[:at])
-            body = data[at + len(LOG_MARK) :]
-            if len(body) < 8 or len(body) < 8 + struct.unpack_from("<Q", body)[0]:
-                self._pending[stream] = data[at:]
-                return
-            (size,) = struct.unpack_from("<Q", body)
-            try:
-                replay_logs([json.loads(body[8 : 8 + size])])
-            except Exception as exc:  # a broken record never breaks the program
-                log.debug("a log record from the traced call could not be replayed: %s", exc)
-            data = body[8 + size :]
-
-
-def log_stream() -> int:
-    """Where the caller's log records mostly go (1 = stdout, 2 = stderr):
-    the child frames them into that stream, so they keep their order with
-    what the call prints there."""
-    for handler in logging.getLogger().handlers:
-        stream = getattr(handler, "stream", None)
-        if stream is sys.stdout or stream is sys.__stdout__:
-            return 1
-        try:
-            if stream is not None and stream.fileno() == 1:
-                return 1
-        except Exception:
-            pass
-    return 2
-
-
-def replay(chunks: Iterable[tuple[int, bytes]]) -> None:
-    writer = _Writer()
-    for stream, data in chunks:
-        writer(stream, data)
-    writer.close()
 
 
 # -- sending a call -----------------------------------------------------
@@ -209,6 +130,7 @@ class Call:
         self.function_blob = function_blob
         self.state = state
         self.settings = list(settings)
+        self.settings_blob = _settings.dumps(self.settings)
         self.settings_print = settings_print if settings_print is not None else _settings.fingerprint(self.settings)
         self.rng = rng or {}
         self.qualname = fn._func.__qualname__
@@ -221,7 +143,7 @@ class Call:
             "function": self.function_blob,
             "state": [],  # filled in by the path that runs the call (`state_entries`)
             "logging": _logging_levels(),
-            "settings": self.settings,
+            "settings": self.settings_blob,
             "settings_print": self.settings_print,
             # Pickled once here: the server hands the request to its waiting
             # child without rebuilding the generators' states.
@@ -249,14 +171,11 @@ class Call:
         from casher import _server
 
         payload = self._payload()
-        try:
-            pickle.dumps(self.settings, protocol=5)
-        except Exception as exc:  # a formatter defined in the caller's session
+        if self.settings_blob is None:  # a formatter holding what cannot be pickled
             self.fn._warn_once(
                 "settings",
-                "%s runs uncached: library settings it would see (%s) cannot be sent to the traced process",
+                "%s runs uncached: library settings it would see cannot be sent to the traced process",
                 self.qualname,
-                exc,
             )
             return self.fn._func(*args, **kwargs)
         by_value = self.function_blob is not None
@@ -267,7 +186,7 @@ class Call:
 
         # The module's traced fork server first (None: it is off, the
         # function travels by value, or the server cannot serve this call).
-        writer = _Writer()
+        writer = Writer()
         served = _server.call(self.cache, payload, args, kwargs, writer, write_call, self.state_entries)
         if served is not None:
             writer.close()
@@ -292,7 +211,7 @@ class Call:
             with channel.writer("meta") as f:
                 pickle.dump(dict(payload, state=self.state_entries({})), f, protocol=5)
             argv = [sys.executable, "-m", "casher._child", *(channel.path(n) for n in _transport.NAMES)]
-            writer = _Writer()
+            writer = Writer()
             run = self.cache.run(argv, [], writer)
             writer.close()
             data = channel.result()
@@ -321,6 +240,8 @@ class Call:
                     result["state"],
                 )
                 return self.fn._func(*args, **kwargs)
+            # It drew before raising: the caller's generators advance too.
+            _randomness.apply(result.get("rng") or {})
             raise _child_exception(result, self.qualname)
         if result.get("executed"):
             self._check_reach(result["executed"])

@@ -65,6 +65,10 @@ def _as_main(module: Any, name: str) -> None:
         if issubclass(type(value), type):  # and its methods, as the caller's
             for attr in list(vars(value).values()):
                 rename(attr.__func__ if isinstance(attr, (staticmethod, classmethod)) else attr)
+    # Its code runs as `__main__` in a plain call: `warn` attributes its
+    # warnings by this name (Python shows a DeprecationWarning only from
+    # `__main__`), and code may test it.
+    vars(module)["__name__"] = "__main__"
 
 
 def load_module(payload: dict) -> Any:
@@ -191,7 +195,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     """Runs the call; its answer (the pickled value, what it executed, the
     environment variables it read...). `call_source` is the arguments' file
     or (from the fork server) descriptor."""
-    from casher import _executed, _observe
+    from casher import _events, _executed, _observe
 
     if payload.get("function") is not None:
         with _observe.quiet():
@@ -207,7 +211,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     try:
         from casher import _settings
 
-        _settings.apply(payload.get("settings", []), payload.get("settings_print"))
+        _settings.apply(payload.get("settings"), payload.get("settings_print"))
     except Exception as exc:  # not the function's error: the call runs in the caller
         raise StateMismatch(f"library settings ({type(exc).__name__}: {exc})") from None
     pickled, buffers = read_call(call_source)
@@ -215,6 +219,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     from casher import _randomness
 
     rng = _randomness.apply(pickle.loads(payload["rng"]) if payload.get("rng") else {})
+    _APPLIED_RNG.update(rng)
     executed: set = set()
     if os.environ.get("CASHER_CHECK_REACH") == "1":
 
@@ -225,7 +230,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
 
         sys.setprofile(profile)
     try:
-        with _observe.env_reads() as env, _observe.log_records(payload.get("log_stream", 2)):
+        with _observe.env_reads() as env, _events.emitted(payload.get("log_stream", 2)):
             # Code that arrived by value (the function, values of the
             # caller's state) is watched too: it has no module file.
             extra = _codes_of(func) + [c for v in brought for c in _codes_of(v.__func__ if type(v) is types.MethodType else v)]
@@ -285,6 +290,11 @@ def prepare(payload: dict) -> None:
         pass
 
 
+_APPLIED_RNG: dict = {}
+"""The caller's generator states this call started from: a call that
+raises has drawn too (the caller's generators advance in a plain call)."""
+
+
 def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
     """`call`'s answer, or the exception it raised, for the caller."""
     try:
@@ -302,7 +312,17 @@ def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
             "message": str(exc),
             "traceback": traceback.format_exc(),
+            "rng": _drawn_before_raising(),
         }
+
+
+def _drawn_before_raising() -> dict:
+    try:
+        from casher import _randomness
+
+        return _randomness.drawn(_APPLIED_RNG)
+    except Exception:
+        return {}
 
 
 def main() -> int:

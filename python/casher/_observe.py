@@ -1,16 +1,13 @@
 """What the traced child observes about a call besides files (used in the
-child only): environment variables it read, log records it emitted, and
+child only): environment variables it read, its logging levels, and
 keeping its module's import-time output out of the recording."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import struct
 import sys
-import traceback
 from typing import Any, Iterator
 
 
@@ -52,50 +49,6 @@ def apply_levels(levels: dict[str, int], disable: int) -> None:
     logging.disable(disable)
     for name, level in levels.items():
         (logging.getLogger(name) if name else logging.getLogger()).setLevel(level)
-
-
-_FIELDS = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName", "created", "msecs", "thread", "threadName", "processName", "stack_info")
-
-
-def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
-    data = {f: getattr(record, f, None) for f in _FIELDS}
-    data["msg"] = record.getMessage()
-    data["args"] = None
-    if record.exc_info and not record.exc_text:
-        record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
-    data["exc_text"] = record.exc_text
-    data["exc_info"] = None
-    return data
-
-
-LOG_MARK = b"\x00\x1b[casher-log]"
-"""Frames a log record in the child's stderr: the mark, the length of the
-JSON that follows (8 bytes, little-endian), the JSON."""
-
-
-@contextlib.contextmanager
-def log_records(fd: int = 2) -> Iterator[None]:
-    """Log records emitted inside the block are not handled here: they are
-    written, framed, to `fd` (the stream the caller's handlers write to)
-    where they were emitted (after flushing what
-    was printed before them), and the caller hands them to its own handlers
-    (`casher._calls._Writer`), live on a miss and replayed on a hit."""
-    original = logging.Logger.callHandlers
-
-    def send(self: logging.Logger, record: logging.LogRecord) -> None:
-        try:
-            body = json.dumps(_as_dict(record), default=str).encode()
-        except Exception:
-            return original(self, record)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.write(fd, LOG_MARK + struct.pack("<Q", len(body)) + body)
-
-    logging.Logger.callHandlers = send  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        logging.Logger.callHandlers = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

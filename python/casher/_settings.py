@@ -12,6 +12,7 @@ to do when they equal the fork server's after its import, the usual case).
 from __future__ import annotations
 
 import hashlib
+import pickle
 import sys
 from typing import Any, Iterator
 
@@ -112,12 +113,28 @@ def remember_import() -> None:
     _AT_IMPORT[:] = [fingerprint(capture())]
 
 
-def apply(settings: Settings, printed: str | None = None) -> None:
-    """In the child, before the call: the caller's settings. `printed`:
-    their fingerprint; when it is the import's, there is nothing to do."""
+def dumps(settings: Settings) -> bytes | None:
+    """For the child: pickle, or cloudpickle for a formatter defined in the
+    caller's session (a lambda); None when neither can."""
+    try:
+        return pickle.dumps(settings, protocol=5)
+    except Exception:
+        pass
+    try:
+        import cloudpickle
+
+        return cloudpickle.dumps(settings, protocol=5)
+    except Exception:
+        return None
+
+
+def apply(blob: bytes | None, printed: str | None = None) -> None:
+    """In the child, before the call: the caller's settings (`dumps`).
+    `printed`: their fingerprint; when it is the import's, there is nothing
+    to do."""
     if printed is not None and _AT_IMPORT == [printed]:
         return
-    given = dict(settings)
+    given = dict(pickle.loads(blob) if blob else [])
     if "pandas.options" in given:
         import pandas as pd
 

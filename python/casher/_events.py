@@ -1,0 +1,235 @@
+"""Log records and warnings a traced call emits. A plain call hands them to
+the caller's logging handlers and warnings machinery (`caplog`,
+`pytest.warns`, `warnings.catch_warnings(record=True)`,
+`logging.captureWarnings`, the caller's "default" once-per-location
+registry), not to a stream. So the child does not handle them: it writes
+each, framed, into its output where it was emitted (`emitted`), and the
+caller takes the frames out and hands them to its own machinery (`Writer`),
+live on a miss and in the same order on a hit (the frames are stored with
+the output)."""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import json
+import logging
+import os
+import struct
+import sys
+import traceback
+import warnings
+from typing import Any, Iterable, Iterator
+
+from casher._peek import module_attr, own_dict
+
+log = logging.getLogger("casher")
+
+MARK = b"\x00\x1b[casher-log]"
+"""Frames an event in the child's output: the mark, the length of the JSON
+that follows (8 bytes, little-endian), the JSON."""
+
+_FIELDS = ("name", "levelno", "levelname", "pathname", "filename", "module", "lineno", "funcName", "created", "msecs", "thread", "threadName", "processName", "stack_info")
+
+
+# -- in the child -------------------------------------------------------
+
+def _record(record: logging.LogRecord) -> dict[str, Any]:
+    data = {f: getattr(record, f, None) for f in _FIELDS}
+    data["msg"] = record.getMessage()
+    data["args"] = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+    data["exc_text"] = record.exc_text
+    data["exc_info"] = None
+    return data
+
+
+_by_file: dict[str, str] = {}
+
+
+def module_of(filename: str) -> str | None:
+    """The name of this process's module loaded from `filename` (what
+    `warn` takes from the frame's globals and filters match)."""
+    name = _by_file.get(filename)
+    if name is not None and module_attr(sys.modules.get(name), "__file__") == filename:
+        return name
+    for name, module in list(sys.modules.items()):
+        if module_attr(module, "__file__") == filename:  # a lazy module stays unloaded
+            _by_file[filename] = name
+            return name
+    return None
+
+
+def _warning(message: Any, category: type, filename: str, lineno: int) -> dict[str, Any]:
+    return {
+        "kind": "warning",
+        "message": str(message),
+        "category": f"{category.__module__}.{category.__qualname__}",
+        "filename": filename,
+        "lineno": lineno,
+        # `warn`'s own fallback for a file that is no module's.
+        "module": module_of(filename) or (filename[:-3] if filename.endswith(".py") else filename or "<unknown>"),
+    }
+
+
+def _frame(fd: int, data: dict[str, Any]) -> None:
+    body = json.dumps(data, default=str).encode()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.write(fd, MARK + struct.pack("<Q", len(body)) + body)
+
+
+@contextlib.contextmanager
+def emitted(log_fd: int = 2) -> Iterator[None]:
+    """Log records (into `log_fd`, the stream the caller's handlers write
+    to) and shown warnings (into stderr) emitted inside the block are framed
+    instead of handled. A warning the caller's filters (applied here)
+    ignore, or turn into an error, is not shown, so never framed; one the
+    call itself records (`catch_warnings` inside it) stays inside it."""
+    handlers = logging.Logger.callHandlers
+    show = warnings.showwarning
+
+    def send_record(self: logging.Logger, record: logging.LogRecord) -> None:
+        try:
+            _frame(log_fd, _record(record))
+        except Exception:
+            handlers(self, record)
+
+    def send_warning(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        if file is not None:  # shown to a file the call chose: its own business
+            return show(message, category, filename, lineno, file, line)
+        try:
+            _frame(2, _warning(message, category, filename, lineno))
+        except Exception:
+            show(message, category, filename, lineno, file, line)
+
+    logging.Logger.callHandlers = send_record  # type: ignore[method-assign]
+    warnings.showwarning = send_warning
+    try:
+        yield
+    finally:
+        logging.Logger.callHandlers = handlers  # type: ignore[method-assign]
+        warnings.showwarning = show
+
+
+# -- in the caller ------------------------------------------------------
+
+_registries: dict[str, dict] = {}
+"""Once-per-location registries of modules the caller has not imported."""
+
+
+def _category(name: str) -> type[Warning] | None:
+    """The caller's warning class named `module.qualname` (looked up in
+    dicts: nothing is imported or run to find it)."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        found: Any = sys.modules.get(".".join(parts[:split]))
+        for part in parts[split:]:
+            found = module_attr(found, part)
+        if isinstance(found, type) and issubclass(found, Warning):
+            return found
+    return None
+
+
+def _replay_warning(data: dict[str, Any]) -> None:
+    """Through the caller's filters, registry and `showwarning`, as if the
+    call had warned here."""
+    category = _category(data["category"])
+    if category is None:  # a class only the child has: shown as the child would have
+        named = type(data["category"].rsplit(".", 1)[-1], (Warning,), {})
+        sys.stderr.write(warnings.formatwarning(data["message"], named, data["filename"], data["lineno"]))
+        return
+    # The caller's name for the file first: a function sent by value warns
+    # from the caller's `__main__`, which the child has under no name.
+    name = module_of(data["filename"]) or data["module"]
+    attrs = own_dict(sys.modules.get(name))
+    if attrs is not None:
+        registry = attrs.setdefault("__warningregistry__", {})
+    else:
+        registry = _registries.setdefault(name, {})
+    warnings.warn_explicit(data["message"], category, data["filename"], data["lineno"], module=name, registry=registry)
+
+
+def _replay_record(data: dict[str, Any]) -> None:
+    record = logging.makeLogRecord(data)
+    logger = logging.getLogger(data["name"]) if data["name"] != "root" else logging.getLogger()
+    logger.handle(record)
+
+
+def replay_event(data: dict[str, Any]) -> None:
+    if data.get("kind") == "warning":
+        _replay_warning(data)
+    else:
+        _replay_record(data)
+
+
+class Writer:
+    """Forwards a child's output to sys.stdout/sys.stderr as it arrives
+    (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks,
+    and hands the framed events in it to the caller's machinery."""
+
+    def __init__(self) -> None:
+        self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
+        self._pending = {1: b"", 2: b""}
+
+    def _write(self, stream: int, data: bytes) -> None:
+        if data:
+            target = sys.stdout if stream == 1 else sys.stderr
+            target.write(self._decoders[stream].decode(data))
+            target.flush()
+
+    def close(self) -> None:
+        """Writes what was held back as a possible start of a frame."""
+        for stream, data in self._pending.items():
+            self._write(stream, data)
+        self._pending = {1: b"", 2: b""}
+
+    def __call__(self, stream: int, data: bytes) -> None:
+        data, self._pending[stream] = self._pending[stream] + data, b""
+        while data:
+            at = data.find(MARK)
+            if at < 0:
+                keep = next((k for k in range(min(len(MARK) - 1, len(data)), 0, -1) if data.endswith(MARK[:k])), 0)
+                self._write(stream, data[: len(data) - keep])
+                self._pending[stream] = data[len(data) - keep :]
+                return
+            self._write(stream, data[:at])
+            body = data[at + len(MARK) :]
+            if len(body) < 8 or len(body) < 8 + struct.unpack_from("<Q", body)[0]:
+                self._pending[stream] = data[at:]
+                return
+            (size,) = struct.unpack_from("<Q", body)
+            data = body[8 + size :]
+            try:
+                event = json.loads(body[8 : 8 + size])
+            except Exception as exc:  # a broken frame never breaks the program
+                log.debug("an event from the traced call could not be read: %s", exc)
+                continue
+            try:
+                replay_event(event)
+            except Exception as exc:
+                log.debug("an event from the traced call could not be replayed: %s", exc)
+
+
+def log_stream() -> int:
+    """Where the caller's log records mostly go (1 = stdout, 2 = stderr):
+    the child frames them into that stream, so they keep their order with
+    what the call prints there."""
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is sys.stdout or stream is sys.__stdout__:
+            return 1
+        try:
+            if stream is not None and stream.fileno() == 1:
+                return 1
+        except Exception:
+            pass
+    return 2
+
+
+def replay(chunks: Iterable[tuple[int, bytes]]) -> None:
+    writer = Writer()
+    for stream, data in chunks:
+        writer(stream, data)
+    writer.close()

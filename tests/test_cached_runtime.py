@@ -376,51 +376,6 @@ def test_the_global_random_generators_are_the_callers(tmp_path: Path, cache_dir:
     twin.check("main.py", "1", hits=3)
 
 
-def test_state_used_by_functions_held_in_containers_counts(tmp_path: Path, cache_dir: Path) -> None:
-    """A function reached only through a registry dict, a list or an
-    instance attribute reads module state the caller changed."""
-    twin = Twin(
-        tmp_path,
-        {
-            "helpers.py": """
-                SCALE = 1
-
-                def scaled(x):
-                    return x * SCALE
-            """,
-            "mod.py": """
-                import functools
-                from casher import cached
-                import helpers
-
-                HANDLERS = {"s": helpers.scaled}
-                PIPELINE = [functools.partial(helpers.scaled)]
-
-                class Box:
-                    pass
-
-                BOX = Box()
-                BOX.fn = helpers.scaled
-
-                @cached
-                def f(x):
-                    return HANDLERS["s"](x), PIPELINE[0](x), BOX.fn(x)
-            """,
-            "main.py": """
-                import sys
-                import helpers
-                import mod
-
-                helpers.SCALE = int(sys.argv[1])
-                print(mod.f(3))
-            """,
-        },
-    )
-    twin.check("main.py", "5", hits=0)
-    twin.check("main.py", "5", hits=1)
-    twin.check("main.py", "7", hits=0)
-
-
 def test_a_lazily_loaded_module_is_not_loaded_by_looking_at_it(tmp_path: Path, cache_dir: Path) -> None:
     """`importlib.util.LazyLoader` (the documented recipe): the module loads
     on its first attribute read, which a plain call that does not use it

@@ -187,6 +187,9 @@ def test_a_call_that_draws_then_raises_advances_the_callers_generators(tmp_path:
 
 
 HOLDERS = {
+    "dict-value": ("HOLDER = {'s': helpers.scaled}", "HOLDER['s'](x)", ""),
+    "list-of-partials": ("import functools\nHOLDER = [functools.partial(helpers.scaled)]", "HOLDER[0](x)", ""),
+    "instance-attribute": ("HOLDER = Box(None)\nHOLDER.fn = helpers.scaled", "HOLDER.fn(x)", ""),
     "partial-args": ("import functools\nHOLDER = functools.partial(apply, helpers.scaled)", "HOLDER(x)", "def apply(fn, x):\n    return fn(x)\n"),
     "bound-self": ("HOLDER = Box(helpers.scaled).run", "HOLDER(x)", ""),
     "class-attribute": ("Box.REGISTRY = {'s': helpers.scaled}", "Box.REGISTRY['s'](x)", ""),

@@ -243,3 +243,339 @@ def test_a_function_reached_through_any_holder_uses_the_callers_state(tmp_path: 
     twin.check("main.py", "1", hits=0)
     twin.check("main.py", "1", hits=1)
     twin.check("main.py", "10", hits=0)
+
+
+def test_class_and_static_methods_of_project_classes(tmp_path: Path, cache_dir: Path) -> None:
+    """They are compared as the functions they hold (a bound method is
+    another value each time), and one the caller replaced is sent as what it
+    was: still a class method."""
+    twin = Twin(
+        tmp_path,
+        {
+            "ops.py": """
+                from casher import cached
+
+                class Op:
+                    @classmethod
+                    def make(cls, x):
+                        return (cls.__name__, x * 2)
+
+                    @staticmethod
+                    def twice(x):
+                        return x * 2
+
+                @cached
+                def f(x):
+                    return Op.make(x), Op.twice(x)
+            """,
+            "main.py": """
+                import sys
+                import ops
+
+                if "patched" in sys.argv:
+                    ops.Op.make = classmethod(lambda cls, x: (cls.__name__, x * 100))
+                print(ops.f(2))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+    twin.check("main.py", "patched", hits=0)
+    twin.check("main.py", "patched", hits=1)
+
+
+def test_what_the_arguments_and_settings_reach_is_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    """A function passed in (plain, partial, bound method) and a pandas float
+    format read module state the caller changed."""
+    # (ops.py's functions are reached at run time only: keyed on the file.)
+    twin = Twin(
+        tmp_path,
+        {
+            "ops.py": """
+                SCALE = 1
+                CURRENCY = "$"
+
+                def scale(x):
+                    return x * SCALE
+
+                def money(v):
+                    return f"{CURRENCY}{v:.2f}"
+
+                class Scaler:
+                    def run(self, x):
+                        return scale(x)
+            """,
+            "lib.py": """
+                import pandas as pd
+                from casher import cached
+
+                @cached
+                def apply(fn, x):
+                    return fn(x)
+
+                @cached
+                def show(v):
+                    return str(pd.DataFrame({"v": [v]}))
+            """,
+            "main.py": """
+                import functools
+                import sys
+
+                import pandas as pd
+
+                import lib
+                import ops
+
+                ops.SCALE = int(sys.argv[1])
+                ops.CURRENCY = sys.argv[2]
+                pd.set_option("display.float_format", ops.money)
+                print(lib.apply(ops.scale, 2), lib.apply(functools.partial(ops.scale), 3), lib.apply(ops.Scaler().run, 4))
+                print(lib.show(1.5))
+            """,
+        },
+    )
+    twin.check("main.py", "1", "$", hits=0)
+    twin.check("main.py", "1", "$", hits=4)
+    twin.check("main.py", "10", "$", hits=1)
+    # Settings are keyed for every call (any call may print a frame).
+    twin.check("main.py", "10", "EUR ", hits=0)
+
+
+def test_functions_and_instances_of_the_callers_script_as_arguments(tmp_path: Path, cache_dir: Path) -> None:
+    """The child's `__main__` is not the caller's script: they go by value,
+    and an instance comes back as the caller's class."""
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                from casher import cached
+
+                @cached
+                def apply(fn, x):
+                    return fn(x)
+
+                @cached
+                def same(p):
+                    return p
+            """,
+            "main.py": """
+                from dataclasses import dataclass
+
+                import lib
+
+                FACTOR = 3
+
+                def mul(x):
+                    return x * FACTOR
+
+                @dataclass
+                class Point:
+                    x: int
+
+                back = lib.same(Point(4))
+                print(lib.apply(mul, 2), back, type(back) is Point)
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=2)
+    twin.edit("main.py", "FACTOR = 3", "FACTOR = 5")
+    twin.check("main.py", hits=1)
+
+
+def test_polars_configuration_is_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                import polars as pl
+                from casher import cached
+
+                @cached
+                def show(n):
+                    return str(pl.DataFrame({"a": list(range(n)), "b": [x / 3 for x in range(n)]}))
+            """,
+            "main.py": """
+                import sys
+
+                import polars as pl
+
+                from lib import show
+
+                print(show(12))
+                if len(sys.argv) > 1:
+                    pl.Config.set_tbl_rows(int(sys.argv[1]))
+                    pl.Config.set_float_precision(2)
+                print(show(12))
+            """,
+        },
+    )
+    twin.check("main.py", hits=1)
+    twin.check("main.py", "4", hits=1)
+    twin.check("main.py", "6", hits=1)
+
+
+CODED = """
+    import warnings
+
+    from casher import cached
+
+    class CodedWarning(UserWarning):
+        def __init__(self, code, text):
+            super().__init__(text)
+            self.code = code
+
+    @cached
+    def check(x):
+        warnings.warn(CodedWarning(42, f"value {x} is odd"))
+        return x
+
+    @cached
+    def old_api(x):
+        warnings.warn("old_api is deprecated", DeprecationWarning, stacklevel=2)
+        return x * 2
+"""
+
+
+def test_warnings_keep_their_class_attributes_and_the_blamed_caller(tmp_path: Path, cache_dir: Path) -> None:
+    """A warning class whose `__init__` takes other arguments arrives whole
+    (shown, recorded, or raised under an "error" filter); `stacklevel=2`
+    blames the caller's line, where Python shows a DeprecationWarning only
+    from `__main__`."""
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": CODED,
+            "main.py": """
+                import os
+                import sys
+                import warnings
+
+                import lib
+
+                with warnings.catch_warnings(record=True) as ws:
+                    print(lib.check(1), lib.old_api(1))
+                for w in ws:
+                    print(w.category.__name__, w.message, getattr(w.message, "code", None), os.path.basename(w.filename), w.lineno)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    try:
+                        lib.check(3)
+                    except lib.CodedWarning as exc:
+                        print("raised", exc, exc.code)
+            """,
+        },
+    )
+    first = twin.check("main.py", hits=0)
+    assert "DeprecationWarning old_api is deprecated None main.py 9" in first.out, first.out
+    twin.check("main.py", hits=2)  # a call that raised is not stored
+
+
+def test_log_records_keep_their_arguments_extras_and_exception(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                import logging
+                from casher import cached
+
+                log = logging.getLogger("proj.lib")
+
+                @cached
+                def work(x):
+                    log.info("info %s %s", x, (1, 2), extra={"user": "bob", "ids": {1: 2}})
+                    try:
+                        1 / 0
+                    except ZeroDivisionError:
+                        log.exception("failed for %s", x)
+                    return x
+            """,
+            "main.py": """
+                import logging
+                import sys
+
+                from lib import work
+
+                class Keep(logging.Handler):
+                    def emit(self, record):
+                        print(record.levelname, record.msg, record.args, record.getMessage(), getattr(record, "user", "-"), getattr(record, "ids", "-"), record.exc_info and record.exc_info[0].__name__)
+
+                logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(levelname)s %(user)s %(message)s")
+                logging.getLogger("proj").addHandler(Keep())
+                print(work(1))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+
+
+def test_no_resource_warning_at_exit(tmp_path: Path, cache_dir: Path) -> None:
+    """A caller that shows ResourceWarnings sees none from casher."""
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                from casher import cached
+
+                @cached
+                def f(x):
+                    return x + 1
+            """,
+            "main.py": """
+                import warnings
+
+                warnings.simplefilter("default")
+                import lib
+
+                print(lib.f(1))
+            """,
+        },
+    )
+    for _ in range(2):
+        run = twin.check("main.py")
+        assert "ResourceWarning" not in run.err, run.err
+
+
+def test_output_that_looks_like_a_frame_is_output(tmp_path: Path, cache_dir: Path) -> None:
+    """Log records and warnings travel framed in the call's output; a file
+    the call copies to its output may hold what looks like a frame (an
+    attacker's log record): it is printed, as a plain call prints it."""
+    import struct
+
+    body = b'{"name": "root", "levelno": 40, "levelname": "ERROR", "msg": "injected", "args": null}'
+    frame = b"\x00\x1b[casher-log]" + struct.pack("<Q", len(body)) + body
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                import sys
+                from casher import cached
+
+                @cached
+                def cat(path):
+                    with open(path, "rb") as f:
+                        data = f.read()
+                    for stream in (sys.stdout, sys.stderr):
+                        stream.flush()
+                        stream.buffer.write(data)
+                        stream.flush()
+                    return len(data)
+            """,
+            "main.py": """
+                import logging
+                import sys
+
+                import lib
+
+                logging.basicConfig(stream=sys.stdout, format="LOG %(message)s")
+                print(lib.cat("frame.bin"))
+            """,
+        },
+    )
+    for base in (twin.plain, twin.cached):
+        (base / "frame.bin").write_bytes(frame)
+    for hits in (0, 1):
+        run = twin.check("main.py", hits=hits)
+        assert "injected" in run.out and "LOG injected" not in run.out, run.out
+        assert "injected" in run.err, run.err

@@ -194,8 +194,12 @@ class CachedFunction(_peek.Wrapper):
         # with the store's secret, like the variables the call reads itself.
         return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, list(self._env), os.getcwd())
 
-    def _state(self) -> list[_state.Item]:
-        items = _state.reached(self._func)
+    def _state(self, args: tuple, kwargs: dict, settings: _settings.Settings) -> list[_state.Item]:
+        # What the call reaches besides its function: its arguments (a
+        # function passed in reads module state) and the settings' callables
+        # (a float format reading a global).
+        also = [*args, *kwargs.values(), *_settings.callables(settings)]
+        items = _state.reached(self._func, also)
         if self._decide_mode() == "value":
             # What it uses from `python -c` or a notebook travels with it by
             # value; modules the child imports are compared as for any call.
@@ -215,8 +219,8 @@ class CachedFunction(_peek.Wrapper):
                 self._said_lazy = True
                 log.warning("%s is a generator or coroutine function: its calls run uncached", self._func.__qualname__)
             return self._func(*args, **kwargs)
-        state = self._state()
         settings = _settings.capture()
+        state = self._state(args, kwargs, settings)
         settings_print = _settings.fingerprint(settings)
         key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments
         rng = _randomness.states()
@@ -251,8 +255,8 @@ class CachedFunction(_peek.Wrapper):
     def _hit(self, key: str, chunks: Any, value: bytes) -> Any:
         self._hits += 1
         log.debug("%s: hit %s", self._func.__qualname__, key[:16])
-        _events.replay(chunks)
         value, extras = _values.unpack_value(value)
+        _events.replay(chunks, extras.get("mark"))
         _values.apply_extras(self._func, extras)
         return _calls.loads(value)
 
@@ -301,7 +305,8 @@ class CachedFunction(_peek.Wrapper):
 
     def explain(self, *args: Any, **kwargs: Any) -> str:
         """'hit', or 'miss: ' and what changed since the newest variant."""
-        key = self._key(args, kwargs, self._state(), _settings.fingerprint(_settings.capture()))
+        settings = _settings.capture()
+        key = self._key(args, kwargs, self._state(args, kwargs, settings), _settings.fingerprint(settings))
         return _cache(self._cache_dir).explain(key, _randomness.digests(_randomness.states()))
 
 

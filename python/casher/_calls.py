@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import itertools
 
-from casher import _native, _randomness, _roots, _settings, _state, _transport, _values
-from casher._events import Writer, log_stream
+from casher import _callers, _native, _randomness, _roots, _settings, _state, _transport, _values
+from casher._events import Writer, log_stream, new_mark
 from casher._native import CasherError
 
 if TYPE_CHECKING:
@@ -46,20 +46,15 @@ def loads(value: Any) -> Any:
 
 # -- sending a call -----------------------------------------------------
 
-def _write_call(f: Any, args: tuple, kwargs: dict, by_value: bool) -> None:
+def _write_call(f: Any, args: tuple, kwargs: dict, by_value: bool, main_there: bool) -> None:
     """Pickle protocol 5 with out-of-band buffers: large arrays go to the
     channel as raw bytes and are memory-mapped by the child, never copied in
-    between. A function sent by value sends its arguments with cloudpickle,
-    so instances of classes defined in `__main__` arrive too."""
+    between (`_transfer.dumps`: instances of classes defined in `__main__`
+    arrive too)."""
+    from casher import _transfer
+
     buffers: list[pickle.PickleBuffer] = []
-    if by_value:
-        import cloudpickle
-
-        pickled = cloudpickle.dumps((args, kwargs), protocol=5, buffer_callback=buffers.append)
-    else:
-        from casher import _transfer
-
-        pickled = _transfer.dumps((args, kwargs), buffers)
+    pickled = _transfer.dumps((args, kwargs), buffers, by_value, main_there)
     raws = [b.raw() for b in buffers]
     f.write(struct.pack("<Q", len(raws)))
     f.write(struct.pack(f"<{len(raws) + 1}Q", len(pickled), *(r.nbytes for r in raws)))
@@ -130,10 +125,15 @@ class Call:
         self.function_blob = function_blob
         self.state = state
         self.settings = list(settings)
-        self.settings_blob = _settings.dumps(self.settings)
         self.settings_print = settings_print if settings_print is not None else _settings.fingerprint(self.settings)
         self.rng = rng or {}
         self.qualname = fn._func.__qualname__
+        # The child loads the caller's script as its `__main__` (the
+        # function is defined there): `__main__` values go by reference.
+        self.main_there = function_blob is None and fn._func.__module__ == "__main__"
+        self.settings_blob = _settings.dumps(self.settings, self.main_there)
+        # The call's output, with its log records and warnings framed in it.
+        self.writer = Writer(new_mark())
 
     def _payload(self) -> dict:
         from casher._cached import _logging_levels
@@ -149,6 +149,8 @@ class Call:
             # child without rebuilding the generators' states.
             "rng": pickle.dumps(self.rng, protocol=5),
             "log_stream": log_stream(),
+            "mark": self.writer.mark,
+            "callers": _callers.stack(),
             # Large buffers of the result go to files beside the store's
             # objects (outside what is traced), adopted by rename.
             "buffers_stem": _buffers_stem(self.cache.cache_dir),
@@ -182,11 +184,11 @@ class Call:
 
         def write_call(path: str, a: tuple, kw: dict) -> None:
             with open(path, "wb") as f:
-                _write_call(f, a, kw, by_value)
+                _write_call(f, a, kw, by_value, self.main_there)
 
         # The module's traced fork server first (None: it is off, the
         # function travels by value, or the server cannot serve this call).
-        writer = Writer()
+        writer = self.writer
         served = _server.call(self.cache, payload, args, kwargs, writer, write_call, self.state_entries)
         if served is not None:
             writer.close()
@@ -204,14 +206,14 @@ class Call:
         try:
             try:
                 with channel.writer("call") as f:
-                    _write_call(f, args, kwargs, self.function_blob is not None)
+                    _write_call(f, args, kwargs, self.function_blob is not None, self.main_there)
             except Exception as exc:  # unpicklable arguments cannot cross to the child
                 log.warning("%s not cached: its arguments cannot be sent to the traced process (%s)", self.qualname, exc)
                 return None
             with channel.writer("meta") as f:
                 pickle.dump(dict(payload, state=self.state_entries({})), f, protocol=5)
             argv = [sys.executable, "-m", "casher._child", *(channel.path(n) for n in _transport.NAMES)]
-            writer = Writer()
+            writer = self.writer = Writer(self.writer.mark)  # this run's output only
             run = self.cache.run(argv, [], writer)
             writer.close()
             data = channel.result()
@@ -250,11 +252,26 @@ class Call:
             # Mapped before the store adopts the buffer files (by rename: the
             # mappings stay valid), so the value is never copied.
             value = loads((result["value"], buffers) if buffers else result["value"])
+            if self.function_blob is None and b"cloudpickle" in result["value"]:
+                result, buffers = self._by_reference(value, result, buffers)
             self._record(run, result, buffers)
         finally:
             _values.discard(buffers)
         _values.apply_extras(self.fn._func, {"defaults": result.get("defaults"), "rng": result.get("rng")})
         return value
+
+    def _by_reference(self, value: Any, result: dict, buffers: list[str]) -> tuple[dict, list[str]]:
+        """The value pickled again here when the child had to send it by
+        value (it holds an instance of a class from the caller's `__main__`
+        that came with an argument): here that class is the caller's own,
+        pickled by name, so a hit in a later run of the script gives an
+        instance of its class, as a plain call does."""
+        try:
+            blob, again = _values.dump_to_files(value, _buffers_stem(self.cache.cache_dir))
+        except Exception:
+            return result, buffers
+        _values.discard(buffers)
+        return dict(result, value=blob), again
 
     def _record(self, run: Any, result: dict, buffers: list[str]) -> None:
         if run.uncacheable:
@@ -265,7 +282,7 @@ class Call:
                     run,
                     self.key,
                     self.fn._description,
-                    _values.pack_value(result["value"], result.get("defaults"), result.get("rng")),
+                    _values.pack_value(result["value"], result.get("defaults"), result.get("rng"), self.writer.mark if self.writer.framed else None),
                     list(_roots.non_local_roots()),
                     self.fn._file,
                     self.fn._top_level_name() if self.function_blob is None else None,

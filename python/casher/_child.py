@@ -48,10 +48,17 @@ def read_call(source: str | int):
     return pickled, buffers
 
 
+_MAIN_IS_CALLERS: list[bool] = []
+"""Set when this process loaded the caller's `__main__` (the function is
+defined there): otherwise `__main__` is casher's own, and the caller's
+`__main__` values a call reaches travel by value (cloudpickle)."""
+
+
 def _as_main(module: Any, name: str) -> None:
     """Objects defined by the caller's `__main__` say they come from
     `__main__`, as in the caller, so values pickled here unpickle there."""
     sys.modules["__main__"] = module
+    _MAIN_IS_CALLERS[:] = [True]
 
     def rename(value: Any) -> None:
         if getattr(value, "__module__", None) == name:
@@ -120,9 +127,9 @@ def apply_state(items: list, fresh: dict | None = None) -> list:
     for module_name, path, expected, blob, *known in items:
         if known and known[0]:
             continue
-        module = sys.modules.get(module_name)
-        if module_name == "__main__" and module is None:
+        if module_name == "__main__" and not _MAIN_IS_CALLERS:
             continue
+        module = sys.modules.get(module_name)
         if module is None:
             pristine = False  # an import here is not the server's (it may differ per call)
             try:
@@ -195,7 +202,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     """Runs the call; its answer (the pickled value, what it executed, the
     environment variables it read...). `call_source` is the arguments' file
     or (from the fork server) descriptor."""
-    from casher import _events, _executed, _observe
+    from casher import _callers, _events, _executed, _observe
 
     if payload.get("function") is not None:
         with _observe.quiet():
@@ -224,13 +231,13 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     if os.environ.get("CASHER_CHECK_REACH") == "1":
 
         def profile(frame, event, arg):
-            if event == "call":
-                code = frame.f_code
+            code = frame.f_code
+            if event == "call" and code.co_qualname != _callers.MARK:
                 executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
 
         sys.setprofile(profile)
     try:
-        with _observe.env_reads() as env, _events.emitted(payload.get("log_stream", 2)):
+        with _observe.env_reads() as env, _events.emitted(payload.get("log_stream", 2), payload.get("mark") or _events.MARK):
             # Code that arrived by value (the function, values of the
             # caller's state) is watched too: it has no module file.
             extra = _codes_of(func) + [c for v in brought for c in _codes_of(v.__func__ if type(v) is types.MethodType else v)]
@@ -238,7 +245,9 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
                 defaults = (copy.deepcopy(func.__defaults__), copy.deepcopy(func.__kwdefaults__))
             except Exception:  # defaults that cannot be copied are not sent back
                 defaults = None
-            value, ran = _executed.run(lambda: func(*args, **kwargs), extra)
+            # Under the caller's frames, as a plain call (`stacklevel=2`).
+            callers = payload.get("callers") or []
+            value, ran = _executed.run(lambda: _callers.call_from(callers, func, args, kwargs), extra)
     finally:
         sys.setprofile(None)
     if payload.get("function") is not None:
@@ -302,13 +311,11 @@ def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
     except StateMismatch as exc:
         return {"ok": False, "state": str(exc)}
     except BaseException as exc:  # reported to the caller, re-raised there
-        try:
-            blob = pickle.dumps(exc, protocol=5)
-        except Exception:
-            blob = None
+        from casher import _values
+
         return {
             "ok": False,
-            "exception": blob,
+            "exception": _values.exception_blob(exc),
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
             "message": str(exc),
             "traceback": traceback.format_exc(),

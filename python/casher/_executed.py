@@ -31,9 +31,16 @@ import sys
 import types
 from typing import Callable, Iterator
 
+from casher._callers import MARK
 from casher._roots import project_file
 
 Executed = list[tuple[str, int, str]]  # (real path, first line, qualname)
+
+
+def _project_code(code: types.CodeType) -> bool:
+    """Project code, not the caller's frames reproduced above the call
+    (`casher._callers`: they carry the caller's file names)."""
+    return project_file(code.co_filename) is not None and getattr(code, "co_qualname", "") != MARK
 
 
 def _walk(code: types.CodeType) -> Iterator[types.CodeType]:
@@ -210,7 +217,7 @@ class _Monitoring:
         monitoring = sys.monitoring  # type: ignore[attr-defined]
         monitoring.set_events(self.tool, 0)
         monitoring.free_tool_id(self.tool)
-        return sorted({_entry(c) for c in self.seen if project_file(c.co_filename)})
+        return sorted({_entry(c) for c in self.seen if _project_code(c)})
 
 
 class _Profile:
@@ -228,7 +235,7 @@ class _Profile:
 
     def stop(self) -> Executed:
         sys.setprofile(None)
-        return sorted({_entry(c) for c in self.seen if project_file(c.co_filename)})
+        return sorted({_entry(c) for c in self.seen if _project_code(c)})
 
 
 def tracker(extra: list[types.CodeType]) -> "_WarmupTracker | _Monitoring | _Profile":

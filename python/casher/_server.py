@@ -23,6 +23,7 @@ Caller side (here): `call`, `warm`. Server side:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -41,6 +42,20 @@ _servers: dict[bytes, _Server] = {}
 _unsafe: dict[bytes, str] = {}
 _lock = threading.Lock()
 _inherited: list = []
+
+
+@atexit.register
+def _close_sockets() -> None:
+    """Our ends of the servers' sockets, closed before the interpreter
+    finalizes them: an open one warns (`ResourceWarning`) where the caller
+    shows such warnings, which a plain run never does. (The servers
+    themselves die with this process.)"""
+    with _lock:
+        for server in _servers.values():
+            try:
+                server.sock.close()
+            except OSError:
+                pass
 
 
 def _forget_after_fork() -> None:

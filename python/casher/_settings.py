@@ -1,6 +1,7 @@
 """Process-wide settings of libraries that change what a call returns or
 prints: pandas options, numpy's print options and floating-point error
-handling (with its callback), the `decimal` context, the `warnings` filters.
+handling (with its callback), the `decimal` context, the `warnings` filters,
+polars' `Config`.
 
 A caller may set them at any time (`pd.set_option("display.precision", 2)`
 before calling); a plain call sees the caller's settings, a traced call
@@ -74,7 +75,36 @@ def capture() -> Settings:
         c = decimal.getcontext()
         traps = sorted(t.__name__ for t, on in c.traps.items() if on)
         settings.append(("decimal.context", (c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp, traps)))
+    if "polars" in sys.modules:
+        # Its formatting lives in environment variables read by native code
+        # (never seen as read) and in the library's own globals.
+        try:
+            settings.append(("polars.config", sys.modules["polars"].Config.save()))
+        except Exception:
+            pass
     return settings
+
+
+def callables(settings: Settings) -> list[Any]:
+    """The functions in settings (a pandas float format): the code they
+    reach is the call's too."""
+    found: list[Any] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif callable(value) and not isinstance(value, type):
+            found.append(value)
+
+    walk(settings)
+    return found
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
 def fingerprint(settings: Settings) -> str:
@@ -84,6 +114,8 @@ def fingerprint(settings: Settings) -> str:
     that cannot be pickled equals nothing (it cannot be sent either)."""
 
     def canon(value: Any) -> Any:
+        if type(value) in _PLAIN:  # most options: the fast way
+            return repr(value)
         if isinstance(value, (list, tuple)):
             return [canon(v) for v in value]
         if isinstance(value, dict):
@@ -113,11 +145,14 @@ def remember_import() -> None:
     _AT_IMPORT[:] = [fingerprint(capture())]
 
 
-def dumps(settings: Settings) -> bytes | None:
+def dumps(settings: Settings, main_there: bool = False) -> bytes | None:
     """For the child: pickle, or cloudpickle for a formatter defined in the
-    caller's session (a lambda); None when neither can."""
+    caller's session (a lambda) or in its `__main__` (unless the child has
+    the caller's `__main__` too: `main_there`); None when neither can."""
     try:
-        return pickle.dumps(settings, protocol=5)
+        blob = pickle.dumps(settings, protocol=5)
+        if main_there or b"__main__" not in blob:
+            return blob
     except Exception:
         pass
     try:
@@ -161,3 +196,8 @@ def apply(blob: bytes | None, printed: str | None = None) -> None:
         c.prec, c.rounding, c.Emin, c.Emax, c.capitals, c.clamp = prec, rounding, emin, emax, capitals, clamp
         for signal in list(c.traps):
             c.traps[signal] = signal.__name__ in traps
+    if "polars.config" in given:
+        import polars as pl
+
+        if pl.Config.save() != given["polars.config"]:
+            pl.Config.load(given["polars.config"])

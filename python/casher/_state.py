@@ -27,7 +27,7 @@ import pickle
 import sys
 import types
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from casher import _hashing, _native
 from casher._peek import Wrapper, is_a as _is, module_attr, original, own_dict, wrapped_of
@@ -66,13 +66,13 @@ class Item:
 
 def _names(code: types.CodeType) -> set[str]:
     """The names code may look up: its global and attribute names, and
-    string constants that are identifiers (`getattr(helpers, "scaled")`)."""
+    string constants that are identifiers or dotted module names."""
     names = set(code.co_names)
     for const in code.co_consts:
         if isinstance(const, types.CodeType):
             names |= _names(const)
-        elif isinstance(const, str) and const.isidentifier():
-            names.add(const)
+        elif isinstance(const, str) and const.replace(".", "_").isidentifier():
+            names.add(const)  # `getattr(helpers, "scaled")`, `import_module("pkg.ops")`
     return names
 
 
@@ -204,6 +204,8 @@ class _Walker:
         for name in sorted(names):
             if name in g:
                 self.value(module, (name,), g[name], names)
+            elif name in sys.modules:  # a module reached by name (`import_module("ops")`)
+                self.module(sys.modules[name], names)
         for cell in func.__closure__ or ():
             try:
                 inner = cell.cell_contents
@@ -276,17 +278,21 @@ class _Walker:
             if not _is(value, (str, bytes, int, float, complex, bool, type(None))):
                 self.follow(value)
 
+    def module(self, value: types.ModuleType, names: set[str]) -> None:
+        """The attributes of a project module the code names."""
+        attrs = own_dict(value) or {}
+        if project_file(attrs.get("__file__") or ""):
+            home = attrs.get("__name__")
+            for name in sorted(names):
+                if name in attrs and not name.startswith("__") and (home, (name,)) not in self.items:
+                    self.value(home, (name,), attrs[name], names)
+        elif value is sys and "argv" in names:
+            self.items[("sys", ("argv",))] = sys.argv
+
     def value(self, module: str, path: tuple[str, ...], value: Any, names: set[str]) -> None:
         self.items[(module, path)] = value
         if _is(value, types.ModuleType):
-            attrs = own_dict(value) or {}
-            if project_file(attrs.get("__file__") or ""):
-                home = attrs.get("__name__")
-                for name in sorted(names):
-                    if name in attrs and not name.startswith("__") and (home, (name,)) not in self.items:
-                        self.value(home, (name,), attrs[name], names)
-            elif value is sys and "argv" in names:
-                self.items[("sys", ("argv",))] = sys.argv
+            self.module(value, names)
             return
         self.follow(value)
         if not _is(value, (type, types.FunctionType)) and _project_class(type(value)):
@@ -299,10 +305,15 @@ def in_a_file(module: str) -> bool:
     return _real_file(_file_of(module) or "<none>")
 
 
-def reached(func: Any) -> list[Item]:
-    """The module-level values `func` reaches, with their fingerprints."""
+def reached(func: Any, also: Iterable[Any] = ()) -> list[Item]:
+    """The module-level values `func` reaches, with their fingerprints.
+    `also`: more values the call reaches (its arguments: a function passed
+    in reads module state too; the callables in library settings)."""
     walker = _Walker()
     walker.follow(func)
+    for value in also:
+        if not _is(value, (str, bytes, int, float, complex, bool, type(None))):
+            walker.follow(value)
     items = []
     for (module, path), value in sorted(walker.items.items(), key=lambda kv: kv[0]):
         if path == (getattr(func, "__name__", None),) and original(value) is func:
@@ -314,10 +325,23 @@ def reached(func: Any) -> list[Item]:
 _MISSING = object()
 
 
+def _descriptor(owner: Any, name: str) -> Any:
+    """A class's own staticmethod or classmethod named `name`, else None:
+    the walker records its function (`getattr` would give a bound method,
+    another value)."""
+    if _is(owner, type):
+        raw = vars(owner).get(name)
+        if _is(raw, (staticmethod, classmethod)):
+            return raw
+    return None
+
+
 def lookup(module: Any, path: tuple[str, ...]) -> Any:
     target = module
     for part in path:
-        target = getattr(original(target), part, _MISSING)
+        owner = original(target)
+        raw = _descriptor(owner, part)
+        target = raw.__func__ if raw is not None else getattr(owner, part, _MISSING)
         if target is _MISSING:
             return _MISSING
     return target
@@ -327,6 +351,9 @@ def assign(module: Any, path: tuple[str, ...], value: Any) -> None:
     target = module
     for part in path[:-1]:
         target = original(getattr(target, part))
+    raw = _descriptor(target, path[-1])
+    if raw is not None and _is(value, types.FunctionType):
+        value = type(raw)(value)  # still a class or static method
     setattr(target, path[-1], value)
 
 

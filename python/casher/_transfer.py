@@ -7,6 +7,7 @@ the child maps them back without a copy.
 
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 import sys
@@ -34,20 +35,52 @@ def polars_series_of_frame(table: Any) -> Any:
     return pl.from_arrow(table).to_series(0)
 
 
+def _polars(obj: Any) -> Any:
+    if "polars" in sys.modules:
+        import polars as pl
+
+        if type(obj) is pl.DataFrame:
+            return polars_frame, (obj.to_arrow(),)
+        if type(obj) is pl.Series:
+            return polars_series_of_frame, (obj.to_frame().to_arrow(),)
+    return NotImplemented
+
+
 class Pickler(pickle.Pickler):
     def reducer_override(self, obj: Any) -> Any:
-        if "polars" in sys.modules:
-            import polars as pl
-
-            if type(obj) is pl.DataFrame:
-                return polars_frame, (obj.to_arrow(),)
-            if type(obj) is pl.Series:
-                return polars_series_of_frame, (obj.to_frame().to_arrow(),)
-        return NotImplemented
+        return _polars(obj)
 
 
-def dumps(value: Any, buffers: list) -> bytes:
-    """Protocol 5; large buffers are appended to `buffers` instead of copied."""
+@functools.cache
+def _cloud_pickler() -> type:
+    import cloudpickle
+
+    class CloudPickler(cloudpickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            found = _polars(obj)
+            return super().reducer_override(obj) if found is NotImplemented else found
+
+    return CloudPickler
+
+
+def cloud_pickler(*args: Any, **kwargs: Any) -> Any:
+    """cloudpickle's pickler, with polars frames sent as above."""
+    return _cloud_pickler()(*args, **kwargs)
+
+
+def dumps(value: Any, buffers: list, by_value: bool = False, main_there: bool = False) -> bytes:
+    """Protocol 5; large buffers are appended to `buffers` instead of copied.
+    A value that names the caller's `__main__` (a function or an instance of
+    a class defined in the script) goes with cloudpickle, by value, unless
+    the child has the caller's `__main__` too (`main_there`: the function is
+    defined there). Everything does when `by_value` (a function sent by
+    value)."""
     out = io.BytesIO()
-    Pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
+    if not by_value:
+        Pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
+        data = out.getvalue()
+        if main_there or b"__main__" not in data:
+            return data
+        out, buffers[:] = io.BytesIO(), []
+    cloud_pickler(out, protocol=5, buffer_callback=buffers.append).dump(value)
     return out.getvalue()

@@ -37,7 +37,14 @@ def dumps(value: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
         return False
 
     out = io.BytesIO()
-    _transfer.Pickler(out, protocol=5, buffer_callback=keep).dump(value)
+    try:
+        _transfer.Pickler(out, protocol=5, buffer_callback=keep).dump(value)
+    except Exception:
+        # A class that exists here only by value (it came with an argument
+        # from the caller's `__main__`) goes back by value: cloudpickle
+        # finds the caller's own class again by its tracking id.
+        out, buffers[:] = io.BytesIO(), []
+        _transfer.cloud_pickler(out, protocol=5, buffer_callback=keep).dump(value)
     return out.getvalue(), buffers
 
 
@@ -80,14 +87,15 @@ def _map(path: str) -> Any:
 _EXTRAS = b"casher-extras-v2\n"
 
 
-def pack_value(value: bytes, defaults: bytes | None, rng: dict | None = None) -> bytes:
+def pack_value(value: bytes, defaults: bytes | None, rng: dict | None = None, mark: bytes | None = None) -> bytes:
     """The stored blob: the pickled value, preceded (when there are any) by
     what the call changed in the caller's process besides its result: the
     function's defaults, pickled, and the states of the global random
-    generators it drew from (a pickle never starts with `_EXTRAS`)."""
-    if defaults is None and not rng:
+    generators it drew from; and the mark of the frames in its output, if
+    it has any (`casher._events`). A pickle never starts with `_EXTRAS`."""
+    if defaults is None and not rng and mark is None:
         return value
-    extras = pickle.dumps({"defaults": defaults, "rng": rng or {}}, protocol=5)
+    extras = pickle.dumps({"defaults": defaults, "rng": rng or {}, "mark": mark}, protocol=5)
     return _EXTRAS + struct.pack("<Q", len(extras)) + extras + value
 
 
@@ -115,3 +123,39 @@ def apply_defaults(func: Any, defaults: bytes | None) -> None:
     """Leaves the function's defaults as the call left them."""
     if defaults is not None:
         func.__defaults__, func.__kwdefaults__ = pickle.loads(defaults)
+
+
+def rebuild_exception(cls: type, args: tuple, state: dict) -> BaseException:
+    """An exception of `cls` with these args and attributes, made without
+    running its `__init__` (which may take other arguments)."""
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class _Parts:
+    def __init__(self, exc: BaseException) -> None:
+        self.parts = (type(exc), exc.args, dict(getattr(exc, "__dict__", {})))
+
+    def __reduce__(self) -> tuple:
+        return rebuild_exception, self.parts
+
+
+def exception_blob(exc: BaseException) -> bytes | None:
+    """An exception (or a warning) pickled so that the caller gets it back:
+    its own pickle when that loads (one whose `__init__` takes other
+    arguments than it keeps in `args` does not: `Coded(42, "odd")`), else
+    its class, args and attributes, rebuilt without running `__init__`.
+    None when neither pickles."""
+    try:
+        blob = pickle.dumps(exc, protocol=5)
+        pickle.loads(blob)
+        return blob
+    except Exception:
+        pass
+    try:
+        return pickle.dumps(_Parts(exc), protocol=5)
+    except Exception:
+        return None
+

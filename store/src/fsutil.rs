@@ -61,9 +61,21 @@ pub fn temp_path(dir: &Path) -> PathBuf {
     dir.join(temp_name())
 }
 
+/// What `write_atomic` promises after a power loss (concurrent readers see
+/// the old content or the new, never a partial file, either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The old content or the new: the data is flushed before the rename.
+    Synced,
+    /// The new name may hold a torn file: only for content that is verified
+    /// on every read (a record authenticates with its MAC, a torn one is a
+    /// miss). Skipping the flush takes ~2.5 ms off every `@cached` miss.
+    Verified,
+}
+
 /// Writes `bytes` to `path` through a temp file + rename: readers see the
 /// old content or the new, never a partial file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     // `gc` removes key directories it emptied; a writer that loses that
     // race recreates the directory and tries again.
@@ -75,7 +87,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         let result = (|| {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
-            f.sync_data()?;
+            if durability == Durability::Synced {
+                f.sync_data()?;
+            }
             std::fs::rename(&tmp, path)
         })();
         match result {

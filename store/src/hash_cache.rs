@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fsutil::{hash_file, write_atomic, Stamp};
+use crate::fsutil::{hash_file, write_atomic, Durability, Stamp};
 use crate::id::ObjectId;
 use crate::lookup::stamp_trusted;
 use crate::record::StoredPath;
@@ -99,7 +99,7 @@ impl HashCache {
             entries: list,
         };
         if let Ok(bytes) = postcard::to_stdvec(&disk) {
-            if let Err(err) = write_atomic(&self.file, &bytes) {
+            if let Err(err) = write_atomic(&self.file, &bytes, Durability::Synced) {
                 tracing::debug!("could not save the hash cache: {err}");
             }
         }

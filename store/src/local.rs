@@ -20,7 +20,7 @@ use crate::auth::Keys;
 use crate::backend::{Backend, StoredVariant};
 use crate::counters::Counters;
 use crate::error::{Result, StoreError};
-use crate::fsutil::{copy_hashing, hash_file, temp_path, write_atomic, Stamp};
+use crate::fsutil::{copy_hashing, hash_file, temp_path, write_atomic, Durability, Stamp};
 use crate::id::ObjectId;
 use crate::record::{Rejected, Variant};
 use crate::shared_sets::SharedSets;
@@ -368,7 +368,7 @@ impl Backend for LocalBackend {
         let suffix = format!("-{}.var", &inputs[..16]);
         let file = format!("{:020}{suffix}", variant.created_ns);
         let dir = self.key_dir(&variant.key);
-        write_atomic(&dir.join(&file), &bytes)?;
+        write_atomic(&dir.join(&file), &bytes, Durability::Verified)?;
         self.forget_listing(&variant.key);
         // The same inputs recorded earlier: superseded by this record. Only
         // older records (names start with the creation time): two writers
@@ -401,7 +401,11 @@ impl Backend for LocalBackend {
     }
 
     fn replace_variant(&self, name: &str, variant: &Variant) -> Result<()> {
-        write_atomic(&self.variant_path(name), &self.encode(variant)?.0)
+        write_atomic(
+            &self.variant_path(name),
+            &self.encode(variant)?.0,
+            Durability::Verified,
+        )
     }
 
     fn touch_variant(&self, name: &str) {

@@ -415,23 +415,27 @@ fn truncated_object_is_detected_on_read() {
     ));
 }
 
+/// The file of the one record under `key`.
+fn record_file(store: &Store, key: &str) -> std::path::PathBuf {
+    let dir = store
+        .cache_dir()
+        .join("store-v1/entries")
+        .join(&key[..2])
+        .join(key);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 #[test]
 fn corrupt_record_is_a_miss_and_verify_reports_it() {
     let e = env();
     let k = key(11);
     e.store.record(&variant(&k, vec![], vec![])).unwrap();
-    let dir = e
-        .store
-        .cache_dir()
-        .join("store-v1/entries")
-        .join(&k[..2])
-        .join(&k);
-    let record = std::fs::read_dir(&dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let record = record_file(&e.store, &k);
     let mut bytes = std::fs::read(&record).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -446,6 +450,28 @@ fn corrupt_record_is_a_miss_and_verify_reports_it() {
     );
     assert!(!e.store.verify(true).is_empty());
     assert!(e.store.verify(false).is_empty(), "repair removed it");
+}
+
+/// Records are not fsynced (`Durability::Verified`): after a power loss the
+/// new name may hold nothing, a prefix, or zeros. Each is a miss.
+#[test]
+fn a_record_torn_by_a_power_loss_is_a_miss() {
+    type Tear = fn(&[u8]) -> Vec<u8>;
+    let tears: [(&str, Tear); 3] = [
+        ("empty", |_| Vec::new()),
+        ("prefix", |b| b[..b.len() / 2].to_vec()),
+        ("zeros", |b| vec![0; b.len()]),
+    ];
+    for (n, (what, tear)) in tears.into_iter().enumerate() {
+        let e = env();
+        let k = key(40 + n as u8);
+        e.store.record(&variant(&k, vec![], vec![])).unwrap();
+        assert!(hit(&e.store, &k).is_some());
+        let record = record_file(&e.store, &k);
+        let bytes = std::fs::read(&record).unwrap();
+        std::fs::write(&record, tear(&bytes)).unwrap();
+        assert_eq!(miss(&e.store, &k), Miss::NotSeen, "{what}");
+    }
 }
 
 #[test]

@@ -194,12 +194,11 @@ class CachedFunction(_peek.Wrapper):
         # with the store's secret, like the variables the call reads itself.
         return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, list(self._env), os.getcwd())
 
-    def _state(self, args: tuple, kwargs: dict, settings: _settings.Settings) -> list[_state.Item]:
+    def _state(self, args: tuple, kwargs: dict, held: list[Any]) -> list[_state.Item]:
         # What the call reaches besides its function: its arguments (a
         # function passed in reads module state) and the settings' callables
-        # (a float format reading a global).
-        also = [*args, *kwargs.values(), *_settings.callables(settings)]
-        items = _state.reached(self._func, also)
+        # (`held`: a float format reading a global).
+        items = _state.reached(self._func, [*args, *kwargs.values(), *held])
         if self._decide_mode() == "value":
             # What it uses from `python -c` or a notebook travels with it by
             # value; modules the child imports are compared as for any call.
@@ -220,8 +219,8 @@ class CachedFunction(_peek.Wrapper):
                 log.warning("%s is a generator or coroutine function: its calls run uncached", self._func.__qualname__)
             return self._func(*args, **kwargs)
         settings = _settings.capture()
-        state = self._state(args, kwargs, settings)
-        settings_print = _settings.fingerprint(settings)
+        settings_print, held = _settings.examine(settings)
+        state = self._state(args, kwargs, held)
         key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments
         rng = _randomness.states()
         drawn_from = _randomness.digests(rng)
@@ -306,7 +305,8 @@ class CachedFunction(_peek.Wrapper):
     def explain(self, *args: Any, **kwargs: Any) -> str:
         """'hit', or 'miss: ' and what changed since the newest variant."""
         settings = _settings.capture()
-        key = self._key(args, kwargs, self._state(args, kwargs, settings), _settings.fingerprint(settings))
+        settings_print, held = _settings.examine(settings)
+        key = self._key(args, kwargs, self._state(args, kwargs, held), settings_print)
         return _cache(self._cache_dir).explain(key, _randomness.digests(_randomness.states()))
 
 

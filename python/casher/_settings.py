@@ -85,33 +85,24 @@ def capture() -> Settings:
     return settings
 
 
-def callables(settings: Settings) -> list[Any]:
-    """The functions in settings (a pandas float format): the code they
-    reach is the call's too."""
-    found: list[Any] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, (list, tuple)):
-            for v in value:
-                walk(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif callable(value) and not isinstance(value, type):
-            found.append(value)
-
-    walk(settings)
-    return found
-
-
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
+_last: list[str] = []
+"""The `repr` and fingerprint of the last settings examined that held no
+callable: every call examines the settings, and they rarely change."""
 
-def fingerprint(settings: Settings) -> str:
-    """Stable across processes. A class (a warning category) by its name;
-    another callable (a formatter: `"{:.2f}".format`, a lambda, a partial)
-    by the hash of its cloudpickle, which holds what it is bound to; one
-    that cannot be pickled equals nothing (it cannot be sent either)."""
+
+def examine(settings: Settings) -> tuple[str, list[Any]]:
+    """Their fingerprint, stable across processes, and the callables in
+    them (a pandas float format: the code they reach is the call's too).
+    A class (a warning category) counts by its name; another callable (a
+    formatter: `"{:.2f}".format`, a lambda, a partial) by the hash of its
+    cloudpickle, which holds what it is bound to; one that cannot be
+    pickled equals nothing (it cannot be sent either)."""
+    text = repr(settings)  # strict: `True`, `1` and `1.0` differ
+    if _last and _last[0] == text:
+        return _last[1], []
+    found: list[Any] = []
 
     def canon(value: Any) -> Any:
         if type(value) in _PLAIN:  # most options: the fast way
@@ -123,6 +114,7 @@ def fingerprint(settings: Settings) -> str:
         if isinstance(value, type):
             return f"class {value.__module__}.{value.__qualname__}"
         if callable(value):
+            found.append(value)
             try:
                 import cloudpickle
 
@@ -132,7 +124,15 @@ def fingerprint(settings: Settings) -> str:
             return "callable " + hashlib.blake2b(blob, digest_size=16).hexdigest()
         return repr(value)
 
-    return repr(canon(settings))
+    printed = repr(canon(settings))
+    # With a callable, the same repr may hide other behaviour (a closure
+    # whose cell changed): examined again each time.
+    _last[:] = [] if found else [text, printed]
+    return printed, found
+
+
+def fingerprint(settings: Settings) -> str:
+    return examine(settings)[0]
 
 
 _AT_IMPORT: list[str] = []

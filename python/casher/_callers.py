@@ -46,12 +46,15 @@ def stack() -> list[Frame]:
     return frames
 
 
-@functools.lru_cache(maxsize=256)
+@functools.cache
+def _template() -> types.CodeType:
+    module = compile("def _(): return __casher_inner__(*__casher_args__, **__casher_kwargs__)\n", "<casher>", "exec", dont_inherit=True)
+    return next(c for c in module.co_consts if isinstance(c, types.CodeType))
+
+
 def _code(file: str, line: int, function: str) -> types.CodeType:
-    source = "\n" * (max(line, 1) - 1) + "def _(): return __casher_inner__(*__casher_args__, **__casher_kwargs__)\n"
-    module = compile(source, file, "exec", dont_inherit=True)
-    code = next(c for c in module.co_consts if isinstance(c, types.CodeType))
-    return code.replace(co_name=function, co_qualname=MARK)
+    # Its one line is `co_firstlineno` (line numbers are offsets from it).
+    return _template().replace(co_filename=file, co_firstlineno=max(line, 1), co_name=function, co_qualname=MARK)
 
 
 def call_from(frames: list[Frame], func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

@@ -1,0 +1,305 @@
+"""What a plain call shares with its caller besides its arguments: library
+settings (holding callables too), the global generators when the call
+raises, module state reached through holders of every kind, through
+arguments and through settings, class and static methods, the caller's
+script's functions and classes. Each test runs the same script with casher
+and without it (tests/cached_oracle.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cached_oracle import Twin
+
+def test_settings_holding_callables(tmp_path: Path, cache_dir: Path) -> None:
+    """pandas' float format and numpy's error callback are the caller's."""
+    twin = Twin(
+        tmp_path,
+        {
+            "mod.py": """
+                import numpy as np
+                import pandas as pd
+                from casher import cached
+
+                @cached
+                def f(n):
+                    with np.errstate(divide="call"):
+                        inf = (np.array([1.0]) / 0).tolist()
+                    return str(pd.DataFrame({"a": [1.123456789 * n, 2.5]})), inf
+            """,
+            "main.py": """
+                import sys
+
+                import numpy as np
+                import pandas as pd
+
+                import mod
+
+                digits = int(sys.argv[1])
+                pd.set_option("display.float_format", ("{:.%df}" % digits).format)
+                np.seterrcall(lambda kind, flag: print("handler", digits, kind))
+                print(mod.f(1))
+            """,
+        },
+    )
+    twin.check("main.py", "4", hits=0)
+    twin.check("main.py", "2", hits=0)
+    twin.check("main.py", "4", hits=1)
+
+
+def test_a_call_that_draws_then_raises_advances_the_callers_generators(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import random
+
+                from casher import cached
+
+                @cached
+                def f(x):
+                    random.random()
+                    raise ValueError("boom")
+
+                random.seed(1)
+                try:
+                    f(1)
+                except ValueError as exc:
+                    print("error:", exc)
+                print(random.random())
+            """
+        },
+    )
+    twin.check("main.py")
+    twin.check("main.py")
+
+
+HOLDERS = {
+    "dict-value": ("HOLDER = {'s': helpers.scaled}", "HOLDER['s'](x)", ""),
+    "list-of-partials": ("import functools\nHOLDER = [functools.partial(helpers.scaled)]", "HOLDER[0](x)", ""),
+    "instance-attribute": ("HOLDER = Box(None)\nHOLDER.fn = helpers.scaled", "HOLDER.fn(x)", ""),
+    "partial-args": ("import functools\nHOLDER = functools.partial(apply, helpers.scaled)", "HOLDER(x)", "def apply(fn, x):\n    return fn(x)\n"),
+    "bound-self": ("HOLDER = Box(helpers.scaled).run", "HOLDER(x)", ""),
+    "class-attribute": ("Box.REGISTRY = {'s': helpers.scaled}", "Box.REGISTRY['s'](x)", ""),
+    "default": ("def HOLDER(x, fn=helpers.scaled):\n    return fn(x)", "HOLDER(x)", ""),
+    "getattr-string": ("", "getattr(helpers, 'scaled')(x)", ""),
+    "deque": ("import collections\nHOLDER = collections.deque([helpers.scaled])", "HOLDER[0](x)", ""),
+    "namespace": ("import types\nHOLDER = types.SimpleNamespace(fn=helpers.scaled)", "HOLDER.fn(x)", ""),
+    "dict-key": ("HOLDER = {helpers.scaled: 1}", "next(iter(HOLDER))(x)", ""),
+    "behind-many-numbers": ("HOLDER = [list(range(30_000)), [helpers.scaled]]", "HOLDER[1][0](x)", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOLDERS))
+def test_a_function_reached_through_any_holder_uses_the_callers_state(tmp_path: Path, cache_dir: Path, case: str) -> None:
+    setup, use, extra = HOLDERS[case]
+    twin = Twin(
+        tmp_path,
+        {
+            "helpers.py": """
+                SCALE = 1
+
+                def scaled(x):
+                    return x * SCALE
+            """,
+            "mod.py": "\n".join(
+                [
+                    "from casher import cached",
+                    "import helpers",
+                    extra,
+                    "class Box:",
+                    "    def __init__(self, fn):",
+                    "        self.fn = fn",
+                    "    def run(self, x):",
+                    "        return self.fn(x)",
+                    setup,
+                    "@cached",
+                    "def f(x):",
+                    f"    return {use}",
+                ]
+            ),
+            "main.py": """
+                import sys
+                import helpers
+                import mod
+
+                helpers.SCALE = int(sys.argv[1])
+                print(mod.f(3))
+            """,
+        },
+    )
+    twin.check("main.py", "1", hits=0)
+    twin.check("main.py", "1", hits=1)
+    twin.check("main.py", "10", hits=0)
+
+
+def test_class_and_static_methods_of_project_classes(tmp_path: Path, cache_dir: Path) -> None:
+    """They are compared as the functions they hold (a bound method is
+    another value each time), and one the caller replaced is sent as what it
+    was: still a class method."""
+    twin = Twin(
+        tmp_path,
+        {
+            "ops.py": """
+                from casher import cached
+
+                class Op:
+                    @classmethod
+                    def make(cls, x):
+                        return (cls.__name__, x * 2)
+
+                    @staticmethod
+                    def twice(x):
+                        return x * 2
+
+                @cached
+                def f(x):
+                    return Op.make(x), Op.twice(x)
+            """,
+            "main.py": """
+                import sys
+                import ops
+
+                if "patched" in sys.argv:
+                    ops.Op.make = classmethod(lambda cls, x: (cls.__name__, x * 100))
+                print(ops.f(2))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=1)
+    twin.check("main.py", "patched", hits=0)
+    twin.check("main.py", "patched", hits=1)
+
+
+def test_what_the_arguments_and_settings_reach_is_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    """A function passed in (plain, partial, bound method) and a pandas float
+    format read module state the caller changed."""
+    # (ops.py's functions are reached at run time only: keyed on the file.)
+    twin = Twin(
+        tmp_path,
+        {
+            "ops.py": """
+                SCALE = 1
+                CURRENCY = "$"
+
+                def scale(x):
+                    return x * SCALE
+
+                def money(v):
+                    return f"{CURRENCY}{v:.2f}"
+
+                class Scaler:
+                    def run(self, x):
+                        return scale(x)
+            """,
+            "lib.py": """
+                import pandas as pd
+                from casher import cached
+
+                @cached
+                def apply(fn, x):
+                    return fn(x)
+
+                @cached
+                def show(v):
+                    return str(pd.DataFrame({"v": [v]}))
+            """,
+            "main.py": """
+                import functools
+                import sys
+
+                import pandas as pd
+
+                import lib
+                import ops
+
+                ops.SCALE = int(sys.argv[1])
+                ops.CURRENCY = sys.argv[2]
+                pd.set_option("display.float_format", ops.money)
+                print(lib.apply(ops.scale, 2), lib.apply(functools.partial(ops.scale), 3), lib.apply(ops.Scaler().run, 4))
+                print(lib.show(1.5))
+            """,
+        },
+    )
+    twin.check("main.py", "1", "$", hits=0)
+    twin.check("main.py", "1", "$", hits=4)
+    twin.check("main.py", "10", "$", hits=1)
+    # Settings are keyed for every call (any call may print a frame).
+    twin.check("main.py", "10", "EUR ", hits=0)
+
+
+def test_functions_and_instances_of_the_callers_script_as_arguments(tmp_path: Path, cache_dir: Path) -> None:
+    """The child's `__main__` is not the caller's script: they go by value,
+    and an instance comes back as the caller's class."""
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                from casher import cached
+
+                @cached
+                def apply(fn, x):
+                    return fn(x)
+
+                @cached
+                def same(p):
+                    return p
+            """,
+            "main.py": """
+                from dataclasses import dataclass
+
+                import lib
+
+                FACTOR = 3
+
+                def mul(x):
+                    return x * FACTOR
+
+                @dataclass
+                class Point:
+                    x: int
+
+                back = lib.same(Point(4))
+                print(lib.apply(mul, 2), back, type(back) is Point)
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=2)
+    twin.edit("main.py", "FACTOR = 3", "FACTOR = 5")
+    twin.check("main.py", hits=1)
+
+
+def test_polars_configuration_is_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                import polars as pl
+                from casher import cached
+
+                @cached
+                def show(n):
+                    return str(pl.DataFrame({"a": list(range(n)), "b": [x / 3 for x in range(n)]}))
+            """,
+            "main.py": """
+                import sys
+
+                import polars as pl
+
+                from lib import show
+
+                print(show(12))
+                if len(sys.argv) > 1:
+                    pl.Config.set_tbl_rows(int(sys.argv[1]))
+                    pl.Config.set_float_precision(2)
+                print(show(12))
+            """,
+        },
+    )
+    twin.check("main.py", hits=1)
+    twin.check("main.py", "4", hits=1)
+    twin.check("main.py", "6", hits=1)

@@ -303,3 +303,39 @@ def test_polars_configuration_is_the_callers(tmp_path: Path, cache_dir: Path) ->
     twin.check("main.py", hits=1)
     twin.check("main.py", "4", hits=1)
     twin.check("main.py", "6", hits=1)
+
+
+def test_a_setting_that_cannot_be_examined_runs_the_call_uncached(tmp_path: Path, cache_dir: Path) -> None:
+    """An error callback whose `repr` raises: the call still runs, once
+    warned, and returns the plain call's value."""
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                import numpy as np
+                from casher import cached
+
+                @cached
+                def f(x):
+                    with np.errstate(divide="call"):
+                        return (np.array([x]) / 0).tolist()
+            """,
+            "main.py": """
+                import numpy as np
+
+                import lib
+
+                class Handler:
+                    def __call__(self, kind, flag):
+                        print("handler", kind)
+
+                    def __repr__(self):
+                        raise RuntimeError("no repr")
+
+                np.seterrcall(Handler())
+                print(lib.f(1.0), lib.f(2.0))
+            """,
+        },
+    )
+    run = twin.check("main.py", hits=0)
+    assert run.err.count("could not be examined") == 1, run.err

@@ -218,9 +218,13 @@ class CachedFunction(_peek.Wrapper):
                 self._said_lazy = True
                 log.warning("%s is a generator or coroutine function: its calls run uncached", self._func.__qualname__)
             return self._func(*args, **kwargs)
-        settings = _settings.capture()
-        settings_print, held = _settings.examine(settings)
-        state = self._state(args, kwargs, held)
+        try:
+            settings = _settings.capture()
+            settings_print, held = _settings.examine(settings)
+            state = self._state(args, kwargs, held)
+        except Exception as exc:  # a value whose repr or pickle fails: never the program's failure
+            self._warn_once("examine", "%s runs uncached: what it reaches in this process could not be examined (%s)", self._func.__qualname__, exc)
+            return self._func(*args, **kwargs)
         key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments
         rng = _randomness.states()
         drawn_from = _randomness.digests(rng)

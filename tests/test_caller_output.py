@@ -285,3 +285,47 @@ def test_output_that_looks_like_a_frame_is_output(tmp_path: Path, cache_dir: Pat
         run = twin.check("main.py", hits=hits)
         assert "injected" in run.out and "LOG injected" not in run.out, run.out
         assert "injected" in run.err, run.err
+
+
+def test_output_bytes_arrive_as_written(tmp_path: Path, cache_dir: Path) -> None:
+    """Invalid UTF-8 and text in the caller's own encoding (latin-1) are
+    the bytes the call wrote, on a miss and on a hit."""
+    import os
+    import subprocess
+    import sys
+
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                import sys
+                from casher import cached
+
+                @cached
+                def f(x):
+                    print("café", x)
+                    sys.stdout.flush()
+                    sys.stdout.buffer.write(b"\\xe2\\x82 \\xff\\n")
+                    sys.stdout.flush()
+                    print("naïve", file=sys.stderr)
+                    return x
+            """,
+            "main.py": """
+                import lib
+
+                print(lib.f(1))
+            """,
+        },
+    )
+
+    def run(which: str) -> tuple[int, bytes, bytes]:
+        base = twin.plain if which == "plain" else twin.cached
+        env = dict(os.environ, PYTHONPATH=str(base) if which == "plain" else "", PYTHONIOENCODING="latin-1")
+        proc = subprocess.run([sys.executable, "main.py"], cwd=base, env=env, capture_output=True, timeout=180)
+        err = b"".join(line for line in proc.stderr.splitlines(keepends=True) if not line.startswith(b"casher:"))
+        return proc.returncode, proc.stdout, err
+
+    plain = run("plain")
+    assert plain[1].startswith("café 1\n".encode("latin-1")), plain
+    for _ in range(2):  # a miss, then a hit
+        assert run("cached") == plain

@@ -339,3 +339,130 @@ def test_a_setting_that_cannot_be_examined_runs_the_call_uncached(tmp_path: Path
     )
     run = twin.check("main.py", hits=0)
     assert run.err.count("could not be examined") == 1, run.err
+
+
+def test_class_attributes_and_properties_reached_through_arguments(tmp_path: Path, cache_dir: Path) -> None:
+    """An instance or a bound method passed in reaches its class: a class
+    attribute the caller changed (on the class or a base) and a property it
+    replaced are the caller's."""
+    twin = Twin(
+        tmp_path,
+        {
+            "helper.py": """
+                class Base:
+                    SCALE = 1
+
+                class Scaler(Base):
+                    OFFSET = 0
+
+                    def scale(self, x):
+                        return x * self.SCALE + self.OFFSET
+
+                    @property
+                    def label(self):
+                        return "orig"
+            """,
+            "lib.py": """
+                from casher import cached
+
+                @cached
+                def use(obj, x):
+                    return obj.scale(x), obj.label
+
+                @cached
+                def apply(fn, x):
+                    return fn(x)
+            """,
+            "main.py": """
+                import sys
+
+                import helper
+                import lib
+
+                helper.Scaler.OFFSET = int(sys.argv[1])
+                helper.Base.SCALE = int(sys.argv[2])
+                if len(sys.argv) > 3:
+                    helper.Scaler.label = property(lambda self: "patched")
+                print(lib.use(helper.Scaler(), 3), lib.apply(helper.Scaler().scale, 2))
+            """,
+        },
+    )
+    twin.check("main.py", "0", "1", hits=0)
+    twin.check("main.py", "0", "1", hits=2)
+    twin.check("main.py", "100", "1", hits=0)
+    twin.check("main.py", "100", "5", hits=0)
+    twin.check("main.py", "100", "5", "patch", hits=0)  # both reach the class
+
+
+def test_a_script_without_a_main_guard_does_its_work_once(tmp_path: Path, cache_dir: Path) -> None:
+    """The child imports the caller's script for its function without
+    running the work it does at the top level: files it writes, what it
+    prints, an exit after the call."""
+    twin = Twin(
+        tmp_path,
+        {
+            "main.py": """
+                import sys
+                from casher import cached
+
+                LOG = "side.txt"
+                CONFIG = dict(factor=int(sys.argv[1]))
+
+                @cached
+                def f(n):
+                    return n * CONFIG["factor"]
+
+                with open(LOG, "a") as fh:
+                    fh.write("top-level ran\\n")
+                results = [f(i) for i in range(3)]
+                print("results", results)
+                print(open(LOG).read(), end="")
+                if len(sys.argv) > 2:
+                    sys.exit(int(sys.argv[2]))
+                print("end")
+            """
+        },
+    )
+    twin.check("main.py", "2", hits=0)
+    twin.check("main.py", "2", hits=3)
+    twin.check("main.py", "5", hits=0)
+    plain = twin.run("plain", "main.py", "5", "3")
+    cached = twin.run("cached", "main.py", "5", "3")
+    assert (cached.code, cached.out) == (plain.code, plain.out) == (3, plain.out), (plain, cached)
+
+
+def test_exceptions_keep_what_they_were_raised_from(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                from casher import cached
+
+                class Failed(Exception):
+                    def __init__(self, code, text):
+                        super().__init__(text)
+                        self.code = code
+
+                @cached
+                def f(how):
+                    try:
+                        {}["missing"]
+                    except KeyError as exc:
+                        if how == "from":
+                            raise Failed(7, "lookup failed") from exc
+                        if how == "during":
+                            raise ValueError("while handling")
+                        raise Failed(8, "no context") from None
+            """,
+            "main.py": """
+                import lib
+
+                for how in ("from", "during", "none"):
+                    try:
+                        lib.f(how)
+                    except Exception as exc:
+                        print(type(exc).__name__, exc, getattr(exc, "code", None), type(exc.__cause__).__name__ if how != "during" else "-", type(exc.__context__).__name__, exc.__suppress_context__)
+            """,
+        },
+    )
+    twin.check("main.py")

@@ -93,15 +93,14 @@ class ChildTraceback(Exception):
 
 
 def _child_exception(result: dict, qualname: str) -> BaseException:
-    exc = None
-    if result.get("exception") is not None:
-        try:
-            exc = pickle.loads(result["exception"])
-        except Exception:
-            exc = None
-    if not isinstance(exc, BaseException):
+    exc = _values.rebuild_chain(result.get("chain"))
+    if exc is None:
         exc = CasherError(f"{qualname} raised {result['type']}: {result['message']}")
-    exc.__cause__ = ChildTraceback("in the traced process running " + qualname + ":\n" + result["traceback"])
+    where = ChildTraceback("in the traced process running " + qualname + ":\n" + result["traceback"])
+    if exc.__cause__ is None and exc.__context__ is None:
+        exc.__cause__ = where
+    else:  # raised from another: that is what a plain call shows
+        log.debug("%s", where)
     return exc
 
 

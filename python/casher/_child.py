@@ -81,20 +81,18 @@ def _as_main(module: Any, name: str) -> None:
 def load_module(payload: dict) -> Any:
     if payload["module"] != "__main__":
         return importlib.import_module(payload["module"])
-    if payload.get("main_spec"):
-        # `python -m pkg.mod`: imported under its package name, so its
-        # relative imports resolve; its `__main__` block does not run.
-        module = importlib.import_module(payload["main_spec"])
-        _as_main(module, payload["main_spec"])
-        return module
-    # A script: loaded under another name so its `if __name__ ==
-    # "__main__"` block does not run.
-    spec = importlib.util.spec_from_file_location("__casher_main__", payload["file"])
+    from casher import _script
+
+    # `python -m pkg.mod`: loaded under its package name, so its relative
+    # imports resolve; a script under another name. Without the work it
+    # does at the top level (`casher._script`).
+    name = payload.get("main_spec") or "__casher_main__"
+    spec = importlib.util.spec_from_file_location(name, payload["file"], loader=_script.Loader(name, payload["file"]))
     module = importlib.util.module_from_spec(spec)
-    sys.modules["__casher_main__"] = module
+    sys.modules[name] = module
     sys.modules["__main__"] = module
     spec.loader.exec_module(module)
-    _as_main(module, "__casher_main__")
+    _as_main(module, name)
     return module
 
 
@@ -316,6 +314,7 @@ def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
         return {
             "ok": False,
             "exception": _values.exception_blob(exc),
+            "chain": _values.exception_chain(exc),
             "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
             "message": str(exc),
             "traceback": traceback.format_exc(),

@@ -257,19 +257,35 @@ class Writer:
         """`mark`: the call's (`new_mark`); None: output without frames."""
         self.mark = mark
         self.framed = False  # a frame was seen: the mark is stored with the entry
-        self._decoders = {1: codecs.getincrementaldecoder("utf-8")("replace"), 2: codecs.getincrementaldecoder("utf-8")("replace")}
+        self._decoders: dict[int, Any] = {}
         self._pending = {1: b"", 2: b""}
 
-    def _write(self, stream: int, data: bytes) -> None:
-        if data:
-            target = sys.stdout if stream == 1 else sys.stderr
-            target.write(self._decoders[stream].decode(data))
+    def _write(self, stream: int, data: bytes, final: bool = False) -> None:
+        """The bytes as the call wrote them, to the stream's binary layer
+        (whatever they hold: invalid UTF-8, another encoding); decoded with
+        the stream's encoding only for a stream without one (a notebook's)."""
+        target = sys.stdout if stream == 1 else sys.stderr
+        buffer = getattr(target, "buffer", None)
+        if buffer is not None:
+            if data:
+                target.flush()
+                buffer.write(data)
+                buffer.flush()
+            return
+        if stream not in self._decoders:
+            try:
+                self._decoders[stream] = codecs.getincrementaldecoder(getattr(target, "encoding", None) or "utf-8")("replace")
+            except LookupError:
+                self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
+        text = self._decoders[stream].decode(data, final)
+        if text:
+            target.write(text)
             target.flush()
 
     def close(self) -> None:
         """Writes what was held back as a possible start of a frame."""
         for stream, data in self._pending.items():
-            self._write(stream, data)
+            self._write(stream, data, final=True)
         self._pending = {1: b"", 2: b""}
 
     def __call__(self, stream: int, data: bytes) -> None:

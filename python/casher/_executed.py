@@ -70,6 +70,13 @@ def capture_loads() -> None:
     SourceFileLoader.get_code = get_code  # type: ignore[method-assign]
 
 
+def loaded(code: types.CodeType) -> None:
+    """A project module's code loaded by other means than a file loader
+    (the caller's script, `casher._script`)."""
+    if project_file(code.co_filename):
+        _loaded.append(code)
+
+
 _replacements: list[types.CodeType] = []
 _replaced: set[int] = set()  # ids of code replaced by a fresh copy (kept alive in `_loaded`)
 

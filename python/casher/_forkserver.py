@@ -138,7 +138,7 @@ def main() -> int:
         return 0
     # A script was loaded under another name (its `__main__` block must not
     # run): calls find it there instead of loading it again.
-    loaded = "__casher_main__" if setup["module"] == "__main__" and not setup.get("main_spec") else None
+    loaded = (setup.get("main_spec") or "__casher_main__") if setup["module"] == "__main__" else None
     # Ctrl-C is for the call, not the server; the call gets the handler
     # the import left (a plain call runs with it).
     _IMPORT_SIGINT[0] = signal.getsignal(signal.SIGINT) or signal.default_int_handler

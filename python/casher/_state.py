@@ -229,12 +229,17 @@ class _Walker:
             self.held([*value.args, *value.keywords.values()], id(value))
         elif _is(value, type) and id(value) not in self.seen:
             self.seen.add(id(value))
+            for base in value.__mro__[1:-1]:  # inherited attributes count too
+                if _project_class(base):
+                    self.follow(base)
             if project_file(_file_of(value.__module__)):
                 path = tuple(value.__qualname__.split("."))
                 for name, attr in list(vars(value).items()):
                     if isinstance(attr, (staticmethod, classmethod)):
                         attr = attr.__func__
                     if isinstance(attr, property):
+                        if "<" not in value.__qualname__:  # a patched property is a change
+                            self.items[(value.__module__, path + (name,))] = attr
                         for f in (attr.fget, attr.fset):
                             if f is not None:
                                 self.follow(f)
@@ -258,6 +263,8 @@ class _Walker:
                 attrs = own_dict(value)
                 if attrs is not None:
                     self.held(attrs.values(), id(value))
+                if _project_class(type(value)):
+                    self.follow(type(value))  # its class's attributes and methods
 
     def held(self, values: Any, owner: int) -> None:
         """Follows what a container (a registry dict, a list of handlers)

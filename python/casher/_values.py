@@ -159,3 +159,34 @@ def exception_blob(exc: BaseException) -> bytes | None:
     except Exception:
         return None
 
+
+def exception_chain(exc: BaseException | None, depth: int = 0) -> dict | None:
+    """`exc` with what it was raised from (`__cause__`, `__context__`), a
+    few levels deep, for `rebuild_chain`."""
+    if exc is None or depth > 4:
+        return None
+    same = exc.__context__ is not None and exc.__context__ is exc.__cause__
+    return {
+        "exception": exception_blob(exc),
+        "cause": exception_chain(exc.__cause__, depth + 1),
+        "context": None if same else exception_chain(exc.__context__, depth + 1),
+        "context_is_cause": same,
+        "suppress": bool(exc.__suppress_context__),
+    }
+
+
+def rebuild_chain(chain: dict | None) -> BaseException | None:
+    """The exception `exception_chain` sent, with its cause and context."""
+    if not chain or chain.get("exception") is None:
+        return None
+    try:
+        exc = pickle.loads(chain["exception"])
+    except Exception:
+        return None
+    if not isinstance(exc, BaseException):
+        return None
+    exc.__cause__ = rebuild_chain(chain.get("cause"))
+    exc.__context__ = exc.__cause__ if chain.get("context_is_cause") else rebuild_chain(chain.get("context"))
+    exc.__suppress_context__ = chain.get("suppress", False)
+    return exc
+

@@ -21,15 +21,16 @@ import sys
 import types
 from typing import Any, Callable
 
-Frame = tuple[str, int, str, str]  # (file, line, module, function)
+Frame = tuple[str, int, str, str, str]  # (file, line, module, function, qualname)
 
 _DEPTH = 8
 """Frames sent: deeper `stacklevel`s blame the top of the child's stack."""
 
 _CASHER = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
-MARK = "<casher: the caller's frame>"
-"""The qualname of those functions: not project code the call executed."""
+INNER = "__casher_inner__"
+"""The global those functions call: it marks them as not project code the
+call executed (they carry the caller's file names)."""
 
 
 def stack() -> list[Frame]:
@@ -41,7 +42,8 @@ def stack() -> list[Frame]:
         code = frame.f_code
         if not code.co_filename.startswith(_CASHER):
             name = frame.f_globals.get("__name__")
-            frames.append((code.co_filename, frame.f_lineno or 1, name if isinstance(name, str) else "<string>", code.co_name))
+            qualname = getattr(code, "co_qualname", code.co_name)
+            frames.append((code.co_filename, frame.f_lineno or 1, name if isinstance(name, str) else "<string>", code.co_name, qualname))
         frame = frame.f_back
     return frames
 
@@ -52,18 +54,23 @@ def _template() -> types.CodeType:
     return next(c for c in module.co_consts if isinstance(c, types.CodeType))
 
 
-def _code(file: str, line: int, function: str) -> types.CodeType:
+def _code(file: str, line: int, function: str, qualname: str) -> types.CodeType:
     # Its one line is `co_firstlineno` (line numbers are offsets from it).
-    return _template().replace(co_filename=file, co_firstlineno=max(line, 1), co_name=function, co_qualname=MARK)
+    return _template().replace(co_filename=file, co_firstlineno=max(line, 1), co_name=function, co_qualname=qualname)
+
+
+def is_copy(code: types.CodeType) -> bool:
+    """Whether `code` is one of the caller's frames copied here."""
+    return INNER in code.co_names
 
 
 def call_from(frames: list[Frame], func: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     """In the child: `func(*args, **kwargs)` called right from the caller's
     frames (innermost first)."""
     call, call_args, call_kwargs = func, args, kwargs
-    for file, line, module, function in frames:
+    for file, line, module, function, qualname in frames:
         try:
-            code = _code(file, int(line), function)
+            code = _code(file, int(line), function, qualname)
         except Exception:  # a frame that cannot be made: the stack ends here
             break
         scope = {"__name__": module, "__builtins__": builtins, "__casher_inner__": call, "__casher_args__": call_args, "__casher_kwargs__": call_kwargs}

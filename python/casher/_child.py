@@ -151,7 +151,11 @@ def apply_state(items: list, fresh: dict | None = None) -> list:
             unsendable.append(".".join((module_name, *path)))
             continue
         pristine = False
-        _state.assign(module, path, value)
+        try:
+            _state.assign(module, path, value)
+        except Exception:  # nowhere to put it here: not the function's error
+            unsendable.append(".".join((module_name, *path)))
+            continue
         brought.append(value)
     if unsendable:
         raise StateMismatch(", ".join(unsendable))
@@ -230,7 +234,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
 
         def profile(frame, event, arg):
             code = frame.f_code
-            if event == "call" and code.co_qualname != _callers.MARK:
+            if event == "call" and not _callers.is_copy(code):
                 executed.add((code.co_filename, code.co_firstlineno, code.co_qualname))
 
         sys.setprofile(profile)

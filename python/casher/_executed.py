@@ -31,7 +31,7 @@ import sys
 import types
 from typing import Callable, Iterator
 
-from casher._callers import MARK
+from casher._callers import is_copy
 from casher._roots import project_file
 
 Executed = list[tuple[str, int, str]]  # (real path, first line, qualname)
@@ -40,7 +40,7 @@ Executed = list[tuple[str, int, str]]  # (real path, first line, qualname)
 def _project_code(code: types.CodeType) -> bool:
     """Project code, not the caller's frames reproduced above the call
     (`casher._callers`: they carry the caller's file names)."""
-    return project_file(code.co_filename) is not None and getattr(code, "co_qualname", "") != MARK
+    return project_file(code.co_filename) is not None and not is_copy(code)
 
 
 def _walk(code: types.CodeType) -> Iterator[types.CodeType]:

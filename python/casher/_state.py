@@ -234,21 +234,24 @@ class _Walker:
                     self.follow(base)
             if project_file(_file_of(value.__module__)):
                 path = tuple(value.__qualname__.split("."))
+                # Recorded only where the child finds it by that name: a
+                # class made at run time (`type(...)`) is followed, not kept.
+                named = _by_path(sys.modules.get(value.__module__), path) is value
                 for name, attr in list(vars(value).items()):
                     if isinstance(attr, (staticmethod, classmethod)):
                         attr = attr.__func__
                     if isinstance(attr, property):
-                        if "<" not in value.__qualname__:  # a patched property is a change
+                        if named:  # a patched property is a change
                             self.items[(value.__module__, path + (name,))] = attr
                         for f in (attr.fget, attr.fset):
                             if f is not None:
                                 self.follow(f)
                     elif isinstance(attr, types.FunctionType):
-                        if "<" not in value.__qualname__:  # a monkeypatched method is a change
+                        if named:  # a monkeypatched method is a change
                             self.items[(value.__module__, path + (name,))] = attr
                         self.follow(attr)
                     elif not name.startswith("__"):
-                        if "<" not in value.__qualname__:
+                        if named:
                             self.items[(value.__module__, path + (name,))] = attr
                         self.follow(attr)  # a class-level registry
         elif _is(value, dict):
@@ -304,6 +307,17 @@ class _Walker:
         self.follow(value)
         if not _is(value, (type, types.FunctionType)) and _project_class(type(value)):
             self.follow(type(value))  # an instance: its class's methods and attributes
+
+
+def _by_path(module: Any, path: tuple[str, ...]) -> Any:
+    """What `module.a.b` holds, read through dicts (nothing runs)."""
+    found = module
+    for part in path:
+        attrs = vars(found) if _is(found, type) else own_dict(found)
+        found = (attrs or {}).get(part, _MISSING)
+        if found is _MISSING:
+            return _MISSING
+    return found
 
 
 def in_a_file(module: str) -> bool:

@@ -329,3 +329,40 @@ def test_output_bytes_arrive_as_written(tmp_path: Path, cache_dir: Path) -> None
     assert plain[1].startswith("café 1\n".encode("latin-1")), plain
     for _ in range(2):  # a miss, then a hit
         assert run("cached") == plain
+
+
+def test_output_reaches_the_stream_the_caller_put_in_place(tmp_path: Path, cache_dir: Path) -> None:
+    """`redirect_stdout` to an `io.StringIO`, or to a stream with another
+    encoding: the call's output arrives there, as text."""
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                from casher import cached
+
+                @cached
+                def f(x):
+                    print("café", x)
+                    return x
+            """,
+            "main.py": """
+                import contextlib
+                import io
+
+                import lib
+
+                buf = io.StringIO()
+                with contextlib.redirect_stdout(buf):
+                    v = lib.f(1)
+                print(repr(buf.getvalue()), v)
+                raw = io.BytesIO()
+                wrapper = io.TextIOWrapper(raw, encoding="latin-1")
+                with contextlib.redirect_stdout(wrapper):
+                    lib.f(2)
+                wrapper.flush()
+                print(raw.getvalue())
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", hits=2)

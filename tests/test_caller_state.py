@@ -443,8 +443,14 @@ def test_exceptions_keep_what_they_were_raised_from(tmp_path: Path, cache_dir: P
                         super().__init__(text)
                         self.code = code
 
+                class Rewritten(Exception):
+                    def __init__(self, code, text):
+                        super().__init__(f"{code}:{text}")
+
                 @cached
                 def f(how):
+                    if how == "group":
+                        raise ExceptionGroup("many", [Rewritten(5, "m"), KeyError("k")])
                     try:
                         {}["missing"]
                     except KeyError as exc:
@@ -462,7 +468,88 @@ def test_exceptions_keep_what_they_were_raised_from(tmp_path: Path, cache_dir: P
                         lib.f(how)
                     except Exception as exc:
                         print(type(exc).__name__, exc, getattr(exc, "code", None), type(exc.__cause__).__name__ if how != "during" else "-", type(exc.__context__).__name__, exc.__suppress_context__)
+                try:
+                    lib.f("group")
+                except* lib.Rewritten as group:
+                    print("rewritten", [e.args for e in group.exceptions])
+                except* KeyError as group:
+                    print("key", [e.args for e in group.exceptions])
             """,
         },
     )
     twin.check("main.py")
+
+
+def test_a_script_whose_definitions_need_its_work_loads_whole(tmp_path: Path, cache_dir: Path) -> None:
+    """A kept statement needs what a left-out one made (a config read in a
+    `with` block, arguments parsed at the top level), or the function is
+    defined inside a `with` block: the script loads, and the values are
+    the caller's."""
+    twin = Twin(
+        tmp_path,
+        {
+            "config.json": '{"t": 3}',
+            "main.py": """
+                import argparse
+                import json
+
+                from casher import cached
+
+                parser = argparse.ArgumentParser()
+                parser.add_argument("--n", type=int, default=1)
+                args = parser.parse_args()
+                with open("config.json") as fh:
+                    CFG = json.load(fh)
+                THRESH = CFG["t"] * args.n
+
+                @cached
+                def f(x):
+                    return x * THRESH
+
+                with open("config.json") as fh:
+                    @cached
+                    def g(x):
+                        return x + len(fh.name)
+
+                print(f(2), g(1))
+            """,
+        },
+    )
+    twin.check("main.py", hits=0)
+    twin.check("main.py", "--n", "5", hits=1)
+    twin.check("main.py", "--n", "5", hits=2)
+
+
+def test_metaclass_attributes_are_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "lib.py": """
+                from casher import cached
+
+                class Meta(type):
+                    factor = 1
+
+                    def scale(cls):
+                        return cls.factor
+
+                class Base(metaclass=Meta):
+                    pass
+
+                @cached
+                def f(c):
+                    return c.scale()
+            """,
+            "main.py": """
+                import sys
+
+                import lib
+
+                lib.Meta.factor = int(sys.argv[1])
+                print(lib.f(lib.Base))
+            """,
+        },
+    )
+    twin.check("main.py", "1", hits=0)
+    twin.check("main.py", "30", hits=0)
+    twin.check("main.py", "30", hits=1)

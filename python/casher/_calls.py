@@ -99,6 +99,7 @@ def _child_exception(result: dict, qualname: str) -> BaseException:
     where = ChildTraceback("in the traced process running " + qualname + ":\n" + result["traceback"])
     if exc.__cause__ is None and exc.__context__ is None:
         exc.__cause__ = where
+        exc.__suppress_context__ = False  # as raised (setting a cause sets it)
     else:  # raised from another: that is what a plain call shows
         log.debug("%s", where)
     return exc

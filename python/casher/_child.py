@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.machinery
 import importlib.util
 import mmap
 import os
@@ -87,11 +88,22 @@ def load_module(payload: dict) -> Any:
     # imports resolve; a script under another name. Without the work it
     # does at the top level (`casher._script`).
     name = payload.get("main_spec") or "__casher_main__"
-    spec = importlib.util.spec_from_file_location(name, payload["file"], loader=_script.Loader(name, payload["file"]))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    sys.modules["__main__"] = module
-    spec.loader.exec_module(module)
+    main = sys.modules.get("__main__")
+    for loader in (_script.Loader, importlib.machinery.SourceFileLoader):
+        spec = importlib.util.spec_from_file_location(name, payload["file"], loader=loader(name, payload["file"]))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        sys.modules["__main__"] = module
+        try:
+            spec.loader.exec_module(module)
+            if payload.get("qualname"):  # a server loads for every function of the script
+                resolve(module, payload["qualname"])
+            break
+        except (Exception, SystemExit):  # SystemExit: a kept `parse_args()`
+            if loader is not _script.Loader:
+                raise
+            # A kept statement needed what a left-out one made: whole.
+            sys.modules["__main__"] = main
     _as_main(module, name)
     return module
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import codecs
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -248,6 +249,28 @@ def replay_event(data: dict[str, Any]) -> None:
         _replay_record(data)
 
 
+@functools.cache
+def _child_encoding() -> str:
+    """What the child's standard streams (pipes) encode as: what a fresh
+    interpreter with this environment picks."""
+    if sys.flags.utf8_mode:
+        return "utf-8"
+    given = os.environ.get("PYTHONIOENCODING", "").split(":")[0]
+    if given:
+        return given
+    import locale
+
+    pick = getattr(locale, "getencoding", None)
+    return pick() if pick is not None else locale.getpreferredencoding(False)
+
+
+def _same_codec(a: str | None, b: str) -> bool:
+    try:
+        return a is not None and codecs.lookup(a).name == codecs.lookup(b).name
+    except LookupError:
+        return False
+
+
 class Writer:
     """Forwards a child's output to sys.stdout/sys.stderr as it arrives
     (so pytest's capsys and notebooks see it), decoding UTF-8 across chunks,
@@ -261,12 +284,15 @@ class Writer:
         self._pending = {1: b"", 2: b""}
 
     def _write(self, stream: int, data: bytes, final: bool = False) -> None:
-        """The bytes as the call wrote them, to the stream's binary layer
-        (whatever they hold: invalid UTF-8, another encoding); decoded with
-        the stream's encoding only for a stream without one (a notebook's)."""
+        """The bytes as the call wrote them (whatever they hold: invalid
+        UTF-8, another encoding) to the stream's binary layer when it
+        encodes as the child's stream did; else decoded and written as text
+        (a notebook's stream, an `io.StringIO` the caller put in place, a
+        stream it reconfigured)."""
         target = sys.stdout if stream == 1 else sys.stderr
+        written_as = _child_encoding()
         buffer = getattr(target, "buffer", None)
-        if buffer is not None:
+        if buffer is not None and _same_codec(getattr(target, "encoding", None), written_as):
             if data:
                 target.flush()
                 buffer.write(data)
@@ -274,7 +300,7 @@ class Writer:
             return
         if stream not in self._decoders:
             try:
-                self._decoders[stream] = codecs.getincrementaldecoder(getattr(target, "encoding", None) or "utf-8")("replace")
+                self._decoders[stream] = codecs.getincrementaldecoder(written_as)("replace")
             except LookupError:
                 self._decoders[stream] = codecs.getincrementaldecoder("utf-8")("replace")
         text = self._decoders[stream].decode(data, final)

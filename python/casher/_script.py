@@ -7,10 +7,12 @@ guard: `print(f(21))`, writing files, `sys.exit(3)`. Importing it again
 would do that work again in every call (twice the side effects, an exit
 inside the call). So the child runs only the statements that define
 things: imports, functions, classes, assignments that call nothing defined
-in the script, and the `if`/`try` blocks around them. A value that a
-statement left out would have made and that the function uses is the
-caller's state: it is compared, sent and keyed like any other
-(`casher._state`).
+in the script, and the `if`/`try` blocks around them (and a block that
+defines a function, whole). A value that a statement left out would have
+made and that the function uses is the caller's state: it is compared,
+sent and keyed like any other (`casher._state`). A script that does not
+load that way (a kept statement needs what a left-out one made) is loaded
+whole, as before.
 """
 
 from __future__ import annotations
@@ -37,10 +39,16 @@ def _calls_own(node: ast.AST, own: set[str]) -> bool:
     return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in own for n in ast.walk(node))
 
 
+def _defines(stmt: ast.stmt) -> bool:
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) for n in ast.walk(stmt))
+
+
 def _definitions(body: list[ast.stmt], own: set[str]) -> list[ast.stmt]:
     kept: list[ast.stmt] = []
     for stmt in body:
-        if isinstance(stmt, ast.Expr):
+        if isinstance(stmt, _WORK) and _defines(stmt):
+            keep = True  # a function defined in a `with` or a loop: kept whole
+        elif isinstance(stmt, ast.Expr):
             keep = isinstance(stmt.value, ast.Constant)  # a docstring; a call is work
         elif isinstance(stmt, _WORK):
             keep = False

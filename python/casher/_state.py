@@ -232,6 +232,8 @@ class _Walker:
             for base in value.__mro__[1:-1]:  # inherited attributes count too
                 if _project_class(base):
                     self.follow(base)
+            if type(value) is not type and _project_class(type(value)):
+                self.follow(type(value))  # its metaclass's attributes
             if project_file(_file_of(value.__module__)):
                 path = tuple(value.__qualname__.split("."))
                 # Recorded only where the child finds it by that name: a

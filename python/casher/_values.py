@@ -134,30 +134,69 @@ def rebuild_exception(cls: type, args: tuple, state: dict) -> BaseException:
     return exc
 
 
-class _Parts:
-    def __init__(self, exc: BaseException) -> None:
-        self.parts = (type(exc), exc.args, dict(getattr(exc, "__dict__", {})))
+def _state_that_pickles(exc: BaseException) -> dict:
+    state = {}
+    for name, value in dict(getattr(exc, "__dict__", {})).items():
+        try:  # an attribute that cannot travel (a lock) is left out
+            pickle.dumps(value, protocol=5)
+        except Exception:
+            continue
+        state[name] = value
+    return state
 
-    def __reduce__(self) -> tuple:
-        return rebuild_exception, self.parts
+
+def _by_parts(obj: Any) -> Any:
+    if isinstance(obj, BaseException):
+        return rebuild_exception, (type(obj), obj.args, _state_that_pickles(obj))
+    return NotImplemented
+
+
+class _PartsPickler(pickle.Pickler):
+    def reducer_override(self, obj: Any) -> Any:
+        return _by_parts(obj)
+
+
+def _parts_dumps(value: Any) -> bytes:
+    out = io.BytesIO()
+    _PartsPickler(out, protocol=5).dump(value)
+    return out.getvalue()
+
+
+def _parts_cloudpickle(value: Any) -> bytes:
+    """The same, with classes local to the function sent by value."""
+    import cloudpickle
+
+    class Pickler(cloudpickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            found = _by_parts(obj)
+            return super().reducer_override(obj) if found is NotImplemented else found
+
+    out = io.BytesIO()
+    Pickler(out, protocol=5).dump(value)
+    return out.getvalue()
 
 
 def exception_blob(exc: BaseException) -> bytes | None:
-    """An exception (or a warning) pickled so that the caller gets it back:
-    its own pickle when that loads (one whose `__init__` takes other
-    arguments than it keeps in `args` does not: `Coded(42, "odd")`), else
-    its class, args and attributes, rebuilt without running `__init__`.
-    None when neither pickles."""
+    """An exception (or a warning) pickled so that the caller gets it back
+    as it is: its own pickle when that loads back equal; else (an
+    `__init__` that takes other arguments than it keeps in `args`, or
+    rewrites them; one inside an exception group) every exception in it as
+    its class, args and the attributes that pickle, rebuilt without running
+    `__init__`, by value when its class is local to the function. None when
+    nothing pickles."""
     try:
         blob = pickle.dumps(exc, protocol=5)
-        pickle.loads(blob)
-        return blob
+        back = pickle.loads(blob)
+        if type(back) is type(exc) and back.args == exc.args:
+            return blob
     except Exception:
         pass
-    try:
-        return pickle.dumps(_Parts(exc), protocol=5)
-    except Exception:
-        return None
+    for dumps in (_parts_dumps, _parts_cloudpickle):
+        try:
+            return dumps(exc)
+        except Exception:
+            continue
+    return None
 
 
 def exception_chain(exc: BaseException | None, depth: int = 0) -> dict | None:

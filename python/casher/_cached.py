@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple
 
-from casher import _byvalue, _calls, _events, _hashing, _keylock, _native, _peek, _randomness, _server, _settings, _state, _values
+from casher import _byvalue, _calls, _events, _hashing, _keylock, _native, _peek, _randomness, _server, _settings, _state, _values, _walk
 from casher._native import CasherError
 
 log = logging.getLogger("casher")
@@ -198,7 +198,7 @@ class CachedFunction(_peek.Wrapper):
         # What the call reaches besides its function: its arguments (a
         # function passed in reads module state) and the settings' callables
         # (`held`: a float format reading a global).
-        items = _state.reached(self._func, [*args, *kwargs.values(), *held])
+        items = _walk.reached(self._func, [*args, *kwargs.values(), *held])
         if self._decide_mode() == "value":
             # What it uses from `python -c` or a notebook travels with it by
             # value; modules the child imports are compared as for any call.

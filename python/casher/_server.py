@@ -276,7 +276,15 @@ def _drop(identity: bytes, server: _Server) -> None:
     with _lock:
         if _servers.get(identity) is server:
             del _servers[identity]
-    server.close()
+    _close_later(server)
+
+
+def _close_later(server: _Server) -> None:
+    """Ends a server off the caller's path: ending one waits for its tracer
+    to see each of its processes exit, and the next call must not wait on
+    that (a full test run once hung there for 300 s while a server was
+    replaced). Its processes are killed by then; the thread is a daemon."""
+    threading.Thread(target=server.close, name="casher-server-close", daemon=True).start()
 
 
 def _server(cache: Any, payload: dict, identity: bytes) -> _Server | None:
@@ -307,7 +315,7 @@ def _server(cache: Any, payload: dict, identity: bytes) -> _Server | None:
             return None
         if len(_servers) >= _MAX_SERVERS:
             _, oldest = _servers.popitem()  # dicts keep insertion order: not the newest
-            oldest.close()
+            _close_later(oldest)
         _servers[identity] = server
     return server
 

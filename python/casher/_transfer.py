@@ -11,7 +11,7 @@ import functools
 import io
 import pickle
 import sys
-from typing import Any
+from typing import Any, Callable
 
 
 def polars_frame(table: Any) -> Any:
@@ -52,12 +52,15 @@ class Pickler(pickle.Pickler):
 
 
 @functools.cache
-def _cloud_pickler() -> type:
+def cloud_pickler_class(override: Callable[[Any], Any] = _polars) -> type:
+    """cloudpickle's pickler, asking `override` first (a reduction, or
+    NotImplemented for cloudpickle's own): polars frames as above by
+    default."""
     import cloudpickle
 
     class CloudPickler(cloudpickle.Pickler):
         def reducer_override(self, obj: Any) -> Any:
-            found = _polars(obj)
+            found = override(obj)
             return super().reducer_override(obj) if found is NotImplemented else found
 
     return CloudPickler
@@ -65,7 +68,7 @@ def _cloud_pickler() -> type:
 
 def cloud_pickler(*args: Any, **kwargs: Any) -> Any:
     """cloudpickle's pickler, with polars frames sent as above."""
-    return _cloud_pickler()(*args, **kwargs)
+    return cloud_pickler_class()(*args, **kwargs)
 
 
 def dumps(value: Any, buffers: list, by_value: bool = False, main_there: bool = False) -> bytes:

@@ -164,15 +164,8 @@ def _parts_dumps(value: Any) -> bytes:
 
 def _parts_cloudpickle(value: Any) -> bytes:
     """The same, with classes local to the function sent by value."""
-    import cloudpickle
-
-    class Pickler(cloudpickle.Pickler):
-        def reducer_override(self, obj: Any) -> Any:
-            found = _by_parts(obj)
-            return super().reducer_override(obj) if found is NotImplemented else found
-
     out = io.BytesIO()
-    Pickler(out, protocol=5).dump(value)
+    _transfer.cloud_pickler_class(_by_parts)(out, protocol=5).dump(value)
     return out.getvalue()
 
 

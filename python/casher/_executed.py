@@ -26,6 +26,7 @@ tracing path for every instruction while a hook is set):
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import sys
 import types
@@ -138,6 +139,7 @@ class _Warmup:
         return ctypes.c_short.from_address(id(code) + cls.OFFSET).value
 
     @classmethod
+    @functools.cache
     def works(cls) -> bool:
         def probe() -> None:
             return None

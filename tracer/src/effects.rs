@@ -10,7 +10,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+mod base;
+pub(crate) use base::Base;
+
+use crate::finish::Step;
 use crate::observe::{self, content_stamp, ContentStamp, Kind, Reveals, StatFacts};
 
 /// A path a traced program can probe to say "what I depended on starts
@@ -140,6 +145,10 @@ pub struct Recorder {
     order: Vec<PathBuf>,
     changes: u64,
     problems: Vec<String>,
+    /// A session's call: the server's observations it started from, shared
+    /// by every call rather than copied into each (`states` and `order`
+    /// then hold what this call observed on top; see [`Base`]).
+    base: Option<Arc<Base>>,
 }
 
 impl Recorder {
@@ -200,9 +209,22 @@ impl Recorder {
             return None;
         }
         if !self.states.contains_key(path) {
-            self.order.push(path.to_path_buf());
+            // A path the server observed starts from what it saw.
+            let inherited = self.base.as_ref().and_then(|b| b.state(path)).cloned();
+            if inherited.is_none() {
+                self.order.push(path.to_path_buf());
+            }
+            self.states
+                .insert(path.to_path_buf(), inherited.unwrap_or_default());
         }
-        Some(self.states.entry(path.to_path_buf()).or_default())
+        self.states.get_mut(path)
+    }
+
+    /// What is recorded of `path` so far.
+    fn get(&self, path: &Path) -> Option<&PathState> {
+        self.states
+            .get(path)
+            .or_else(|| self.base.as_ref().and_then(|b| b.state(path)))
     }
 
     /// State of a path the run has not changed yet (observations of a
@@ -298,10 +320,7 @@ impl Recorder {
         if self.ignored(path) {
             return;
         }
-        let created = self
-            .states
-            .get(path)
-            .is_some_and(|s| s.first_change.is_some());
+        let created = self.get(path).is_some_and(|s| s.first_change.is_some());
         if !created {
             let what = match kind {
                 Kind::Fifo => "a FIFO",
@@ -322,7 +341,7 @@ impl Recorder {
         if self.ignored(path) {
             return None;
         }
-        let state = self.states.get(path);
+        let state = self.get(path);
         if let Some(before) = state.and_then(|s| s.before) {
             return Some(before);
         }
@@ -384,29 +403,48 @@ impl Recorder {
     /// Returns inputs, outputs (in the order the run produced them) and
     /// reasons the run cannot be cached.
     pub fn finish(self) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
-        crate::finish::finish(self.states, self.order, self.problems, |_, _| None)
+        if let Some(base) = &self.base {
+            let steps = base.merged(&self.states, &self.order);
+            return crate::finish::finish(steps, self.problems);
+        }
+        let steps = self.order.iter().filter_map(|p| {
+            let s = self.states.get(p)?;
+            Some((p.as_path(), Step::Check(s)))
+        });
+        crate::finish::finish(steps, self.problems)
     }
 
-    /// `finish` for a session's call that started from `start` (a clone of
-    /// it) with `start`'s own finished inputs, `known`: where the call left
-    /// a path as it found it and nothing on disk changed since `start` was
+    /// `finish` for a session's call: where it left a path as the server
+    /// saw it and nothing on disk changed since the server's inputs were
     /// finished (`unchanged`), those inputs are this path's again, without
-    /// checking the path once more.
+    /// checking the path once more. The cost is in what the call itself
+    /// observed, not in the server's thousands of paths.
     pub(crate) fn finish_from(
         self,
-        start: &Recorder,
-        known: &HashMap<PathBuf, Vec<ObservedInput>>,
         unchanged: bool,
     ) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
-        if !unchanged {
-            return self.finish();
-        }
-        crate::finish::finish(self.states, self.order, self.problems, |path, state| {
-            if start.states.get(path) != Some(state) {
-                return None;
+        match &self.base {
+            Some(base) if unchanged => {
+                let steps = base.steps(&self.states, &self.order);
+                crate::finish::finish(steps, self.problems)
             }
-            known.get(path).map(Vec::as_slice)
-        })
+            _ => self.finish(),
+        }
+    }
+
+    /// A session's call's recorder, on the server's `base`.
+    pub(crate) fn on(base: &Arc<Base>) -> Recorder {
+        let start = base.recorder();
+        Recorder {
+            ignore: start.ignore.clone(),
+            allow_network: start.allow_network,
+            inherited: start.inherited.clone(),
+            states: HashMap::new(),
+            order: Vec::new(),
+            changes: start.changes,
+            problems: start.problems.clone(),
+            base: Some(Arc::clone(base)),
+        }
     }
 
     /// The paths observed so far.

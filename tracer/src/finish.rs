@@ -3,8 +3,7 @@
 //! during the run is caught), every changed path an output with its final
 //! state, in the order the run produced them.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use crate::effects::{ObservedInput, ObservedOutput, PathState};
 use crate::observe::{self, content_stamp, Kind, Reveals, StatFacts};
@@ -31,13 +30,19 @@ fn is_absent(errno: i32) -> bool {
     errno == libc::ENOENT
 }
 
-/// `known`: a path's inputs already finished and still holding (a session's
-/// call: the server's, for a path the call left as the server saw it).
-pub(crate) fn finish<'k>(
-    states: HashMap<PathBuf, PathState>,
-    order: Vec<PathBuf>,
+/// One path at the end of a run.
+pub(crate) enum Step<'a> {
+    /// Its inputs, already finished and still holding (a session's call:
+    /// the server's, for a path the call left as the server saw it).
+    Known(&'a [ObservedInput]),
+    /// Its recorded state, to check against the filesystem now.
+    Check(&'a PathState),
+}
+
+/// Every path's inputs and outputs, in the order of `steps`.
+pub(crate) fn finish<'a>(
+    steps: impl IntoIterator<Item = (&'a Path, Step<'a>)>,
     mut problems: Vec<String>,
-    known: impl Fn(&std::path::Path, &PathState) -> Option<&'k [ObservedInput]>,
 ) -> (Vec<ObservedInput>, Vec<ObservedOutput>, Vec<String>) {
     let mut inputs = Vec::new();
     let mut outputs: Vec<(u64, ObservedOutput)> = Vec::new();
@@ -46,16 +51,15 @@ pub(crate) fn finish<'k>(
             problems.push(text);
         }
     };
-    for path in order {
-        let Some(s) = states.get(&path) else {
-            continue;
-        };
-        if s.changes().is_none() {
-            if let Some(done) = known(&path, s) {
+    for (path, step) in steps {
+        let s = match step {
+            Step::Known(done) => {
                 inputs.extend_from_slice(done);
                 continue;
             }
-        }
+            Step::Check(s) => s,
+        };
+        let path = path.to_path_buf();
         let changed = s.changes();
         let shown = path.display();
         // Observations of a path the run did not change must still hold

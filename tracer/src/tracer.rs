@@ -46,8 +46,22 @@ pub trait Route {
     fn forked(&mut self, _parent: Pid, _child: Pid, _event: i32) {}
     /// A reason `pid`'s run cannot be cached (also kept in the outcome).
     fn noted(&mut self, _pid: Pid, _reason: &str) {}
+    /// `pid` is exiting (`PTRACE_EVENT_EXIT`): it makes no more system
+    /// calls, though the kernel has yet to tear it down.
+    fn exiting(&mut self, _pid: Pid, _exit: Exit) {}
     /// `pid` ended.
     fn exited(&mut self, _pid: Pid, _exit: Exit) {}
+}
+
+impl Exit {
+    /// From a wait status (as `PTRACE_GETEVENTMSG` gives it at the exit stop).
+    fn of_status(status: i64) -> Exit {
+        let status = status as i32;
+        match status & 0x7f {
+            0 => Exit::Code((status >> 8) & 0xff),
+            signal => Exit::Signal(signal),
+        }
+    }
 }
 
 impl Route for Recorder {
@@ -81,7 +95,8 @@ pub fn attach(pid: i32) -> Result<Option<()>> {
         | Options::PTRACE_O_TRACECLONE
         | Options::PTRACE_O_TRACEFORK
         | Options::PTRACE_O_TRACEVFORK
-        | Options::PTRACE_O_TRACEEXEC;
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_TRACEEXIT;
     ptrace::setoptions(pid, options)
         .map_err(|e| TraceError::PtraceRefused(format!("PTRACE_SETOPTIONS: {e}")))?;
     ptrace::cont(pid, None).map_err(|e| TraceError::Os(format!("PTRACE_CONT: {e}")))?;
@@ -143,6 +158,12 @@ pub fn run(
                 } else {
                     ptrace::cont(pid, None)
                 };
+            }
+            WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_EXIT => {
+                if let Ok(status) = ptrace::getevent(pid) {
+                    route.exiting(pid, Exit::of_status(status));
+                }
+                let _ = ptrace::cont(pid, None);
             }
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                 stop_at_entry(pid, route, &mut pending, &mut uncacheable, &mut note);

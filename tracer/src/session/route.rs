@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use nix::unistd::Pid;
 
-use crate::effects::{ObservedInput, Recorder};
+use crate::effects::{Base, ObservedInput, Recorder};
 use crate::tracer::{Exit, Route};
 use crate::TraceReport;
 
@@ -110,9 +110,7 @@ pub(crate) struct Router<'a> {
     server_recorder: Recorder,
     server_problems: Vec<String>,
     /// The server's state at its first call; every call starts from it.
-    snapshot: Option<Recorder>,
-    /// The snapshot's finished inputs, by path.
-    known_inputs: HashMap<PathBuf, Vec<ObservedInput>>,
+    snapshot: Option<Arc<Base>>,
     /// Where observations nobody will report go (the server after its
     /// first call, a call's processes outliving it).
     stray: Recorder,
@@ -129,7 +127,6 @@ impl<'a> Router<'a> {
             server_recorder: Recorder::new(ignore.clone(), false, Vec::new()),
             server_problems: Vec::new(),
             snapshot: None,
-            known_inputs: HashMap::new(),
             stray: Recorder::new(ignore, false, Vec::new()),
             known: HashSet::from([server]),
             owner: HashMap::new(),
@@ -152,7 +149,7 @@ impl<'a> Router<'a> {
                 .ok()
                 .and_then(|s| s.imports.as_ref().map(|i| i.problems.clone()))
                 .unwrap_or_default();
-            return (snapshot.clone(), problems);
+            return (Recorder::on(snapshot), problems);
         }
         let snapshot = self.server_recorder.clone();
         // Watched before its observations are checked (by `finish`): a
@@ -161,14 +158,7 @@ impl<'a> Router<'a> {
         let (inputs, _, mut problems) = snapshot.clone().finish();
         problems.append(&mut self.server_problems);
         let shared = Arc::new(inputs.clone());
-        let mut known: HashMap<PathBuf, Vec<ObservedInput>> = HashMap::new();
-        for input in &inputs {
-            known
-                .entry(input.path().to_path_buf())
-                .or_default()
-                .push(input.clone());
-        }
-        self.known_inputs = known;
+        let base = Arc::new(Base::new(snapshot, &inputs));
         let stamps = inputs
             .into_iter()
             .map(|input| match input {
@@ -204,8 +194,9 @@ impl<'a> Router<'a> {
             problems: problems.clone(),
         };
         self.shared.update(|s| s.imports = Some(imports));
-        self.snapshot = Some(snapshot.clone());
-        (snapshot, problems)
+        let start = Recorder::on(&base);
+        self.snapshot = Some(base);
+        (start, problems)
     }
 
     fn deliver(&mut self, root: Pid, exit: Exit) {
@@ -224,12 +215,7 @@ impl<'a> Router<'a> {
                 .and_then(|i| i.watch.as_ref())
                 .is_some_and(|w| !w.ever_changed())
         });
-        let (inputs, outputs, problems) = match &self.snapshot {
-            Some(start) => call
-                .recorder
-                .finish_from(start, &self.known_inputs, unchanged),
-            None => call.recorder.finish(),
-        };
+        let (inputs, outputs, problems) = call.recorder.finish_from(unchanged);
         uncacheable.extend(problems);
         let report = TraceReport {
             exit,
@@ -289,6 +275,19 @@ impl Route for Router<'_> {
         };
         if !list.iter().any(|r| r == reason) {
             list.push(reason.to_owned());
+        }
+    }
+
+    /// A call's report goes out as soon as its root process is exiting
+    /// with nothing of the call left running: tearing down its address
+    /// space (a forked copy of an interpreter with pandas) takes
+    /// milliseconds the caller need not wait for. (Its output closes
+    /// earlier: the child closes it before exiting.)
+    fn exiting(&mut self, pid: Pid, exit: Exit) {
+        if self.owner.get(&pid) == Some(&pid)
+            && self.calls.get(&pid).is_some_and(|c| c.live.is_empty())
+        {
+            self.deliver(pid, exit);
         }
     }
 

@@ -45,10 +45,13 @@ const LOCAL: &[i64] = &[
 
 pub(crate) struct Watch {
     fd: OwnedFd,
-    /// Which events of each watch count: every one on an input path; on a
-    /// directory watched only because it leads to inputs, the events that
-    /// name one of those entries (or the directory itself). `/tmp` sees
-    /// other programs' files come and go all the time.
+    /// Which events of each watch count: every one on the watched object
+    /// itself; on a directory, those that name an entry leading to an
+    /// input, and when the directory is an input itself (listed, stat'ed),
+    /// those that add or remove entries too. Not the writes to its other
+    /// entries: `/tmp` sees other programs' files come and go all the time,
+    /// and a project directory on `sys.path` sees the program's own output
+    /// files written on every call.
     relevant: HashMap<i32, Relevant>,
     /// An event arrived since the watch began (for good).
     dirty: AtomicBool,
@@ -56,10 +59,16 @@ pub(crate) struct Watch {
     unchecked: AtomicBool,
 }
 
-enum Relevant {
-    All,
-    Names(HashSet<Vec<u8>>),
+#[derive(Default)]
+struct Relevant {
+    /// The watched path is an input itself.
+    input: bool,
+    /// Entries on the way to inputs.
+    names: HashSet<Vec<u8>>,
 }
+
+/// Events that change a directory's listing (and its stat stamp).
+const LISTING: u32 = libc::IN_CREATE | libc::IN_DELETE | libc::IN_MOVED_FROM | libc::IN_MOVED_TO;
 
 impl Watch {
     /// Watches `paths` (and the directories leading to them); `None` when
@@ -82,7 +91,7 @@ impl Watch {
             // The path itself (every event), then every directory above it
             // (events naming the entry on the way).
             if let Some(wd) = watch.add(path)? {
-                watch.relevant.insert(wd, Relevant::All);
+                watch.relevant.entry(wd).or_default().input = true;
             }
             let mut child = path;
             while let (Some(parent), Some(name)) = (child.parent(), child.file_name()) {
@@ -92,16 +101,8 @@ impl Watch {
                 let fresh = seen.insert(parent);
                 // Absent (None): what would create it is watched above.
                 if let Some(wd) = watch.add(parent)? {
-                    match watch
-                        .relevant
-                        .entry(wd)
-                        .or_insert_with(|| Relevant::Names(HashSet::new()))
-                    {
-                        Relevant::All => {}
-                        Relevant::Names(names) => {
-                            names.insert(name.as_bytes().to_vec());
-                        }
-                    }
+                    let relevant = watch.relevant.entry(wd).or_default();
+                    relevant.names.insert(name.as_bytes().to_vec());
                 }
                 if !fresh {
                     break; // its ancestors are watched already
@@ -138,11 +139,13 @@ impl Watch {
     }
 
     /// Whether an event counts (see [`Watch::relevant`]).
-    fn counts(&self, wd: i32, name: &[u8]) -> bool {
+    fn counts(&self, wd: i32, mask: u32, name: &[u8]) -> bool {
         match self.relevant.get(&wd) {
-            Some(Relevant::Names(names)) => name.is_empty() || names.contains(name),
-            // An input, an overflow (wd -1) or a watch we do not know.
-            _ => true,
+            Some(r) => {
+                name.is_empty() || r.names.contains(name) || (r.input && mask & LISTING != 0)
+            }
+            // An overflow (wd -1) or a watch we do not know.
+            None => true,
         }
     }
 
@@ -191,7 +194,8 @@ impl Watch {
                     let end = (at + header + event.len as usize).min(bytes.len());
                     let name = &bytes[at + header..end];
                     let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                    any |= event.mask & libc::IN_Q_OVERFLOW != 0 || self.counts(event.wd, name);
+                    any |= event.mask & libc::IN_Q_OVERFLOW != 0
+                        || self.counts(event.wd, event.mask, name);
                     at = end;
                 }
                 continue;
@@ -240,5 +244,28 @@ mod tests {
         assert!(watch.changed(), "a directory on the way to an absent path");
         std::fs::rename(&sub, dir.path().join("moved")).unwrap();
         assert!(watch.changed(), "an ancestor renamed");
+    }
+
+    #[test]
+    fn a_listed_directory_changes_when_its_entries_come_and_go_not_when_they_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.csv");
+        std::fs::write(&out, "1").unwrap();
+        let Some(watch) = Watch::new([dir.path()]) else {
+            return; // a file system inotify cannot vouch for: nothing to test
+        };
+        // The program writing its output file again: the listing and the
+        // directory's stamp are the same.
+        std::fs::write(&out, "2").unwrap();
+        assert!(
+            !watch.changed() && !watch.ever_changed(),
+            "an entry rewritten"
+        );
+        std::fs::write(dir.path().join("new.csv"), "x").unwrap();
+        assert!(watch.changed(), "an entry added");
+        std::fs::rename(dir.path().join("new.csv"), dir.path().join("moved.csv")).unwrap();
+        assert!(watch.changed(), "an entry renamed");
+        std::fs::remove_file(&out).unwrap();
+        assert!(watch.changed(), "an entry removed");
     }
 }

@@ -378,6 +378,7 @@ impl Cache {
             sink: Some(sink),
             allow_network: false,
             on_main_exit: None,
+            begin_marker: true,
         };
         let created_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

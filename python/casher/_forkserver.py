@@ -7,11 +7,13 @@ from __future__ import annotations
 import gc
 import os
 import pickle
+import select
 import signal
 import socket
 import sys
 import threading
 
+from casher import _prefault
 from casher._server import _recv, _send
 
 _SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
@@ -42,6 +44,9 @@ def _openblas_pool() -> int:
                 break
     return workers
 
+
+# The pages the calls of each function wrote (`casher._prefault`).
+_LEARNED = _prefault.Learned()
 
 # The SIGINT handler the module's import left in place.
 _IMPORT_SIGINT: list = [signal.default_int_handler]
@@ -94,8 +99,9 @@ def fork_unsafe() -> str | None:
     return None
 
 
-def _serve_one(payload: dict, fds: list[int]) -> None:
-    """In the forked child: one call, its answer into the result memfd."""
+def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
+    """In the forked child: one call, its answer into the result memfd;
+    then, if the server asked, the pages it wrote into `pages_fd`."""
     from casher import _child
 
     args_fd, result_fd, out_w, err_w = fds
@@ -122,6 +128,11 @@ def _serve_one(payload: dict, fds: list[int]) -> None:
     for fd in (1, 2):
         try:
             os.close(fd)
+        except OSError:
+            pass
+    if payload.get("learn"):
+        try:
+            _prefault.send(pages_fd, _prefault.scan(_LEARNED.regions))
         except OSError:
             pass
 
@@ -157,16 +168,15 @@ def main() -> int:
     _IMPORT_SIGINT[0] = signal.getsignal(signal.SIGINT) or signal.default_int_handler
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Calls whose caller has the same library settings skip applying them.
-    from casher import _settings
-
     _settings.remember_import()
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     gc.freeze()
+    _LEARNED.start()
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ok": True})
-    spare: tuple[int, socket.socket] | None = None  # forked only once calls are known as calls
+    spare: tuple[int, socket.socket, int] | None = None  # forked only once calls are known as calls
     while True:
         try:
             payload, fds = _recv(sock, 4)
@@ -178,13 +188,21 @@ def main() -> int:
             return 1
         if loaded:
             payload = dict(payload, module=loaded)
+        function = payload.get("qualname") or ""
+        learn = _LEARNED.wants(function)
+        payload = dict(payload, learn=learn)
         pid = _hand_over(spare, payload, fds) if spare is not None else None
-        if pid is None:
+        if pid is not None:
+            pages_fd = spare[2]
+        else:
+            if spare is not None:
+                os.close(spare[2])
+            pages_fd = _pages_fd()
             pid = _fork()
             if pid == 0:
                 try:
                     sock.close()
-                    _serve_one(payload, fds)
+                    _serve_one(payload, fds, pages_fd)
                 finally:
                     os._exit(0)
         for fd in fds:
@@ -198,6 +216,12 @@ def main() -> int:
                 pass
         except ChildProcessError:
             pass
+        if learn:
+            try:
+                _LEARNED.add(function, _prefault.receive(pages_fd))
+            except OSError:
+                _LEARNED.usable = False
+        os.close(pages_fd)
         spare = _spare(sock)
 
 
@@ -214,30 +238,41 @@ def _fork() -> int:
     return pid
 
 
-def _spare(sock: socket.socket) -> tuple[int, socket.socket] | None:
+def _pages_fd() -> int:
+    """Where a child says which pages its call wrote (`casher._prefault`)."""
+    try:
+        return os.memfd_create("casher-pages", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+
+def _spare(sock: socket.socket) -> tuple[int, socket.socket, int] | None:
     """A child forked ahead of the next request, waiting for it: the fork is
-    not on the next miss's path. In the child, this never returns."""
+    not on the next miss's path, nor are the copy-on-write faults its call
+    is expected to take. In the child, this never returns."""
     ours, theirs = socket.socketpair()
+    pages_fd = _pages_fd()
     pid = _fork()
     if pid == 0:
         try:
             ours.close()
             sock.close()
+            _prefault.populate(_LEARNED.runs, lambda: bool(select.select([theirs], [], [], 0)[0]))
             try:
                 payload, fds = _recv(theirs, 4)
             except EOFError:  # the server ended first
                 os._exit(0)
             theirs.close()
-            _serve_one(payload, fds)
+            _serve_one(payload, fds, pages_fd)
         finally:
             os._exit(0)
     theirs.close()
-    return pid, ours
+    return pid, ours, pages_fd
 
 
-def _hand_over(spare: tuple[int, socket.socket], payload: dict, fds: list[int]) -> int | None:
+def _hand_over(spare: tuple[int, socket.socket, int], payload: dict, fds: list[int]) -> int | None:
     """Gives the request to the waiting child; None if it is gone."""
-    pid, channel = spare
+    pid, channel, _ = spare
     try:
         _send(channel, payload, fds)
         return pid

@@ -149,6 +149,10 @@ pub struct Recorder {
     /// by every call rather than copied into each (`states` and `order`
     /// then hold what this call observed on top; see [`Base`]).
     base: Option<Arc<Base>>,
+    /// [`BEGIN_MARKER`] is still to be honoured (casher's own traced
+    /// interpreter, once): never for a command's or a call's own probes,
+    /// which would drop what they read before.
+    awaits_begin: bool,
 }
 
 impl Recorder {
@@ -268,12 +272,20 @@ impl Recorder {
     /// The marker probe (it fails with `ENOENT` or `ENOTDIR`, depending on
     /// how the lookup is resolved): drops everything recorded so far.
     fn begin(&mut self, path: &Path) -> bool {
-        if path != Path::new(crate::BEGIN_MARKER) {
+        if !self.awaits_begin || path != Path::new(crate::BEGIN_MARKER) {
             return false;
         }
+        self.awaits_begin = false;
         self.states.clear();
         self.order.clear();
         true
+    }
+
+    /// Honours [`BEGIN_MARKER`] once: for casher's own traced interpreter,
+    /// whose start-up is not the call's.
+    pub fn await_begin(mut self) -> Self {
+        self.awaits_begin = true;
+        self
     }
 
     /// Looked up and not found; `follow`: by a lookup that follows a
@@ -444,6 +456,7 @@ impl Recorder {
             changes: start.changes,
             problems: start.problems.clone(),
             base: Some(Arc::clone(base)),
+            awaits_begin: false,
         }
     }
 

@@ -68,6 +68,10 @@ pub struct TraceConfig {
     /// started still run (a daemon, `sleep 5 &`): a shell would return now.
     /// Tracing goes on until they exit; such a run is never cacheable.
     pub on_main_exit: Option<MainExit>,
+    /// The command is casher's own traced interpreter: what it reads before
+    /// it probes [`BEGIN_MARKER`] (its start-up) is not an input. Never for
+    /// a user's command, which could hide its reads that way.
+    pub begin_marker: bool,
 }
 
 /// See [`TraceConfig::on_main_exit`].
@@ -163,6 +167,9 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
         config.allow_network,
         inherited.identities,
     );
+    if config.begin_marker {
+        recorder = recorder.await_begin();
+    }
     if inherited.too_many {
         recorder.problem(
             "the command inherited too many open descriptors from its caller to watch".to_owned(),

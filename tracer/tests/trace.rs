@@ -16,6 +16,7 @@ fn config(argv: &[&str]) -> TraceConfig {
         sink: None,
         allow_network: false,
         on_main_exit: None,
+        begin_marker: false,
     }
 }
 
@@ -223,4 +224,31 @@ fn multithreaded_writers_are_all_seen() {
             r.outputs
         );
     }
+}
+
+/// Only casher's own interpreter may say where its inputs begin: a command
+/// that probes the marker itself (after reading a file) still has that
+/// file as an input.
+#[test]
+fn a_command_cannot_drop_its_reads_with_the_begin_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = std::fs::canonicalize(dir.path()).unwrap();
+    std::fs::write(d.join("secret.txt"), "s").unwrap();
+    let script = format!(
+        "cat {}/secret.txt; test -e {BEGIN_MARKER}; true",
+        d.display()
+    );
+    let r = sh(&script, &d);
+    assert!(
+        r.inputs.iter().any(|i| i.path() == d.join("secret.txt")),
+        "{:?}",
+        r.inputs
+    );
+    let mut c = config(&["/bin/sh", "-c", &script]);
+    c.begin_marker = true;
+    let r = trace(&c).unwrap();
+    assert!(
+        !r.inputs.iter().any(|i| i.path() == d.join("secret.txt")),
+        "casher's own interpreter: what it read before the marker is its start-up"
+    );
 }

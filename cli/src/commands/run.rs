@@ -213,6 +213,7 @@ pub fn run(args: &RunArgs, verbose: bool) -> Result<ExitCode> {
         sink: None,
         allow_network: args.allow_network,
         on_main_exit: None,
+        begin_marker: false,
     };
     // From here on a forked child traces and records, and this process
     // exits with the command's status as soon as the command's main

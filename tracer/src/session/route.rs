@@ -124,7 +124,7 @@ impl<'a> Router<'a> {
         Router {
             server,
             shared,
-            server_recorder: Recorder::new(ignore.clone(), false, Vec::new()),
+            server_recorder: Recorder::new(ignore.clone(), false, Vec::new()).await_begin(),
             server_problems: Vec::new(),
             snapshot: None,
             stray: Recorder::new(ignore, false, Vec::new()),

@@ -574,3 +574,34 @@ def test_entries_coming_and_going_in_an_ancestor_directory_keep_the_server(root:
     assert (first[0], second[0], third[0]) == (2, 4, 6), proc.stderr
     assert first[1] == second[1], "entries coming and going above the project replaced the server:\n" + proc.stderr
     assert third[1] != second[1], "an edit of the module kept the old server:\n" + proc.stderr
+
+
+def test_a_call_may_use_the_cpus_a_plain_call_may(root: Path, cache_dir: Path) -> None:
+    """The server imports on the tracer's CPU (faster stops), but a call is
+    told, and given, the CPUs of its caller: what sizes a thread pool (and
+    so how a sum is split) is what a plain call would see."""
+    write(
+        root / "cpus.py",
+        """
+        import os
+        import numpy as np
+        from casher import cached
+
+        @cached
+        def cpus(x):
+            return sorted(os.sched_getaffinity(0)), sorted(os.sched_getaffinity(os.getpid())), x
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import cpus
+        plain = cpus.cpus.__casher_original__(1)
+        assert cpus.cpus(1) == plain, (cpus.cpus(1), plain)
+        assert cpus.cpus(1) == plain, "a hit"
+        print("cpus", plain)
+        """,
+    )
+    proc = run(root, cache_dir, "main.py")
+    assert "cpus" in proc.stdout
+    assert "fresh interpreter" not in proc.stderr

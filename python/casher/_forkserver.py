@@ -99,9 +99,10 @@ def fork_unsafe() -> str | None:
     return None
 
 
-def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
+def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
     """In the forked child: one call, its answer into the result memfd;
-    then, if the server asked, the pages it wrote into `pages_fd`."""
+    then, through `link`, the pages it wrote (if the server asked) and that
+    it is done."""
     from casher import _child
 
     args_fd, result_fd, out_w, err_w = fds
@@ -132,9 +133,53 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
             pass
     if payload.get("learn"):
         try:
-            _prefault.send(pages_fd, _prefault.scan(_LEARNED.regions))
+            _prefault.send(link.pages, _prefault.scan(_LEARNED.regions))
         except OSError:
             pass
+    link.done()
+
+
+class _Link:
+    """What a call's child tells the server after its call, before it
+    exits: the pages it wrote, when asked (`casher._prefault`), in a
+    memfd; that it is done, as a byte on a pipe. The server then forks the
+    next child while the kernel tears this one down (milliseconds for a
+    copy of an interpreter with pandas)."""
+
+    def __init__(self) -> None:
+        try:
+            self.pages = os.memfd_create("casher-pages", os.MFD_CLOEXEC)
+        except (AttributeError, OSError):
+            self.pages = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        self.done_r, self.done_w = os.pipe()
+
+    def forked(self, child: bool) -> None:
+        os.close(self.done_r if child else self.done_w)
+
+    def done(self) -> None:
+        """In the child."""
+        try:
+            os.write(self.done_w, b"x")
+        except OSError:
+            pass
+
+    def wait(self, pid: int) -> None:
+        """Until the child `pid` said it is done, or ended."""
+        while True:
+            ready, _, _ = select.select([self.done_r], [], [], 0.05)
+            if ready:
+                os.read(self.done_r, 1)  # a byte, or the end: it exited
+                return
+            try:
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    return
+            except ChildProcessError:
+                return
+
+    def close(self) -> None:
+        """In the server, once the child is done."""
+        os.close(self.pages)
+        os.close(self.done_r)
 
 
 def main() -> int:
@@ -169,6 +214,13 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Calls whose caller has the same library settings skip applying them.
     _settings.remember_import()
+    # The import ran on the tracer's CPU (its thousands of stops cost less
+    # there); calls run on the CPUs the caller may use, as a plain call
+    # does (the tracer answers `sched_getaffinity` with the caller's mask).
+    try:
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     gc.freeze()
@@ -176,7 +228,7 @@ def main() -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ok": True})
-    spare: tuple[int, socket.socket, int] | None = None  # forked only once calls are known as calls
+    spare: tuple[int, socket.socket, _Link] | None = None  # forked only once calls are known as calls
     while True:
         try:
             payload, fds = _recv(sock, 4)
@@ -193,35 +245,37 @@ def main() -> int:
         payload = dict(payload, learn=learn)
         pid = _hand_over(spare, payload, fds) if spare is not None else None
         if pid is not None:
-            pages_fd = spare[2]
+            link = spare[2]
         else:
             if spare is not None:
-                os.close(spare[2])
-            pages_fd = _pages_fd()
+                spare[2].close()
+            link = _Link()
             pid = _fork()
             if pid == 0:
                 try:
+                    link.forked(child=True)
                     sock.close()
-                    _serve_one(payload, fds, pages_fd)
+                    _serve_one(payload, fds, link)
                 finally:
                     os._exit(0)
+            link.forked(child=False)
         for fd in fds:
             os.close(fd)
         _send(sock, (pid,))
-        # The next call's child is forked while the caller records this one,
-        # not while this one runs (they share a CPU when pinned).
+        # The next call's child is forked once this one is done (not while
+        # it runs: they may share a CPU), while the caller records it.
+        link.wait(pid)
+        if learn:
+            try:
+                _LEARNED.add(function, _prefault.receive(link.pages))
+            except OSError:
+                _LEARNED.usable = False
+        link.close()
         try:
-            os.waitpid(pid, 0)
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
             pass
-        if learn:
-            try:
-                _LEARNED.add(function, _prefault.receive(pages_fd))
-            except OSError:
-                _LEARNED.usable = False
-        os.close(pages_fd)
         spare = _spare(sock)
 
 
@@ -238,23 +292,16 @@ def _fork() -> int:
     return pid
 
 
-def _pages_fd() -> int:
-    """Where a child says which pages its call wrote (`casher._prefault`)."""
-    try:
-        return os.memfd_create("casher-pages", os.MFD_CLOEXEC)
-    except (AttributeError, OSError):
-        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-
-
-def _spare(sock: socket.socket) -> tuple[int, socket.socket, int] | None:
+def _spare(sock: socket.socket) -> tuple[int, socket.socket, _Link] | None:
     """A child forked ahead of the next request, waiting for it: the fork is
     not on the next miss's path, nor are the copy-on-write faults its call
     is expected to take. In the child, this never returns."""
     ours, theirs = socket.socketpair()
-    pages_fd = _pages_fd()
+    link = _Link()
     pid = _fork()
     if pid == 0:
         try:
+            link.forked(child=True)
             ours.close()
             sock.close()
             _prefault.populate(_LEARNED.runs, lambda: bool(select.select([theirs], [], [], 0)[0]))
@@ -263,14 +310,15 @@ def _spare(sock: socket.socket) -> tuple[int, socket.socket, int] | None:
             except EOFError:  # the server ended first
                 os._exit(0)
             theirs.close()
-            _serve_one(payload, fds, pages_fd)
+            _serve_one(payload, fds, link)
         finally:
             os._exit(0)
+    link.forked(child=False)
     theirs.close()
-    return pid, ours, pages_fd
+    return pid, ours, link
 
 
-def _hand_over(spare: tuple[int, socket.socket, int], payload: dict, fds: list[int]) -> int | None:
+def _hand_over(spare: tuple[int, socket.socket, _Link], payload: dict, fds: list[int]) -> int | None:
     """Gives the request to the waiting child; None if it is gone."""
     pid, channel, _ = spare
     try:

@@ -74,6 +74,9 @@ pub const TRACED: &[i64] = &[
     libc::SYS_open_by_handle_at,
     libc::SYS_connect,
     libc::SYS_bind,
+    // Not a path: its answer is rewritten when the tracer pinned the
+    // processes to one CPU (`Pinned::shown`).
+    libc::SYS_sched_getaffinity,
 ];
 
 /// System calls that use a descriptor (argument index given), traced only

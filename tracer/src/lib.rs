@@ -131,7 +131,7 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
     // A ptrace stop wakes the tracer; on the same CPU that is a cheap
     // context switch, across CPUs an inter-processor wakeup (measured here:
     // ~4 us vs ~55 us per stop). The child inherits the mask at fork.
-    let _pinned = config.pin.then(Pinned::to_current_cpu);
+    let pinned = config.pin.then(Pinned::to_current_cpu);
     let spawned = spawn::spawn(&config.argv, &filter, &child_stdio)?;
     drop(out_write);
     drop(err_write);
@@ -175,7 +175,13 @@ pub fn trace(config: &TraceConfig) -> Result<TraceReport> {
             "the command inherited too many open descriptors from its caller to watch".to_owned(),
         );
     }
-    let outcome = tracer::run(spawned.pid, &mut recorder, config.on_main_exit.as_ref())?;
+    let shown = pinned.as_ref().map(Pinned::shown);
+    let outcome = tracer::run(
+        spawned.pid,
+        &mut recorder,
+        config.on_main_exit.as_ref(),
+        shown.as_deref(),
+    )?;
     for pump in pumps {
         let _ = pump.join();
     }
@@ -250,6 +256,21 @@ pub(crate) struct Pinned {
 }
 
 impl Pinned {
+    /// The CPUs the traced processes are shown (`sched_getaffinity`): the
+    /// ones they would have had unpinned, so pinning changes only speed,
+    /// never what a program decides from its CPU count (`nproc`, a thread
+    /// pool's size, and with it how a sum is split).
+    pub(crate) fn shown(&self) -> Vec<u8> {
+        // SAFETY: `cpu_set_t` is plain bytes.
+        unsafe {
+            std::slice::from_raw_parts(
+                (&raw const self.old).cast::<u8>(),
+                std::mem::size_of::<libc::cpu_set_t>(),
+            )
+        }
+        .to_vec()
+    }
+
     pub(crate) fn to_current_cpu() -> Self {
         // SAFETY: plain libc calls on a zeroed cpu_set_t we own.
         unsafe {

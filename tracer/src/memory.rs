@@ -1,4 +1,5 @@
-//! Reading the tracee's memory: path strings and small structs.
+//! Reading the tracee's memory (path strings and small structs), and
+//! writing a system call's result into it.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
@@ -61,4 +62,20 @@ pub fn read_u64(pid: i32, addr: u64) -> Option<u64> {
 pub fn read_bytes(pid: i32, addr: u64, len: usize) -> Option<Vec<u8>> {
     let mut buf = vec![0u8; len];
     (read_at(pid, addr, &mut buf) == len).then_some(buf)
+}
+
+/// Writes `data` at `addr` in process `pid`; whether all of it was written.
+pub fn write_bytes(pid: i32, addr: u64, data: &[u8]) -> bool {
+    let local = libc::iovec {
+        iov_base: data.as_ptr().cast_mut().cast(),
+        iov_len: data.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: addr as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: `local` points into `data`, valid for `data.len()` bytes (the
+    // kernel only reads it); the kernel checks the remote range.
+    let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
+    usize::try_from(n).is_ok_and(|n| n == data.len())
 }

@@ -70,7 +70,7 @@ impl Session {
         let thread = std::thread::Builder::new()
             .name("casher-session".to_owned())
             .spawn(move || {
-                let _pinned = config.pin.then(Pinned::to_current_cpu);
+                let pinned = config.pin.then(Pinned::to_current_cpu);
                 let spawned = (|| {
                     let null = std::fs::File::open("/dev/null")
                         .map_err(|e| TraceError::Os(format!("/dev/null: {e}")))?;
@@ -105,7 +105,8 @@ impl Session {
                     .chain(config.ignore.iter().cloned())
                     .collect();
                 let mut router = Router::new(Pid::from_raw(pid), ignore, &loop_shared);
-                if let Err(e) = tracer::run(pid, &mut router, None) {
+                let shown = pinned.as_ref().map(Pinned::shown);
+                if let Err(e) = tracer::run(pid, &mut router, None, shown.as_deref()) {
                     tracing::debug!("the traced session of {pid} ended: {e}");
                 }
                 loop_shared.update(|s| s.done = true);

@@ -105,10 +105,14 @@ pub fn attach(pid: i32) -> Result<Option<()>> {
 
 /// Runs until every traced process has exited. `on_main_exit` is told
 /// when the main process exits while others still run.
+/// `shown_cpus`: the CPU mask a traced process asking for its own (or
+/// another traced process's) affinity is given, in place of the one CPU the
+/// tracer pinned it to (see `Pinned::shown`).
 pub fn run(
     main: i32,
     route: &mut impl Route,
     on_main_exit: Option<&crate::MainExit>,
+    shown_cpus: Option<&[u8]>,
 ) -> Result<LoopOutcome> {
     let main = Pid::from_raw(main);
     let mut pending: HashMap<Pid, Pending> = HashMap::new();
@@ -125,6 +129,8 @@ pub fn run(
     };
     // New tracees held at their first stop until their parent's fork event.
     let mut held: HashSet<Pid> = HashSet::new();
+    // `sched_getaffinity` calls to answer with `shown_cpus`: their buffers.
+    let mut affinity: HashMap<Pid, u64> = HashMap::new();
     let mut exit = None;
     let mut uncacheable: Vec<String> = Vec::new();
     let mut note = |reason: &str, list: &mut Vec<String>| {
@@ -166,8 +172,16 @@ pub fn run(
                 let _ = ptrace::cont(pid, None);
             }
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
-                stop_at_entry(pid, route, &mut pending, &mut uncacheable, &mut note);
-                let _ = if pending.contains_key(&pid) {
+                let call = stop_at_entry(pid, route, &mut pending, &mut uncacheable, &mut note);
+                if let (Some((nr, args)), Some(_)) = (call, shown_cpus) {
+                    let target = Pid::from_raw(args[0] as i32);
+                    if nr == libc::SYS_sched_getaffinity as u64
+                        && (args[0] == 0 || alive.contains(&target))
+                    {
+                        affinity.insert(pid, args[2]);
+                    }
+                }
+                let _ = if pending.contains_key(&pid) || affinity.contains_key(&pid) {
                     ptrace::syscall(pid, None)
                 } else {
                     ptrace::cont(pid, None)
@@ -185,6 +199,11 @@ pub fn run(
                             unsafe { (info.u.exit.sval, info.u.exit.is_error != 0) };
                         let errno = is_error.then(|| i32::try_from(-rval).unwrap_or(libc::EIO));
                         complete(route.recorder(pid), p, errno);
+                    }
+                    if let (Some(buffer), Some(cpus)) = (affinity.remove(&pid), shown_cpus) {
+                        // SAFETY: op == EXIT, so the `exit` member is the valid one.
+                        let written = unsafe { info.u.exit.sval };
+                        show_cpus(pid, buffer, written, cpus);
                     }
                     let _ = ptrace::cont(pid, None);
                 } else {
@@ -218,6 +237,7 @@ pub fn run(
             }
             WaitStatus::Exited(pid, code) => {
                 pending.remove(&pid);
+                affinity.remove(&pid);
                 alive.remove(&pid);
                 route.exited(pid, Exit::Code(code));
                 if pid == main {
@@ -227,6 +247,7 @@ pub fn run(
             }
             WaitStatus::Signaled(pid, signal, _) => {
                 pending.remove(&pid);
+                affinity.remove(&pid);
                 alive.remove(&pid);
                 route.exited(pid, Exit::Signal(signal as i32));
                 if pid == main {
@@ -243,24 +264,26 @@ pub fn run(
     })
 }
 
+/// Records the system call `pid` stopped at; returns its number and
+/// arguments.
 fn stop_at_entry(
     pid: Pid,
     route: &mut impl Route,
     pending: &mut HashMap<Pid, Pending>,
     uncacheable: &mut Vec<String>,
     note: &mut impl FnMut(&str, &mut Vec<String>),
-) {
+) -> Option<(u64, [u64; 6])> {
     let Ok(info) = ptrace::syscall_info(pid) else {
-        return;
+        return None;
     };
     if info.op != libc::PTRACE_SYSCALL_INFO_SECCOMP {
-        return;
+        return None;
     }
     if info.arch != AUDIT_ARCH_X86_64 {
         let reason = "the command made 32-bit system calls, which casher does not trace";
         route.noted(pid, reason);
         note(reason, uncacheable);
-        return;
+        return None;
     }
     // SAFETY: op == SECCOMP, so the `seccomp` member is the valid one.
     let (nr, args) = unsafe { (info.u.seccomp.nr, info.u.seccomp.args) };
@@ -268,7 +291,7 @@ fn stop_at_entry(
         let reason = "the command made x32 system calls, which casher does not trace";
         route.noted(pid, reason);
         note(reason, uncacheable);
-        return;
+        return None;
     }
     let recorder = route.recorder(pid);
     let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
@@ -277,4 +300,17 @@ fn stop_at_entry(
     } else {
         complete_at_entry(recorder, decoded);
     }
+    Some((nr, args))
+}
+
+/// A `sched_getaffinity` that wrote `written` bytes of the mask at
+/// `buffer`: the same number of bytes of `cpus` instead.
+fn show_cpus(pid: Pid, buffer: u64, written: i64, cpus: &[u8]) {
+    let Ok(written) = usize::try_from(written) else {
+        return; // it failed
+    };
+    let mut answer = vec![0u8; written];
+    let n = written.min(cpus.len());
+    answer[..n].copy_from_slice(&cpus[..n]);
+    crate::memory::write_bytes(pid.as_raw(), buffer, &answer);
 }

@@ -252,3 +252,15 @@ fn a_command_cannot_drop_its_reads_with_the_begin_marker() {
         "casher's own interpreter: what it read before the marker is its start-up"
     );
 }
+
+/// Pinning the traced processes to one CPU changes only speed: a program
+/// asking which CPUs it may use (`nproc`, a thread pool sizing itself) is
+/// told what it would be told untraced.
+#[test]
+fn pinned_processes_see_the_cpus_they_would_have_untraced() {
+    let plain = std::process::Command::new("nproc").output().unwrap();
+    let mut c = config(&["nproc"]);
+    c.pin = true;
+    let traced = trace(&c).unwrap();
+    assert_eq!(stdout(&traced), String::from_utf8(plain.stdout).unwrap());
+}

@@ -191,7 +191,7 @@ def main() -> int:
     # What each call's child uses, imported once here rather than in every
     # call (each import's traced lookups cost a call about 2 ms), and
     # before `prepare`: casher's own files are not the calls' inputs.
-    from casher import _callers, _events, _executed, _observe, _randomness, _settings, _state, _values  # noqa: F401
+    from casher import _callers, _events, _executed, _hashing_data, _observe, _randomness, _settings, _state, _values  # noqa: F401
 
     _executed.tracker([])  # its one-time probe of this interpreter, memoized
     _child.prepare(setup)

@@ -53,6 +53,9 @@ pub fn to_variant(
     to_variant_sharing(store, key, description, report, created_ns, code, None)
 }
 
+/// Inputs to convert from which the work is shared among the cores.
+const PARALLEL_FROM: usize = 64;
+
 /// `to_variant` for a call of a fork server: the server's import-time
 /// inputs (`shared`) are converted once and reused (see `SharedInputs`).
 pub fn to_variant_sharing(
@@ -98,13 +101,24 @@ pub fn to_variant_sharing(
     }
     // Hashing inputs is most of the cost of recording: skip files already
     // hashed with the same stat stamp, and use every core for the rest.
+    // A few (a fork server's call adds a handful to the server's) stay on
+    // this thread: handing them to the pool meant waiting for one of its
+    // threads to be scheduled, milliseconds while the other core is busy.
     let hashes = store.hash_cache();
-    let inputs = casher_store::in_pool(|| {
+    let convert = |input: &&ObservedInput| to_input(input, &own, &hashes, code);
+    let inputs = if pending.len() < PARALLEL_FROM {
         pending
-            .par_iter()
-            .map(|input| to_input(input, &own, &hashes, code))
+            .iter()
+            .map(convert)
             .collect::<Result<Vec<Option<Input>>>>()
-    })?;
+    } else {
+        casher_store::in_pool(|| {
+            pending
+                .par_iter()
+                .map(convert)
+                .collect::<Result<Vec<Option<Input>>>>()
+        })
+    }?;
     hashes.save();
     let mut inputs = inputs.into_iter();
     for (_, at, converted) in slots.iter_mut() {

@@ -28,31 +28,41 @@ struct OnDisk {
 
 pub struct HashCache {
     file: PathBuf,
-    entries: Mutex<HashMap<StoredPath, (Stamp, ObjectId)>>,
+    /// Read from the file at the first `hash`: most records of a fork
+    /// server's calls hash nothing, and decoding thousands of entries for
+    /// nothing cost each of them milliseconds.
+    entries: Mutex<Option<HashMap<StoredPath, (Stamp, ObjectId)>>>,
     added: Mutex<bool>,
 }
 
 impl HashCache {
     pub fn load(store_root: &Path) -> Self {
-        let file = store_root.join("hashes.bin");
-        let entries = std::fs::read(&file)
+        Self {
+            file: store_root.join("hashes.bin"),
+            entries: Mutex::new(None),
+            added: Mutex::new(false),
+        }
+    }
+
+    fn read(file: &Path) -> HashMap<StoredPath, (Stamp, ObjectId)> {
+        std::fs::read(file)
             .ok()
             .and_then(|b| postcard::from_bytes::<OnDisk>(&b).ok())
             .filter(|d| d.format == FORMAT)
             .map(|d| d.entries.into_iter().map(|(p, s, h)| (p, (s, h))).collect())
-            .unwrap_or_default();
-        Self {
-            file,
-            entries: Mutex::new(entries),
-            added: Mutex::new(false),
-        }
+            .unwrap_or_default()
     }
 
     /// The content hash of `path`, whose current metadata is `meta`.
     pub fn hash(&self, path: &Path, meta: &std::fs::Metadata) -> std::io::Result<ObjectId> {
         let key = StoredPath::new(path);
         let stamp = Stamp::of(meta);
-        if let Some((s, h)) = self.entries.lock().ok().and_then(|e| e.get(&key).copied()) {
+        let known = self.entries.lock().ok().and_then(|mut e| {
+            e.get_or_insert_with(|| Self::read(&self.file))
+                .get(&key)
+                .copied()
+        });
+        if let Some((s, h)) = known {
             if s == stamp {
                 return Ok(h);
             }
@@ -69,7 +79,9 @@ impl HashCache {
             && std::fs::metadata(path).is_ok_and(|m| Stamp::of(&m) == stamp)
         {
             if let Ok(mut entries) = self.entries.lock() {
-                entries.insert(key, (stamp, id));
+                if let Some(entries) = entries.as_mut() {
+                    entries.insert(key, (stamp, id));
+                }
             }
             if let Ok(mut added) = self.added.lock() {
                 *added = true;
@@ -83,6 +95,9 @@ impl HashCache {
             return;
         }
         let Ok(entries) = self.entries.lock() else {
+            return;
+        };
+        let Some(entries) = entries.as_ref() else {
             return;
         };
         let mut list: Vec<_> = entries

@@ -13,125 +13,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod base;
+mod observed;
+mod state;
 pub(crate) use base::Base;
+pub use observed::{ObservedInput, ObservedOutput};
+pub use state::Before;
+pub(crate) use state::{Content, PathState};
 
 use crate::finish::Step;
-use crate::observe::{self, content_stamp, ContentStamp, Kind, Reveals, StatFacts};
+use crate::observe::{self, content_stamp, Kind, Reveals, StatFacts};
 
 /// A path a traced program can probe to say "what I depended on starts
 /// here": everything recorded before (an interpreter's own start-up) is
 /// dropped. It is under `/dev/null`, so it never exists.
 pub const BEGIN_MARKER: &str = "/dev/null/.casher-begin";
-
-/// An input of the run: something it observed about a path before it
-/// changed that path (if it ever did).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ObservedInput {
-    /// A file whose content was read. `before` is its content hash when it
-    /// was taken while the run was going (the run later changed the file,
-    /// or the file was modified too recently for its stat stamp to be
-    /// trusted); `None`: hash the file as it is now.
-    File {
-        path: PathBuf,
-        before: Option<[u8; 32]>,
-    },
-    /// A path looked for (following symlinks) and not found: nothing
-    /// there, or a dangling symlink.
-    Absent { path: PathBuf },
-    /// No directory entry at all at this path (an `lstat` failed, or the
-    /// run created it): not even a dangling symlink.
-    NoEntry { path: PathBuf },
-    /// A directory whose entries were listed.
-    Dir { path: PathBuf },
-    /// What a `stat`-like call (following symlinks or not) returned, of
-    /// which `reveals` says how much the call showed.
-    Stat {
-        path: PathBuf,
-        follow: bool,
-        facts: StatFacts,
-        reveals: Reveals,
-    },
-    /// A symlink's target as `readlink` (or an open through it) saw it;
-    /// `None`: the path exists and is not a symlink.
-    Link {
-        path: PathBuf,
-        target: Option<PathBuf>,
-    },
-    /// Looking the path up failed with this errno (not "absent").
-    Fails { path: PathBuf, errno: i32 },
-    /// Truncated or created without being looked at first: the outcome is
-    /// the same whether it was absent or a regular file of this mode.
-    Replaceable { path: PathBuf, mode: u32 },
-}
-
-impl ObservedInput {
-    /// The path observed.
-    pub fn path(&self) -> &std::path::Path {
-        match self {
-            ObservedInput::File { path, .. }
-            | ObservedInput::Absent { path }
-            | ObservedInput::NoEntry { path }
-            | ObservedInput::Dir { path }
-            | ObservedInput::Stat { path, .. }
-            | ObservedInput::Link { path, .. }
-            | ObservedInput::Fails { path, .. }
-            | ObservedInput::Replaceable { path, .. } => path,
-        }
-    }
-}
-
-/// An output of the run: the final state of a path it changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ObservedOutput {
-    File { path: PathBuf },
-    Dir { path: PathBuf },
-    Symlink { path: PathBuf, target: PathBuf },
-    Deleted { path: PathBuf },
-}
-
-/// The state of a path just before the run first changed it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Before {
-    pub(crate) existed: bool,
-    pub(crate) hash: Option<[u8; 32]>,
-    /// `lstat` of the path then.
-    pub(crate) facts: Option<StatFacts>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Content {
-    stamp: ContentStamp,
-    /// Hashed at the first read (the file was recently modified).
-    hash: Option<[u8; 32]>,
-}
-
-#[derive(Debug, Default, Clone, PartialEq)]
-pub(crate) struct PathState {
-    content: Option<Content>,
-    /// `[lstat, stat]` results, with how much of them was revealed.
-    stat: [Option<(StatFacts, Reveals)>; 2],
-    link: Option<Option<PathBuf>>,
-    absent: bool,
-    no_entry: bool,
-    fails: Option<i32>,
-    listed: bool,
-    replaceable: bool,
-    /// Order of the first and of the last change.
-    first_change: Option<u64>,
-    last_change: u64,
-    before: Option<Before>,
-}
-
-impl PathState {
-    fn observed_before(&self) -> bool {
-        self.content.is_some()
-            || self.stat.iter().any(Option::is_some)
-            || self.link.is_some()
-            || self.absent
-            || self.no_entry
-            || self.fails.is_some()
-    }
-}
 
 /// Clone: a session's calls each start from the server's observations.
 #[derive(Default, Clone)]
@@ -463,47 +358,5 @@ impl Recorder {
     /// The paths observed so far.
     pub(crate) fn paths(&self) -> &[PathBuf] {
         &self.order
-    }
-}
-
-impl Content {
-    pub(crate) fn stamp(&self) -> ContentStamp {
-        self.stamp
-    }
-    pub(crate) fn hash(&self) -> Option<[u8; 32]> {
-        self.hash
-    }
-}
-
-impl PathState {
-    pub(crate) fn content(&self) -> Option<Content> {
-        self.content
-    }
-    pub(crate) fn stats(&self) -> [Option<(StatFacts, Reveals)>; 2] {
-        self.stat
-    }
-    pub(crate) fn link_target(&self) -> Option<&Option<PathBuf>> {
-        self.link.as_ref()
-    }
-    pub(crate) fn was_absent(&self) -> bool {
-        self.absent
-    }
-    pub(crate) fn had_no_entry(&self) -> bool {
-        self.no_entry
-    }
-    pub(crate) fn failed(&self) -> Option<i32> {
-        self.fails
-    }
-    pub(crate) fn was_listed(&self) -> bool {
-        self.listed
-    }
-    pub(crate) fn was_replaceable(&self) -> bool {
-        self.replaceable
-    }
-    pub(crate) fn changes(&self) -> Option<(u64, u64)> {
-        self.first_change.map(|first| (first, self.last_change))
-    }
-    pub(crate) fn before(&self) -> Before {
-        self.before.unwrap_or_default()
     }
 }

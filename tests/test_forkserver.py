@@ -595,11 +595,16 @@ def test_a_call_may_use_the_cpus_a_plain_call_may(root: Path, cache_dir: Path) -
     write(
         root / "main.py",
         """
+        import os
         import cpus
         plain = cpus.cpus.__casher_original__(1)
         assert cpus.cpus(1) == plain, (cpus.cpus(1), plain)
         assert cpus.cpus(1) == plain, "a hit"
         print("cpus", plain)
+        # The caller narrows its CPUs: the next call sees the narrower set.
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        plain = cpus.cpus.__casher_original__(2)
+        assert cpus.cpus(2) == plain, (cpus.cpus(2), plain)
         """,
     )
     proc = run(root, cache_dir, "main.py")

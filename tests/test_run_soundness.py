@@ -630,3 +630,16 @@ def test_background_children_do_not_hold_the_run(pair: Pair, tmp_path: Path) -> 
     (pair.cached / "late.txt").unlink()
     again = subprocess.run([str(pair.bin), "run", "-v", "--", "sh", "-c", script], cwd=pair.cached, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert "casher: hit" not in again.stderr
+
+
+def test_the_cpus_a_command_may_use_are_its_own_and_part_of_its_context(pair: Pair) -> None:
+    """The tracer pins a run to one CPU, but the command is told the CPUs
+    its caller may use (`nproc` answers as untraced), and a caller with
+    other CPUs (`taskset`) does not get the other one's answer."""
+    cpus = sorted(os.sched_getaffinity(0))
+    pair.run("nproc")
+    assert pair.run("nproc").hit
+    if len(cpus) > 1:
+        narrow = pair.run("taskset", "-c", str(cpus[0]), "nproc")
+        assert narrow.stdout.strip() == "1" and not narrow.hit
+        assert pair.run("nproc").hit, "switching back keeps the first result"

@@ -5,6 +5,7 @@ forks one child per call request (see `casher._server`, the caller side)."""
 from __future__ import annotations
 
 import gc
+import io
 import os
 import pickle
 import select
@@ -12,6 +13,7 @@ import signal
 import socket
 import sys
 import threading
+import weakref
 
 from casher import _prefault
 from casher._server import _recv, _send
@@ -119,11 +121,7 @@ def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
     result = _child.answer(payload, args_fd, payload["buffers_stem"])
     with open(result_fd, "wb", closefd=False) as f:
         pickle.dump(result, f, protocol=5)
-    import atexit
-
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    _end_like_an_interpreter()
     # The output ends here, not when the kernel has torn this process down
     # (the tracer delivers the call's report as it starts exiting).
     for fd in (1, 2):
@@ -134,9 +132,49 @@ def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
     if payload.get("learn"):
         try:
             _prefault.send(link.pages, _prefault.scan(_LEARNED.regions))
-        except OSError:
+        except Exception:  # only a lost speed-up
             pass
     link.done()
+
+
+# Files the import left open (a module-level log file): a plain run's
+# interpreter flushes what a call wrote to them when it ends.
+_IMPORT_FILES: list = []
+_FILE_TYPES = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+
+
+def _remember_open_files() -> None:
+    """In the server, once: the file objects its import left open."""
+    for obj in gc.get_objects():
+        if type(obj) in _FILE_TYPES:
+            try:
+                _IMPORT_FILES.append(weakref.ref(obj))
+            except TypeError:
+                pass
+
+
+def _end_like_an_interpreter() -> None:
+    """What a plain run's interpreter does when it ends, which `os._exit`
+    would skip: wait for the threads the call left running (not daemons),
+    run the exit handlers, flush what was written to files still open (the
+    import's, and the call's own that are still young: an older one, kept
+    open past many collections, is not found)."""
+    import atexit
+    import threading
+
+    if any(not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        threading._shutdown()  # type: ignore[attr-defined]
+    atexit._run_exitfuncs()
+    files = [ref() for ref in _IMPORT_FILES]
+    files += [obj for generation in (0, 1) for obj in gc.get_objects(generation) if type(obj) in _FILE_TYPES]
+    for f in files:
+        try:
+            if f is not None and not f.closed:
+                f.flush()
+        except Exception:  # as at exit: a failing flush is not the call's error
+            pass
+    sys.stdout.flush()
+    sys.stderr.flush()
 
 
 class _Link:
@@ -223,6 +261,7 @@ def main() -> int:
         pass
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
+    _remember_open_files()
     gc.freeze()
     _LEARNED.start()
     sys.stdout.flush()

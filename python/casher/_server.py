@@ -112,11 +112,13 @@ def _recv(sock: socket.socket, max_fds: int = 0) -> tuple[Any, list[int]]:
 
 def _limits() -> tuple:
     """Process settings a forked call inherits from the server, not from the
-    caller: resource limits, the scheduling priority and the umask."""
+    caller: resource limits, the scheduling priority, the umask and the
+    CPUs it may run on."""
     import resource
 
     limits = tuple(resource.getrlimit(getattr(resource, n)) for n in dir(resource) if n.startswith("RLIMIT_"))
-    return limits, os.getpriority(os.PRIO_PROCESS, 0), _umask()
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return limits, os.getpriority(os.PRIO_PROCESS, 0), _umask(), cpus
 
 
 def _umask() -> int:

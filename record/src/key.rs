@@ -7,7 +7,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Bumped whenever what goes into a key, or how, changes.
-pub const KEY_FORMAT_VERSION: u32 = 2;
+pub const KEY_FORMAT_VERSION: u32 = 3;
 
 /// Accumulates named fields; the order of calls is part of the key.
 pub struct KeyBuilder {

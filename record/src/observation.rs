@@ -170,14 +170,27 @@ pub fn value_digest(secret: &[u8; 32], value: Option<&[u8]>) -> ObjectId {
     hasher.finalize().into()
 }
 
-fn umask() -> Option<u32> {
+/// A field of `/proc/self/status`.
+fn status(field: &str) -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let value = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
-    u32::from_str_radix(value.trim(), 8).ok()
+    let value = status.lines().find_map(|l| l.strip_prefix(field))?;
+    Some(value.trim().to_owned())
+}
+
+fn umask() -> Option<u32> {
+    u32::from_str_radix(&status("Umask:")?, 8).ok()
+}
+
+/// The CPUs this process may run on. A traced run is told them (its
+/// `sched_getaffinity`, see the tracer's pinning), so what it prints or
+/// computes may depend on them (`nproc`, a thread pool's size).
+fn cpus() -> Option<String> {
+    status("Cpus_allowed_list:")
 }
 
 /// The context of a `casher run` invocation: each selected environment
-/// variable, the `LC_*` group and the umask, as (name, digest).
+/// variable, the `LC_*` group, the umask and the CPUs it may use, as
+/// (name, digest).
 #[derive(Debug, Clone)]
 pub struct RunContext {
     entries: Vec<(String, ObjectId)>,
@@ -188,13 +201,14 @@ impl RunContext {
     /// `secret` keys the digests (the store's secret).
     pub fn current(extra: &[String], secret: &[u8; 32]) -> Self {
         let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-        Self::from_env(&vars, extra, umask(), secret)
+        Self::from_env(&vars, extra, umask(), cpus().as_deref(), secret)
     }
 
     fn from_env(
         vars: &[(OsString, OsString)],
         extra: &[String],
         umask: Option<u32>,
+        cpus: Option<&str>,
         secret: &[u8; 32],
     ) -> Self {
         let bytes = |v: &OsStr| v.as_bytes().to_vec();
@@ -232,6 +246,10 @@ impl RunContext {
         entries.push((LOCALE_GROUP.to_owned(), value_digest(secret, Some(&joined))));
         let umask = umask.map(|u| u.to_le_bytes().to_vec());
         entries.push(("umask".to_owned(), value_digest(secret, umask.as_deref())));
+        entries.push((
+            "cpus".to_owned(),
+            value_digest(secret, cpus.map(str::as_bytes)),
+        ));
         Self { entries }
     }
 
@@ -270,7 +288,7 @@ mod tests {
             .map(|(k, v)| ((*k).into(), (*v).into()))
             .collect();
         let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
-        RunContext::from_env(&vars, &extra, Some(umask), &[9; 32])
+        RunContext::from_env(&vars, &extra, Some(umask), Some("0-1"), &[9; 32])
     }
 
     #[test]
@@ -288,12 +306,16 @@ mod tests {
         assert_ne!(digest(&base, LOCALE_GROUP), digest(&lc, LOCALE_GROUP));
         let umask = context(&[("PATH", "/bin")], &[], 0o77);
         assert_ne!(digest(&base, "umask"), digest(&umask, "umask"));
+        // A caller restricted to other CPUs (`taskset`).
+        let vars = [(OsString::from("PATH"), OsString::from("/bin"))];
+        let one_cpu = RunContext::from_env(&vars, &[], Some(0o22), Some("1"), &[9; 32]);
+        assert_ne!(digest(&base, "cpus"), digest(&one_cpu, "cpus"));
         // Unset and empty differ.
         let empty = context(&[("PATH", "/bin"), ("TZ", "")], &[], 0o22);
         assert_ne!(digest(&base, "env:TZ"), digest(&empty, "env:TZ"));
         // Another store's secret gives other digests for the same value.
         let vars = [(OsString::from("PATH"), OsString::from("/bin"))];
-        let other = RunContext::from_env(&vars, &[], Some(0o22), &[8; 32]);
+        let other = RunContext::from_env(&vars, &[], Some(0o22), Some("0-1"), &[8; 32]);
         assert_ne!(digest(&base, "env:PATH"), digest(&other, "env:PATH"));
     }
 

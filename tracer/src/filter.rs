@@ -77,6 +77,7 @@ pub const TRACED: &[i64] = &[
     // Not a path: its answer is rewritten when the tracer pinned the
     // processes to one CPU (`Pinned::shown`).
     libc::SYS_sched_getaffinity,
+    libc::SYS_sched_setaffinity,
 ];
 
 /// System calls that use a descriptor (argument index given), traced only

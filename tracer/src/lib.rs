@@ -6,6 +6,7 @@
 //! directory or `dirfd` at the time of the call (read from `/proc`). The
 //! crate never prints (it forwards the command's own output when asked).
 
+mod affinity;
 mod effects;
 mod error;
 mod exec;

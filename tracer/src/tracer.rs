@@ -9,6 +9,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::affinity::Shown;
 use crate::effects::Recorder;
 use crate::error::{Result, TraceError};
 use crate::filter::AUDIT_ARCH_X86_64;
@@ -129,8 +130,7 @@ pub fn run(
     };
     // New tracees held at their first stop until their parent's fork event.
     let mut held: HashSet<Pid> = HashSet::new();
-    // `sched_getaffinity` calls to answer with `shown_cpus`: their buffers.
-    let mut affinity: HashMap<Pid, u64> = HashMap::new();
+    let mut shown = Shown::new(shown_cpus);
     let mut exit = None;
     let mut uncacheable: Vec<String> = Vec::new();
     let mut note = |reason: &str, list: &mut Vec<String>| {
@@ -154,6 +154,7 @@ pub fn run(
                 if let Ok(child) = ptrace::getevent(pid) {
                     let child = Pid::from_raw(child as i32);
                     alive.insert(child);
+                    shown.forked(pid, child);
                     route.forked(pid, child, event);
                     if held.remove(&child) {
                         let _ = ptrace::cont(child, None);
@@ -173,15 +174,10 @@ pub fn run(
             }
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                 let call = stop_at_entry(pid, route, &mut pending, &mut uncacheable, &mut note);
-                if let (Some((nr, args)), Some(_)) = (call, shown_cpus) {
-                    let target = Pid::from_raw(args[0] as i32);
-                    if nr == libc::SYS_sched_getaffinity as u64
-                        && (args[0] == 0 || alive.contains(&target))
-                    {
-                        affinity.insert(pid, args[2]);
-                    }
+                if let Some((nr, args)) = call {
+                    shown.entry(pid, nr, args, |p| alive.contains(&p));
                 }
-                let _ = if pending.contains_key(&pid) || affinity.contains_key(&pid) {
+                let _ = if pending.contains_key(&pid) || shown.waits(pid) {
                     ptrace::syscall(pid, None)
                 } else {
                     ptrace::cont(pid, None)
@@ -200,10 +196,9 @@ pub fn run(
                         let errno = is_error.then(|| i32::try_from(-rval).unwrap_or(libc::EIO));
                         complete(route.recorder(pid), p, errno);
                     }
-                    if let (Some(buffer), Some(cpus)) = (affinity.remove(&pid), shown_cpus) {
+                    if shown.waits(pid) {
                         // SAFETY: op == EXIT, so the `exit` member is the valid one.
-                        let written = unsafe { info.u.exit.sval };
-                        show_cpus(pid, buffer, written, cpus);
+                        shown.exit(pid, unsafe { info.u.exit.sval });
                     }
                     let _ = ptrace::cont(pid, None);
                 } else {
@@ -237,7 +232,7 @@ pub fn run(
             }
             WaitStatus::Exited(pid, code) => {
                 pending.remove(&pid);
-                affinity.remove(&pid);
+                shown.gone(pid);
                 alive.remove(&pid);
                 route.exited(pid, Exit::Code(code));
                 if pid == main {
@@ -247,7 +242,7 @@ pub fn run(
             }
             WaitStatus::Signaled(pid, signal, _) => {
                 pending.remove(&pid);
-                affinity.remove(&pid);
+                shown.gone(pid);
                 alive.remove(&pid);
                 route.exited(pid, Exit::Signal(signal as i32));
                 if pid == main {
@@ -301,16 +296,4 @@ fn stop_at_entry(
         complete_at_entry(recorder, decoded);
     }
     Some((nr, args))
-}
-
-/// A `sched_getaffinity` that wrote `written` bytes of the mask at
-/// `buffer`: the same number of bytes of `cpus` instead.
-fn show_cpus(pid: Pid, buffer: u64, written: i64, cpus: &[u8]) {
-    let Ok(written) = usize::try_from(written) else {
-        return; // it failed
-    };
-    let mut answer = vec![0u8; written];
-    let n = written.min(cpus.len());
-    answer[..n].copy_from_slice(&cpus[..n]);
-    crate::memory::write_bytes(pid.as_raw(), buffer, &answer);
 }

@@ -263,4 +263,13 @@ fn pinned_processes_see_the_cpus_they_would_have_untraced() {
     c.pin = true;
     let traced = trace(&c).unwrap();
     assert_eq!(stdout(&traced), String::from_utf8(plain.stdout).unwrap());
+    // A process that chose its CPUs itself is told those.
+    let plain = std::process::Command::new("taskset")
+        .args(["-c", "0", "nproc"])
+        .output()
+        .unwrap();
+    let mut c = config(&["taskset", "-c", "0", "nproc"]);
+    c.pin = true;
+    let traced = trace(&c).unwrap();
+    assert_eq!(stdout(&traced), String::from_utf8(plain.stdout).unwrap());
 }

@@ -20,9 +20,14 @@ pub(crate) struct Base {
     index: HashMap<PathBuf, usize>,
     /// Per position: the server's finished inputs of that path, which a
     /// call that leaves the path as the server saw it reuses as they are.
-    /// `None`: checked again at each call's end, as any run's path (the
-    /// server changed it, or it finished to no input).
+    /// `None`: checked again at each call's end, as any run's path (it
+    /// finished to no input).
     known: Vec<Option<Vec<ObservedInput>>>,
+    /// Per position: the server changed the path while importing (a file
+    /// or a shared memory segment its import created). That is the
+    /// import's doing, which the caller's own import did as well: not an
+    /// output of the call, unless the call changes the path again.
+    changed: Vec<bool>,
 }
 
 impl Base {
@@ -39,25 +44,26 @@ impl Base {
             .enumerate()
             .map(|(i, p)| (p.clone(), i))
             .collect();
-        let known = recorder
+        let changed = recorder
             .order
             .iter()
             .map(|p| {
-                let unchanged = recorder
+                recorder
                     .states
                     .get(p)
-                    .is_some_and(|s| s.changes().is_none());
-                if unchanged {
-                    by_path.remove(p.as_path())
-                } else {
-                    None
-                }
+                    .is_some_and(|s| s.changes().is_some())
             })
+            .collect();
+        let known = recorder
+            .order
+            .iter()
+            .map(|p| by_path.remove(p.as_path()))
             .collect();
         Base {
             recorder,
             index,
             known,
+            changed,
         }
     }
 
@@ -70,6 +76,12 @@ impl Base {
         self.recorder.states.get(path)
     }
 
+    /// A path the server's import changed and the call left alone: what
+    /// the server saw of it before its change, and none of its outputs.
+    fn server_changed<'a>(&'a self, i: usize, p: &'a Path) -> (&'a Path, Step<'a>) {
+        (p, Step::Known(self.known[i].as_deref().unwrap_or(&[])))
+    }
+
     /// Every path to check, as one run's: the server's in its order (as the
     /// call left them), then the call's own.
     pub(crate) fn merged<'a>(
@@ -77,14 +89,23 @@ impl Base {
         states: &'a HashMap<PathBuf, PathState>,
         order: &'a [PathBuf],
     ) -> impl Iterator<Item = (&'a Path, Step<'a>)> {
-        self.recorder
+        let server = self
+            .recorder
             .order
             .iter()
-            .chain(order)
-            .filter_map(move |p| {
-                let s = states.get(p).or_else(|| self.state(p))?;
-                Some((p.as_path(), Step::Check(s)))
-            })
+            .enumerate()
+            .filter_map(move |(i, p)| match states.get(p) {
+                Some(now) if self.changed[i] && self.state(p) == Some(now) => {
+                    Some(self.server_changed(i, p))
+                }
+                Some(now) => Some((p.as_path(), Step::Check(now))),
+                None if self.changed[i] => Some(self.server_changed(i, p)),
+                None => self.state(p).map(|s| (p.as_path(), Step::Check(s))),
+            });
+        let own = order
+            .iter()
+            .filter_map(move |p| states.get(p).map(|s| (p.as_path(), Step::Check(s))));
+        server.chain(own)
     }
 
     /// As [`Base::merged`], but a server path the call left as the server
@@ -107,19 +128,15 @@ impl Base {
             .iter()
             .enumerate()
             .filter_map(move |(i, p)| {
-                let known = self.known[i].as_deref();
-                if !touched[i] {
-                    return match known {
-                        Some(done) => Some((p.as_path(), Step::Known(done))),
-                        None => self.state(p).map(|s| (p.as_path(), Step::Check(s))),
-                    };
+                let now = if touched[i] { states.get(p) } else { None };
+                let as_server_left = now.is_none() || self.state(p) == now;
+                if as_server_left && self.changed[i] {
+                    return Some(self.server_changed(i, p));
                 }
-                let now = states.get(p)?;
-                match known {
-                    Some(done) if self.state(p) == Some(now) => {
-                        Some((p.as_path(), Step::Known(done)))
-                    }
-                    _ => Some((p.as_path(), Step::Check(now))),
+                match (self.known[i].as_deref(), now) {
+                    (Some(done), _) if as_server_left => Some((p.as_path(), Step::Known(done))),
+                    (_, Some(now)) => Some((p.as_path(), Step::Check(now))),
+                    (_, None) => self.state(p).map(|s| (p.as_path(), Step::Check(s))),
                 }
             });
         let own = order
@@ -166,10 +183,13 @@ mod tests {
         );
         server.absent(&at("missing.txt"), true);
         server.listed(dir.path());
-        // The server changed a path itself: checked again at every call.
-        let before = server.snapshot(&at("made.txt"), false).unwrap();
-        std::fs::write(at("made.txt"), "m").unwrap();
-        server.mutated(&at("made.txt"), before, false);
+        // The server's import made files itself (a shared memory segment,
+        // a temporary directory): the caller's own import made its own.
+        for name in ["made.txt", "remade.txt"] {
+            let before = server.snapshot(&at(name), false).unwrap();
+            std::fs::write(at(name), "m").unwrap();
+            server.mutated(&at(name), before, false);
+        }
         let (inputs, _, _) = server.clone().finish();
         let base = Arc::new(Base::new(server, &inputs));
 
@@ -186,6 +206,10 @@ mod tests {
         call.mutated(&at("rewritten.txt"), before, false);
         call.read(&at("own.txt"), &meta(&at("own.txt")));
         call.absent(&at("missing.txt"), false);
+        // The call writes one of them again: that is its own output.
+        let before = call.snapshot(&at("remade.txt"), false).unwrap();
+        std::fs::write(at("remade.txt"), "call").unwrap();
+        call.mutated(&at("remade.txt"), before, false);
 
         let fast = call.clone().finish_from(true);
         let full = call.finish();
@@ -198,8 +222,12 @@ mod tests {
         assert!(outputs.iter().any(
             |o| matches!(o, crate::ObservedOutput::File { path } if *path == at("rewritten.txt"))
         ));
-        assert!(outputs
-            .iter()
-            .any(|o| matches!(o, crate::ObservedOutput::File { path } if *path == at("made.txt"))));
+        let output = |name: &str| {
+            outputs
+                .iter()
+                .any(|o| matches!(o, crate::ObservedOutput::File { path } if *path == at(name)))
+        };
+        assert!(!output("made.txt"), "the server's own doing");
+        assert!(output("remade.txt"), "made again by the call");
     }
 }

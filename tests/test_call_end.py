@@ -91,3 +91,80 @@ def test_what_the_servers_import_made_is_not_the_calls(tmp_path: Path, cache_dir
     for _ in range(2):
         cached = twin.check("main.py")
         assert "uncached" not in cached.err and "refusing" not in cached.err, cached.err
+
+
+def test_the_imports_exit_handlers_run_at_the_callers_exit_not_after_each_call(tmp_path: Path, cache_dir: Path) -> None:
+    twin = Twin(
+        tmp_path,
+        {
+            "mod.py": """
+                import atexit
+                import os
+
+                from casher import cached
+
+                with open("app.lock", "w") as f:
+                    f.write("locked")
+                atexit.register(lambda: os.path.exists("app.lock") and os.remove("app.lock"))
+
+                @cached
+                def f(n):
+                    return n * 2
+            """,
+            "main.py": """
+                import os
+                import mod
+                print(mod.f(1), os.path.exists("app.lock"))
+            """,
+        },
+    )
+    twin.check("main.py")
+    twin.check("main.py")
+
+
+def test_a_compressed_file_left_open_is_finished_and_a_thread_waiting_for_the_caller_does_not_hang(tmp_path: Path, cache_dir: Path) -> None:
+    """A gzip stream kept open gets its trailer, as at exit. A thread
+    waiting for what the caller does after the call cannot get it in the
+    call's process: it is waited for a while, and the call is not cached."""
+    twin = Twin(
+        tmp_path,
+        {
+            "mod.py": """
+                import gzip
+                import threading
+
+                from casher import cached
+
+                KEEP = []
+                EVENT = threading.Event()
+
+                @cached
+                def packed(n):
+                    stream = gzip.open(f"data_{n}.gz", "wt")
+                    stream.write("x" * 1000)
+                    KEEP.append(stream)
+                    return n
+
+                @cached
+                def waits(n):
+                    threading.Thread(target=EVENT.wait).start()
+                    return n
+            """,
+            "main.py": """
+                import gzip
+                import mod
+                print(mod.packed(1))
+                print(mod.waits(2))
+                mod.EVENT.set()
+            """,
+            "check.py": """
+                import gzip
+                print(len(gzip.open("data_1.gz", "rt").read()))
+            """,
+        },
+    )
+    cached = twin.check("main.py")
+    assert "not cached: the call left threads running" in cached.err, cached.err
+    twin.check("check.py")
+    second = twin.check("main.py")
+    assert "packed: hit" in second.err and "waits: miss" in second.err, second.err

@@ -274,8 +274,9 @@ class Call:
         return dict(result, value=blob), again
 
     def _record(self, run: Any, result: dict, buffers: list[str]) -> None:
-        if run.uncacheable:
-            log.warning("%s not cached: %s", self.qualname, "; ".join(run.uncacheable))
+        reasons = [*run.uncacheable, *result.get("uncacheable", ())]
+        if reasons:
+            log.warning("%s not cached: %s", self.qualname, "; ".join(reasons))
         else:
             try:
                 missed = self.cache.record(

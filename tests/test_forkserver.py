@@ -576,10 +576,10 @@ def test_entries_coming_and_going_in_an_ancestor_directory_keep_the_server(root:
     assert third[1] != second[1], "an edit of the module kept the old server:\n" + proc.stderr
 
 
-def test_a_call_may_use_the_cpus_a_plain_call_may(root: Path, cache_dir: Path) -> None:
-    """The server imports on the tracer's CPU (faster stops), but a call is
-    told, and given, the CPUs of its caller: what sizes a thread pool (and
-    so how a sum is split) is what a plain call would see."""
+def test_a_call_is_told_the_cpus_a_plain_call_may_use(root: Path, cache_dir: Path) -> None:
+    """The server and its calls run on the tracer's CPU (faster stops), but
+    a call is told the CPUs of its caller: what sizes a thread pool (and so
+    how a sum is split) is what a plain call would see."""
     write(
         root / "cpus.py",
         """

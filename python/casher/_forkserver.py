@@ -4,6 +4,7 @@ forks one child per call request (see `casher._server`, the caller side)."""
 
 from __future__ import annotations
 
+import _io
 import gc
 import io
 import os
@@ -104,8 +105,7 @@ def fork_unsafe() -> str | None:
 
 def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
     """In the forked child: one call, its answer into the result memfd;
-    then, through `link`, the pages it wrote (if the server asked) and that
-    it is done."""
+    then, through `link`, the pages it wrote (if the server asked)."""
     from casher import _child
 
     args_fd, result_fd, out_w, err_w = fds
@@ -140,7 +140,6 @@ def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
             _prefault.send(link.pages, _prefault.scan(_LEARNED.regions))
         except Exception:  # only a lost speed-up
             pass
-    link.done()
 
 
 # Files the import left open (a module-level log file): a plain run's
@@ -161,11 +160,11 @@ def _file_like(obj: object) -> bool:
     module = kind.__dict__.get("__module__")
     if not isinstance(module, str) or module in ("builtins", "_io") or module.startswith(("pandas", "numpy")):
         return False
+    # By the class's bases, not `isinstance`: an ABC's first check of each
+    # class costs a call's child a tenth of a millisecond.
+    mro = kind.__mro__
     zipfile = sys.modules.get("zipfile")
-    try:
-        return isinstance(obj, io.IOBase) or (zipfile is not None and isinstance(obj, zipfile.ZipFile))
-    except Exception:  # an object whose class lookup raises
-        return False
+    return _io._IOBase in mro or (zipfile is not None and zipfile.ZipFile in mro)
 
 
 def _remember_open_files() -> None:
@@ -261,46 +260,18 @@ def _end_like_an_interpreter() -> list[str]:
 
 
 class _Link:
-    """What a call's child tells the server after its call, before it
-    exits: the pages it wrote, when asked (`casher._prefault`), in a
-    memfd; that it is done, as a byte on a pipe. The server then forks the
-    next child while the kernel tears this one down (milliseconds for a
-    copy of an interpreter with pandas)."""
+    """Where a call's child says which pages its call wrote, when the
+    server asks (`casher._prefault`): a memfd the server reads once the
+    child has exited."""
 
     def __init__(self) -> None:
         try:
             self.pages = os.memfd_create("casher-pages", os.MFD_CLOEXEC)
         except (AttributeError, OSError):
             self.pages = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        self.done_r, self.done_w = os.pipe()
-
-    def forked(self, child: bool) -> None:
-        os.close(self.done_r if child else self.done_w)
-
-    def done(self) -> None:
-        """In the child."""
-        try:
-            os.write(self.done_w, b"x")
-        except OSError:
-            pass
-
-    def wait(self, pid: int) -> None:
-        """Until the child `pid` said it is done, or ended."""
-        while True:
-            ready, _, _ = select.select([self.done_r], [], [], 0.05)
-            if ready:
-                os.read(self.done_r, 1)  # a byte, or the end: it exited
-                return
-            try:
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    return
-            except ChildProcessError:
-                return
 
     def close(self) -> None:
-        """In the server, once the child is done."""
         os.close(self.pages)
-        os.close(self.done_r)
 
 
 def main() -> int:
@@ -336,13 +307,6 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Calls whose caller has the same library settings skip applying them.
     _settings.remember_import()
-    # The import ran on the tracer's CPU (its thousands of stops cost less
-    # there); calls run on the CPUs the caller may use, as a plain call
-    # does (the tracer answers `sched_getaffinity` with the caller's mask).
-    try:
-        os.sched_setaffinity(0, os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        pass
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     _remember_open_files()
@@ -377,18 +341,20 @@ def main() -> int:
             pid = _fork()
             if pid == 0:
                 try:
-                    link.forked(child=True)
                     sock.close()
                     _serve_one(payload, fds, link)
                 finally:
                     os._exit(0)
-            link.forked(child=False)
         for fd in fds:
             os.close(fd)
         _send(sock, (pid,))
-        # The next call's child is forked once this one is done (not while
-        # it runs: they may share a CPU), while the caller records it.
-        link.wait(pid)
+        # The next call's child is forked once this one has exited (not
+        # while it runs or is torn down: they share a CPU), while the
+        # caller records it.
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
         if learn:
             try:
                 _LEARNED.add(function, _prefault.receive(link.pages))
@@ -425,7 +391,6 @@ def _spare(sock: socket.socket) -> tuple[int, socket.socket, _Link] | None:
     pid = _fork()
     if pid == 0:
         try:
-            link.forked(child=True)
             ours.close()
             sock.close()
             _prefault.populate(_LEARNED.runs, lambda: bool(select.select([theirs], [], [], 0)[0]))
@@ -437,7 +402,6 @@ def _spare(sock: socket.socket) -> tuple[int, socket.socket, _Link] | None:
             _serve_one(payload, fds, link)
         finally:
             os._exit(0)
-    link.forked(child=False)
     theirs.close()
     return pid, ours, link
 

@@ -4,9 +4,7 @@ forks one child per call request (see `casher._server`, the caller side)."""
 
 from __future__ import annotations
 
-import _io
 import gc
-import io
 import os
 import pickle
 import select
@@ -14,10 +12,8 @@ import signal
 import socket
 import sys
 import threading
-import time
-import weakref
 
-from casher import _prefault
+from casher import _call_end, _prefault
 from casher._server import _recv, _send
 
 _SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
@@ -121,7 +117,7 @@ def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
     # `buffers_stem` (see `casher._values.dump_to_files`).
     result = _child.answer(payload, args_fd, payload["buffers_stem"])
     try:
-        left = _end_like_an_interpreter()
+        left = _call_end.end_like_an_interpreter()
     except BaseException as exc:  # the answer must reach the caller
         left = [f"casher could not end the call as an interpreter would ({type(exc).__name__}: {exc})"]
     if left:
@@ -140,123 +136,6 @@ def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
             _prefault.send(link.pages, _prefault.scan(_LEARNED.regions))
         except Exception:  # only a lost speed-up
             pass
-
-
-# Files the import left open (a module-level log file): a plain run's
-# interpreter closes them when it ends (writing what was buffered, and a
-# compressed stream's trailer).
-_IMPORT_FILES: list = []
-
-# How long a call's child waits for the threads the call left running.
-_THREADS_WAIT = 5.0
-
-
-def _file_like(obj: object) -> bool:
-    """A file object whose end writes something (by type first: cheap for
-    the many objects that are not)."""
-    kind = type(obj)
-    if kind in (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom):
-        return True
-    module = kind.__dict__.get("__module__")
-    if not isinstance(module, str) or module in ("builtins", "_io") or module.startswith(("pandas", "numpy")):
-        return False
-    # By the class's bases, not `isinstance`: an ABC's first check of each
-    # class costs a call's child a tenth of a millisecond.
-    mro = kind.__mro__
-    zipfile = sys.modules.get("zipfile")
-    return _io._IOBase in mro or (zipfile is not None and zipfile.ZipFile in mro)
-
-
-def _remember_open_files() -> None:
-    """In the server, once: the file objects its import left open."""
-    for obj in gc.get_objects():
-        if type(obj) in (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom):
-            try:
-                _IMPORT_FILES.append(weakref.ref(obj))
-            except TypeError:
-                pass
-
-
-def _keep_stdlib_exit_handlers() -> None:
-    """In the server, once imported: the exit handlers the import registered
-    run when the caller's own interpreter ends, as in a plain run, never at
-    the end of each call (a module removing its lock file at exit removed
-    the caller's after every call). The standard library's stay (they
-    finish what a call may start: `multiprocessing` pools, `logging`)."""
-    import atexit
-
-    registered = _EXIT_HANDLERS[:]
-    atexit._clear()
-    for func, args, kwargs in registered:
-        owner = (getattr(func, "__module__", None) or "").partition(".")[0]
-        if owner in sys.stdlib_module_names:
-            atexit.register(func, *args, **kwargs)
-
-
-_EXIT_HANDLERS: list = []
-
-
-def watch_exit_handlers() -> None:
-    """Records the exit handlers registered from now on (the import's)."""
-    import atexit
-
-    register, unregister = atexit.register, atexit.unregister
-
-    def recording(func, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _EXIT_HANDLERS.append((func, args, kwargs))
-        return register(func, *args, **kwargs)
-
-    def forgetting(func):  # type: ignore[no-untyped-def]
-        _EXIT_HANDLERS[:] = [h for h in _EXIT_HANDLERS if h[0] != func]
-        return unregister(func)
-
-    atexit.register, atexit.unregister = recording, forgetting  # type: ignore[assignment]
-
-
-def _end_like_an_interpreter() -> list[str]:
-    """What a plain run's interpreter does when it ends, which `os._exit`
-    would skip: wait for the threads the call left running (not daemons),
-    run the exit handlers the call registered, close the files still open
-    (the import's, and the call's own that are still young: an older one,
-    kept open past many collections, is not found). Why the call cannot be
-    cached, if it cannot."""
-    import atexit
-    import threading
-
-    left = []
-    threads = [t for t in threading.enumerate() if not t.daemon and t is not threading.main_thread()]
-    if threads:
-        # What the interpreter calls first (a thread pool left open lets
-        # its idle workers go).
-        for call in reversed(getattr(threading, "_threading_atexits", [])):
-            try:
-                call()
-            except Exception:
-                pass
-        # A plain caller's process goes on while they run, and may be what
-        # they wait for: waited for a while, and if that is not enough, the
-        # call is not cached.
-        deadline = time.monotonic() + _THREADS_WAIT
-        for t in threads:
-            t.join(max(deadline - time.monotonic(), 0))
-        if any(t.is_alive() for t in threads):
-            left.append("the call left threads running after it returned")
-    atexit._run_exitfuncs()
-    files = [ref() for ref in _IMPORT_FILES]
-    files += [obj for generation in (0, 1) for obj in gc.get_objects(generation) if _file_like(obj)]
-    standard = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)}
-    files = [f for f in files if f is not None and id(f) not in standard]
-    # All flushed before any is closed: a text file's buffer is a file of
-    # its own, which may come first.
-    for end in ("flush", "close"):
-        for f in files:
-            try:
-                getattr(f, end)()
-            except Exception:  # as at exit: a failing close is not the call's error
-                pass
-    sys.stdout.flush()
-    sys.stderr.flush()
-    return left
 
 
 class _Link:
@@ -288,7 +167,7 @@ def main() -> int:
     _executed.tracker([])  # its one-time probe of this interpreter, memoized
     _child.prepare(setup)
     watch_fork_handlers()
-    watch_exit_handlers()
+    _call_end.watch_exit_handlers()
     try:
         _child.load_module(setup)
     except BaseException as exc:
@@ -309,8 +188,8 @@ def main() -> int:
     _settings.remember_import()
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
-    _remember_open_files()
-    _keep_stdlib_exit_handlers()
+    _call_end.remember_open_files()
+    _call_end.keep_stdlib_exit_handlers()
     gc.freeze()
     _LEARNED.start()
     sys.stdout.flush()

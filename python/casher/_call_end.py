@@ -58,14 +58,18 @@ def keep_stdlib_exit_handlers() -> None:
     import atexit
 
     registered = _EXIT_HANDLERS[:]
+    if _ORIGINAL:  # calls see the real ones
+        atexit.register, atexit.unregister = _ORIGINAL  # type: ignore[assignment]
     atexit._clear()
-    for func, args, kwargs in registered:
-        owner = (getattr(func, "__module__", None) or "").partition(".")[0]
-        if owner in sys.stdlib_module_names:
+    for func, args, kwargs, registrant in registered:
+        # Who registered it, not what it calls (`atexit.register(os.remove,
+        # "app.lock")` is the module's, though `os.remove` is not).
+        if registrant.partition(".")[0] in sys.stdlib_module_names:
             atexit.register(func, *args, **kwargs)
 
 
 _EXIT_HANDLERS: list = []
+_ORIGINAL: list = []
 
 
 def watch_exit_handlers() -> None:
@@ -73,9 +77,11 @@ def watch_exit_handlers() -> None:
     import atexit
 
     register, unregister = atexit.register, atexit.unregister
+    _ORIGINAL[:] = [register, unregister]
 
     def recording(func, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _EXIT_HANDLERS.append((func, args, kwargs))
+        caller = sys._getframe(1).f_globals.get("__name__")
+        _EXIT_HANDLERS.append((func, args, kwargs, caller if isinstance(caller, str) else ""))
         return register(func, *args, **kwargs)
 
     def forgetting(func):  # type: ignore[no-untyped-def]

@@ -168,3 +168,35 @@ def test_a_compressed_file_left_open_is_finished_and_a_thread_waiting_for_the_ca
     twin.check("check.py")
     second = twin.check("main.py")
     assert "packed: hit" in second.err and "waits: miss" in second.err, second.err
+
+
+def test_a_log_the_import_opens_does_not_make_every_run_miss(tmp_path: Path, cache_dir: Path) -> None:
+    """`logging.basicConfig(filename=...)` at import: the caller logs every
+    run, so the file grows; the server's import only appended to it (never
+    read it), so its old content is no input of the call."""
+    twin = Twin(
+        tmp_path,
+        {
+            "mod.py": """
+                import logging
+
+                from casher import cached
+
+                logging.basicConfig(filename="app.log", level=logging.INFO, format="%(message)s")
+                log = logging.getLogger("mod")
+
+                @cached
+                def f(n):
+                    return n * 2
+            """,
+            "main.py": """
+                import mod
+                mod.log.info("starting")
+                print(mod.f(1))
+            """,
+        },
+    )
+    twin.check("main.py")
+    twin.check("main.py", hits=1)
+    twin.check("main.py", hits=1)
+    assert files(twin.cached, "app.log") == files(twin.plain, "app.log") == {"app.log": "starting\n" * 3}

@@ -279,7 +279,7 @@ impl Recorder {
                     if let Some(s) = self.unchanged(path) {
                         if s.content.is_none() {
                             s.content = Some(Content {
-                                stamp: (0, 0, 0, 0),
+                                stamp: Content::KEPT,
                                 hash: before.hash,
                             });
                         }

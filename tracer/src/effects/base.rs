@@ -44,7 +44,7 @@ impl Base {
             .enumerate()
             .map(|(i, p)| (p.clone(), i))
             .collect();
-        let changed = recorder
+        let changed: Vec<bool> = recorder
             .order
             .iter()
             .map(|p| {
@@ -57,7 +57,23 @@ impl Base {
         let known = recorder
             .order
             .iter()
-            .map(|p| by_path.remove(p.as_path()))
+            .zip(&changed)
+            .map(|(p, &changed)| {
+                let mut inputs = by_path.remove(p.as_path())?;
+                // A file the import appended to without reading it (a log
+                // it opened): its old content was a precondition of that
+                // write's outcome, which is no output of the call. Keeping
+                // it made every later call miss once the log had grown.
+                let read = recorder
+                    .states
+                    .get(p)
+                    .and_then(PathState::content)
+                    .is_some_and(|c| c.was_read());
+                if changed && !read {
+                    inputs.retain(|i| !matches!(i, ObservedInput::File { .. }));
+                }
+                Some(inputs)
+            })
             .collect();
         Base {
             recorder,
@@ -190,6 +206,17 @@ mod tests {
             std::fs::write(at(name), "m").unwrap();
             server.mutated(&at(name), before, false);
         }
+        // A log it appended to without reading it, and a counter it read
+        // and then rewrote (its old content is what the import used).
+        for name in ["log.txt", "counter.txt"] {
+            std::fs::write(at(name), "old").unwrap();
+        }
+        server.read(&at("counter.txt"), &meta(&at("counter.txt")));
+        for name in ["log.txt", "counter.txt"] {
+            let before = server.snapshot(&at(name), true).unwrap();
+            std::fs::write(at(name), "old+new").unwrap();
+            server.mutated(&at(name), before, true);
+        }
         let (inputs, _, _) = server.clone().finish();
         let base = Arc::new(Base::new(server, &inputs));
 
@@ -228,6 +255,13 @@ mod tests {
                 .any(|o| matches!(o, crate::ObservedOutput::File { path } if *path == at(name)))
         };
         assert!(!output("made.txt"), "the server's own doing");
+        let content = |name: &str| {
+            inputs
+                .iter()
+                .any(|i| matches!(i, ObservedInput::File { path, .. } if *path == at(name)))
+        };
+        assert!(!content("log.txt"), "appended to, never read: no input");
+        assert!(content("counter.txt"), "read before it was rewritten");
         assert!(output("remade.txt"), "made again by the call");
     }
 }

@@ -49,8 +49,17 @@ impl PathState {
 }
 
 impl Content {
+    /// The content of a file opened for writing without truncation (an
+    /// append): what the run's own write kept, not something it read.
+    pub(super) const KEPT: ContentStamp = (0, 0, 0, 0);
+
     pub(crate) fn stamp(&self) -> ContentStamp {
         self.stamp
+    }
+
+    /// The run read it (not only kept it by writing without truncation).
+    pub(crate) fn was_read(&self) -> bool {
+        self.stamp != Self::KEPT
     }
     pub(crate) fn hash(&self) -> Option<[u8; 32]> {
         self.hash

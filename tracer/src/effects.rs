@@ -28,7 +28,8 @@ use crate::observe::{self, content_stamp, Kind, Reveals, StatFacts};
 /// dropped. It is under `/dev/null`, so it never exists.
 pub const BEGIN_MARKER: &str = "/dev/null/.casher-begin";
 
-/// Clone: a session's calls each start from the server's observations.
+/// Clone: a session snapshots its server's recorder once, at its first
+/// call (each call then starts on it, see [`Recorder::on`]).
 #[derive(Default, Clone)]
 pub struct Recorder {
     ignore: Vec<PathBuf>,

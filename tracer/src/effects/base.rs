@@ -118,10 +118,7 @@ impl Base {
                 None if self.changed[i] => Some(self.server_changed(i, p)),
                 None => self.state(p).map(|s| (p.as_path(), Step::Check(s))),
             });
-        let own = order
-            .iter()
-            .filter_map(move |p| states.get(p).map(|s| (p.as_path(), Step::Check(s))));
-        server.chain(own)
+        server.chain(own(states, order))
     }
 
     /// As [`Base::merged`], but a server path the call left as the server
@@ -155,11 +152,18 @@ impl Base {
                     (_, None) => self.state(p).map(|s| (p.as_path(), Step::Check(s))),
                 }
             });
-        let own = order
-            .iter()
-            .filter_map(move |p| states.get(p).map(|s| (p.as_path(), Step::Check(s))));
-        server.chain(own)
+        server.chain(own(states, order))
     }
+}
+
+/// The paths only the call observed, in its order.
+fn own<'a>(
+    states: &'a HashMap<PathBuf, PathState>,
+    order: &'a [PathBuf],
+) -> impl Iterator<Item = (&'a Path, Step<'a>)> {
+    order
+        .iter()
+        .filter_map(move |p| states.get(p).map(|s| (p.as_path(), Step::Check(s))))
 }
 
 #[cfg(test)]

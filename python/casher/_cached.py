@@ -192,7 +192,7 @@ class CachedFunction(_peek.Wrapper):
         _hashing._text(h, b"umask", oct(_server._umask()))
         # The CPUs it may use: a call is told them (and runs on them), so
         # its thread pools size themselves as in a plain call.
-        _hashing._text(h, b"cpus", repr(sorted(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else "")
+        _hashing._text(h, b"cpus", repr(_server.cpus()))
         # `env=` names only: their values are inputs of each variant, hashed
         # with the store's secret, like the variables the call reads itself.
         return _native.run_key(self._func.__qualname__, self._file, h.hexdigest(), _PYTHON, list(self._env), os.getcwd())

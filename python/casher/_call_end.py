@@ -19,6 +19,9 @@ import weakref
 # compressed stream's trailer).
 _IMPORT_FILES: list = []
 
+# The file objects that buffer what is written to them.
+_BUFFERED = (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom)
+
 # How long a call's child waits for the threads the call left running.
 _THREADS_WAIT = 5.0
 
@@ -27,7 +30,7 @@ def _file_like(obj: object) -> bool:
     """A file object whose end writes something (by type first: cheap for
     the many objects that are not)."""
     kind = type(obj)
-    if kind in (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom):
+    if kind in _BUFFERED:
         return True
     module = kind.__dict__.get("__module__")
     if not isinstance(module, str) or module in ("builtins", "_io") or module.startswith(("pandas", "numpy")):
@@ -42,7 +45,7 @@ def _file_like(obj: object) -> bool:
 def remember_open_files() -> None:
     """In the server, once: the file objects its import left open."""
     for obj in gc.get_objects():
-        if type(obj) in (io.TextIOWrapper, io.BufferedWriter, io.BufferedRandom):
+        if type(obj) in _BUFFERED:
             try:
                 _IMPORT_FILES.append(weakref.ref(obj))
             except TypeError:

@@ -99,9 +99,9 @@ def fork_unsafe() -> str | None:
     return None
 
 
-def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
+def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     """In the forked child: one call, its answer into the result memfd;
-    then, through `link`, the pages it wrote (if the server asked)."""
+    then, into `pages_fd`, the pages it wrote (if the server asked)."""
     from casher import _child
 
     args_fd, result_fd, out_w, err_w = fds
@@ -133,24 +133,19 @@ def _serve_one(payload: dict, fds: list[int], link: _Link) -> None:
             pass
     if payload.get("learn"):
         try:
-            _prefault.send(link.pages, _prefault.scan(_LEARNED.regions))
+            _prefault.send(pages_fd, _prefault.scan(_LEARNED.regions))
         except Exception:  # only a lost speed-up
             pass
 
 
-class _Link:
+def _pages_fd() -> int:
     """Where a call's child says which pages its call wrote, when the
     server asks (`casher._prefault`): a memfd the server reads once the
     child has exited."""
-
-    def __init__(self) -> None:
-        try:
-            self.pages = os.memfd_create("casher-pages", os.MFD_CLOEXEC)
-        except (AttributeError, OSError):
-            self.pages = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-
-    def close(self) -> None:
-        os.close(self.pages)
+    try:
+        return os.memfd_create("casher-pages", os.MFD_CLOEXEC)
+    except (AttributeError, OSError):
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
 
 def main() -> int:
@@ -195,7 +190,7 @@ def main() -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     _send(sock, {"ok": True})
-    spare: tuple[int, socket.socket, _Link] | None = None  # forked only once calls are known as calls
+    spare: tuple[int, socket.socket, int] | None = None  # forked only once calls are known as calls
     while True:
         try:
             payload, fds = _recv(sock, 4)
@@ -212,16 +207,16 @@ def main() -> int:
         payload = dict(payload, learn=learn)
         pid = _hand_over(spare, payload, fds) if spare is not None else None
         if pid is not None:
-            link = spare[2]
+            pages_fd = spare[2]
         else:
             if spare is not None:
-                spare[2].close()
-            link = _Link()
+                os.close(spare[2])
+            pages_fd = _pages_fd()
             pid = _fork()
             if pid == 0:
                 try:
                     sock.close()
-                    _serve_one(payload, fds, link)
+                    _serve_one(payload, fds, pages_fd)
                 finally:
                     os._exit(0)
         for fd in fds:
@@ -236,10 +231,10 @@ def main() -> int:
             pass
         if learn:
             try:
-                _LEARNED.add(function, _prefault.receive(link.pages))
+                _LEARNED.add(function, _prefault.receive(pages_fd))
             except OSError:
                 _LEARNED.usable = False
-        link.close()
+        os.close(pages_fd)
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
@@ -261,12 +256,12 @@ def _fork() -> int:
     return pid
 
 
-def _spare(sock: socket.socket) -> tuple[int, socket.socket, _Link] | None:
+def _spare(sock: socket.socket) -> tuple[int, socket.socket, int] | None:
     """A child forked ahead of the next request, waiting for it: the fork is
     not on the next miss's path, nor are the copy-on-write faults its call
     is expected to take. In the child, this never returns."""
     ours, theirs = socket.socketpair()
-    link = _Link()
+    pages_fd = _pages_fd()
     pid = _fork()
     if pid == 0:
         try:
@@ -278,14 +273,14 @@ def _spare(sock: socket.socket) -> tuple[int, socket.socket, _Link] | None:
             except EOFError:  # the server ended first
                 os._exit(0)
             theirs.close()
-            _serve_one(payload, fds, link)
+            _serve_one(payload, fds, pages_fd)
         finally:
             os._exit(0)
     theirs.close()
-    return pid, ours, link
+    return pid, ours, pages_fd
 
 
-def _hand_over(spare: tuple[int, socket.socket, _Link], payload: dict, fds: list[int]) -> int | None:
+def _hand_over(spare: tuple[int, socket.socket, int], payload: dict, fds: list[int]) -> int | None:
     """Gives the request to the waiting child; None if it is gone."""
     pid, channel, _ = spare
     try:

@@ -117,8 +117,12 @@ def _limits() -> tuple:
     import resource
 
     limits = tuple(resource.getrlimit(getattr(resource, n)) for n in dir(resource) if n.startswith("RLIMIT_"))
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return limits, os.getpriority(os.PRIO_PROCESS, 0), _umask(), cpus
+    return limits, os.getpriority(os.PRIO_PROCESS, 0), _umask(), cpus()
+
+
+def cpus() -> list[int] | None:
+    """The CPUs this thread may run on: a traced process is told them."""
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
 
 
 def _umask() -> int:

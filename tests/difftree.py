@@ -24,11 +24,13 @@ What is compared, and why it is fair:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -127,6 +129,28 @@ def mtime_fair(rel: str) -> bool:
         return False
     return rel not in ("proj/app", "proj/main.o", "proj/util.o", "proj/libz.a")
 
+
+
+def run_bounded(argv: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | str, bytes, bytes]:
+    """Run `argv` in its own session; past `timeout`, kill the whole session.
+
+    `subprocess.run(timeout=...)` kills only the direct child and then waits,
+    without a bound, for its pipes to close: a grandchild holding them would
+    hang the whole suite instead of failing one test."""
+    with subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+            return proc.returncode, out, err
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                out, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # something outside the session holds the pipes
+                out, err = b"", b""
+            return "timeout", out or b"", err or b""
 
 @dataclass(frozen=True)
 class Entry:
@@ -324,18 +348,7 @@ class Pair:
                 full_env[k] = v.replace("{tree}", str(tree)).replace("{side}", "cached" if cached else "plain")
         start = time.monotonic()
         try:
-            proc = subprocess.run(
-                argv,
-                check=False,
-                cwd=tree / cmd.cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=cmd.timeout,
-            )
-            code, out, err = proc.returncode, proc.stdout, proc.stderr
-        except subprocess.TimeoutExpired as e:
-            code, out, err = "timeout", e.stdout or b"", e.stderr or b""
+            code, out, err = run_bounded(argv, cwd=tree / cmd.cwd, env=full_env, timeout=cmd.timeout)
         except OSError as e:  # the program could not be started at all
             code, out, err = f"exec failed: {e.strerror}", b"", b""
         seconds = time.monotonic() - start

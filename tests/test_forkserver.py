@@ -576,6 +576,59 @@ def test_entries_coming_and_going_in_an_ancestor_directory_keep_the_server(root:
     assert third[1] != second[1], "an edit of the module kept the old server:\n" + proc.stderr
 
 
+def test_calls_placed_beside_the_tracer_see_the_cpus_of_plain_calls(root: Path, cache_dir: Path) -> None:
+    """The server moves itself off the tracer's CPU and each call back
+    beside it (`casher._placement`): calls in a row (each forked ahead,
+    while the last ran) must still be told the caller's CPUs, and a call
+    that chooses its own CPUs must get them, as plain calls in fresh
+    processes do."""
+    write(
+        root / "cpus.py",
+        """
+        import os
+        from casher import cached
+
+        @cached
+        def shown(x):
+            return sorted(os.sched_getaffinity(0)), os.cpu_count(), x
+
+        @cached
+        def narrowed(x):
+            before = sorted(os.sched_getaffinity(0))
+            os.sched_setaffinity(0, {before[-1]})
+            return before, sorted(os.sched_getaffinity(0)), x
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import os, pickle
+        import cpus
+
+        def plain(f, x):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.write(w, pickle.dumps(f.__casher_original__(x)))
+                os._exit(0)
+            os.close(w)
+            with os.fdopen(r, "rb") as f_:
+                value = pickle.loads(f_.read())
+            os.waitpid(pid, 0)
+            return value
+
+        for i in range(4):
+            for f in (cpus.shown, cpus.narrowed):
+                expected = plain(f, i)
+                assert f(i) == expected, (f.__name__, i, f(i), expected)
+        print("same", sorted(os.sched_getaffinity(0)))
+        """,
+    )
+    proc = run(root, cache_dir, "main.py")
+    assert "same" in proc.stdout
+    assert "fresh interpreter" not in proc.stderr, proc.stderr
+
+
 def test_a_call_is_told_the_cpus_a_plain_call_may_use(root: Path, cache_dir: Path) -> None:
     """The server and its calls run on the tracer's CPU (faster stops), but
     a call is told the CPUs of its caller: what sizes a thread pool (and so

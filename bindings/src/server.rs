@@ -128,6 +128,13 @@ impl Server {
         self.with(|s| s.pid())
     }
 
+    /// The CPU the server's calls run on, when the server may run on
+    /// others (it then forks the next call's process while a call runs).
+    #[getter]
+    fn call_cpu(&self) -> PyResult<Option<usize>> {
+        self.with(|s| s.call_cpu())
+    }
+
     /// Our end of the control socket, as a descriptor the caller owns.
     fn take_control(&self) -> PyResult<i32> {
         self.with(|s| s.take_control().map(IntoRawFd::into_raw_fd))?

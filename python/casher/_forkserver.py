@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 
-from casher import _call_end, _prefault
+from casher import _call_end, _placement, _prefault
 from casher._server import _recv, _send
 
 _SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
@@ -153,6 +153,7 @@ def main() -> int:
 
     sock = socket.socket(fileno=3)
     setup, _ = _recv(sock)
+    cpus = _placement.shown()
     sys.argv[:] = setup.get("argv") or sys.argv
     # What each call's child uses, imported once here rather than in every
     # call (each import's traced lookups cost a call about 2 ms), and
@@ -175,6 +176,7 @@ def main() -> int:
     # A script was loaded under another name (its `__main__` block must not
     # run): calls find it there instead of loading it again.
     loaded = (setup.get("main_spec") or "__casher_main__") if setup["module"] == "__main__" else None
+    placement = _placement.Placement.after_import(setup.get("call_cpu"), cpus)
     # Ctrl-C is for the call, not the server; the call gets the handler
     # the import left (a plain call runs with it).
     _IMPORT_SIGINT[0] = signal.getsignal(signal.SIGINT) or signal.default_int_handler
@@ -205,13 +207,17 @@ def main() -> int:
         function = payload.get("qualname") or ""
         learn = _LEARNED.wants(function)
         payload = dict(payload, learn=learn)
-        pid = _hand_over(spare, payload, fds) if spare is not None else None
+        if placement is not None and not placement.server():
+            placement = None
+        pid = _hand_over(spare, payload, fds, placement) if spare is not None else None
         if pid is not None:
             pages_fd = spare[2]
         else:
             if spare is not None:
                 os.close(spare[2])
             pages_fd = _pages_fd()
+            if placement is not None:  # the child runs beside the tracer
+                os.sched_setaffinity(0, placement.call_cpu)
             pid = _fork()
             if pid == 0:
                 try:
@@ -219,16 +225,24 @@ def main() -> int:
                     _serve_one(payload, fds, pages_fd)
                 finally:
                     os._exit(0)
+            if placement is not None:
+                os.sched_setaffinity(0, placement.others)
+        # Closed before the next fork: a copy of the call's pipes in the
+        # next child would keep its output open.
         for fd in fds:
             os.close(fd)
         _send(sock, (pid,))
-        # The next call's child is forked once this one has exited (not
-        # while it runs or is torn down: they share a CPU), while the
-        # caller records it.
-        try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:
-            pass
+        # When the server runs on other CPUs than its calls (`placement`),
+        # the next call's child is forked now, while this call runs: it
+        # takes its faults ahead there. Otherwise, once this one has exited
+        # (not while it runs or is torn down on the same CPU), while the
+        # caller records it. The pages a learning call wrote are known once
+        # it has exited.
+        if learn or placement is None:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
         if learn:
             try:
                 _LEARNED.add(function, _prefault.receive(pages_fd))
@@ -280,9 +294,12 @@ def _spare(sock: socket.socket) -> tuple[int, socket.socket, int] | None:
     return pid, ours, pages_fd
 
 
-def _hand_over(spare: tuple[int, socket.socket, int], payload: dict, fds: list[int]) -> int | None:
-    """Gives the request to the waiting child; None if it is gone."""
+def _hand_over(spare: tuple[int, socket.socket, int], payload: dict, fds: list[int], placement: _placement.Placement | None) -> int | None:
+    """Gives the request to the waiting child (moved beside the tracer
+    first); None if it is gone."""
     pid, channel, _ = spare
+    if placement is not None:
+        placement.call(pid)
     try:
         _send(channel, payload, fds)
         return pid

@@ -127,6 +127,10 @@ class Server:
     @property
     def pid(self) -> int:
         """The server's process id."""
+    @property
+    def call_cpu(self) -> int | None:
+        """The CPU the server's calls run on, when the server may run on
+        others (see `casher._placement`)."""
     def take_control(self) -> int:
         """Our end of the control socket, as a descriptor the caller owns."""
     def mark_ready(self) -> None:

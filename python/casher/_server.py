@@ -228,7 +228,8 @@ def _start(cache: Any, payload: dict) -> tuple[_Server | None, str]:
     sock = socket.socket(fileno=native.take_control())
     server = _Server(native, sock)
     try:
-        _send(sock, {key: payload.get(key) for key in ("module", "file", "main_spec", "sys_path", "argv")})
+        setup = {key: payload.get(key) for key in ("module", "file", "main_spec", "sys_path", "argv")}
+        _send(sock, dict(setup, call_cpu=native.call_cpu))
         reply, _ = _recv(sock)
     except (OSError, EOFError) as exc:
         output = native.server_output().decode("utf-8", "replace").strip()

@@ -35,12 +35,16 @@ impl<'a> Shown<'a> {
 
     /// At the entry of system call `nr` of `pid`; `traced`: whether a pid is
     /// one of the run's processes.
+    /// `places`: the call is casher's own placement of `target` (see
+    /// [`call_cpu`]), not a program choosing its CPUs: `target` stays
+    /// pinned as far as it can tell, and is shown the caller's CPUs.
     pub(crate) fn entry(
         &mut self,
         pid: Pid,
         nr: u64,
         args: [u64; 6],
         traced: impl Fn(Pid) -> bool,
+        places: bool,
     ) {
         if self.cpus.is_none() {
             return;
@@ -49,6 +53,10 @@ impl<'a> Shown<'a> {
             0 => pid,
             other => Pid::from_raw(other as i32),
         };
+        if places && nr == libc::SYS_sched_setaffinity as u64 {
+            self.chose.remove(&target);
+            return;
+        }
         if nr == libc::SYS_sched_getaffinity as u64
             && traced(target)
             && !self.chose.contains(&target)
@@ -96,5 +104,21 @@ impl<'a> Shown<'a> {
     pub(crate) fn gone(&mut self, pid: Pid) {
         self.calls.remove(&pid);
         self.chose.remove(&pid);
+    }
+}
+
+/// The CPU a session's calls run on, when the run was pinned and the
+/// caller may use other CPUs as well (`None` otherwise). The server runs
+/// on the others once it has imported (`Route::places`): there it forks the
+/// next call's process, and that process takes its copy-on-write faults
+/// ahead, while the current call runs beside the tracer (its stops are
+/// cheap there) and the caller waits, its CPU idle. Placement changes only
+/// speed: a process asking for its CPUs is told the caller's either way.
+pub(crate) fn call_cpu(tracer: usize, allowed: &libc::cpu_set_t) -> Option<usize> {
+    let mut others = *allowed;
+    // SAFETY: CPU_CLR and CPU_COUNT on a cpu_set_t we own.
+    unsafe {
+        libc::CPU_CLR(tracer, &mut others);
+        (libc::CPU_COUNT(&others) > 0).then_some(tracer)
     }
 }

@@ -254,6 +254,8 @@ fn describe(failure: ChildFailure, program: &str) -> TraceError {
 /// Pins the calling thread to the CPU it runs on; restores the old mask on drop.
 pub(crate) struct Pinned {
     old: libc::cpu_set_t,
+    /// The CPU it pinned the thread to (`None`: it could not tell).
+    cpu: Option<usize>,
 }
 
 impl Pinned {
@@ -277,14 +279,19 @@ impl Pinned {
         unsafe {
             let mut old: libc::cpu_set_t = std::mem::zeroed();
             libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old);
-            let cpu = libc::sched_getcpu();
-            if cpu >= 0 {
+            let cpu = usize::try_from(libc::sched_getcpu()).ok();
+            if let Some(cpu) = cpu {
                 let mut one: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu as usize, &mut one);
+                libc::CPU_SET(cpu, &mut one);
                 libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one);
             }
-            Self { old }
+            Self { old, cpu }
         }
+    }
+
+    /// The CPU a session's calls run on (see [`affinity::call_cpu`]).
+    pub(crate) fn call_cpu(&self) -> Option<usize> {
+        affinity::call_cpu(self.cpu?, &self.old)
     }
 }
 

@@ -50,6 +50,7 @@ pub struct Session {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
     output: Option<CallOutput>,
+    call_cpu: Option<usize>,
 }
 
 impl Session {
@@ -64,7 +65,7 @@ impl Session {
         // traceback) is kept for diagnostics, never replayed.
         let (output, out_write, err_write) = CallOutput::open(None)?;
         let shared = Arc::new(Shared::default());
-        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<i32>>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<Result<(i32, Option<usize>)>>();
         let config = config.clone();
         let loop_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
@@ -98,7 +99,8 @@ impl Session {
                         return;
                     }
                 };
-                let _ = started_tx.send(Ok(pid));
+                let call_cpu = pinned.as_ref().and_then(Pinned::call_cpu);
+                let _ = started_tx.send(Ok((pid, call_cpu)));
                 let ignore = DEFAULT_IGNORED
                     .iter()
                     .map(PathBuf::from)
@@ -112,7 +114,7 @@ impl Session {
                 loop_shared.update(|s| s.done = true);
             })
             .map_err(|e| TraceError::Os(format!("starting the session thread: {e}")))?;
-        let pid = started_rx
+        let (pid, call_cpu) = started_rx
             .recv()
             .map_err(|_| TraceError::Os("the session thread ended before it started".into()))??;
         Ok(Session {
@@ -122,6 +124,7 @@ impl Session {
             shared,
             thread: Some(thread),
             output: Some(output),
+            call_cpu,
         })
     }
 
@@ -139,6 +142,12 @@ impl Session {
     /// is a call.
     pub fn mark_ready(&self) {
         self.shared.update(|s| s.ready = true);
+    }
+
+    /// The CPU its calls run on when the server may run on others (the
+    /// server places itself and them: see `affinity::call_cpu`).
+    pub fn call_cpu(&self) -> Option<usize> {
+        self.call_cpu
     }
 
     /// Why the server must not serve another call (it ended, or one of the

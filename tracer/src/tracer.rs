@@ -52,6 +52,11 @@ pub trait Route {
     fn exiting(&mut self, _pid: Pid, _exit: Exit) {}
     /// `pid` ended.
     fn exited(&mut self, _pid: Pid, _exit: Exit) {}
+    /// Whether `pid` is casher's own code placing processes on CPUs (a
+    /// fork server between calls), not a program choosing its CPUs.
+    fn places(&mut self, _pid: Pid) -> bool {
+        false
+    }
 }
 
 impl Exit {
@@ -175,7 +180,8 @@ pub fn run(
             WaitStatus::PtraceEvent(pid, _, event) if event == libc::PTRACE_EVENT_SECCOMP => {
                 let call = stop_at_entry(pid, route, &mut pending, &mut uncacheable, &mut note);
                 if let Some((nr, args)) = call {
-                    shown.entry(pid, nr, args, |p| alive.contains(&p));
+                    let places = nr == libc::SYS_sched_setaffinity as u64 && route.places(pid);
+                    shown.entry(pid, nr, args, |p| alive.contains(&p), places);
                 }
                 let _ = if pending.contains_key(&pid) || shown.waits(pid) {
                     ptrace::syscall(pid, None)

@@ -246,6 +246,12 @@ impl Route for Router<'_> {
         self.known.contains(&pid)
     }
 
+    /// The server runs casher's loop once it has imported: no code of the
+    /// project runs in it any more, only in its calls.
+    fn places(&mut self, pid: Pid) -> bool {
+        pid == self.server && self.ready()
+    }
+
     fn forked(&mut self, parent: Pid, child: Pid, event: i32) {
         self.known.insert(child);
         if let Some(&root) = self.owner.get(&parent) {

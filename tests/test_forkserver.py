@@ -629,6 +629,45 @@ def test_calls_placed_beside_the_tracer_see_the_cpus_of_plain_calls(root: Path, 
     assert "fresh interpreter" not in proc.stderr, proc.stderr
 
 
+def test_an_import_that_chose_the_callers_own_cpus_keeps_them_for_its_calls(root: Path, cache_dir: Path) -> None:
+    """An import that sets its CPUs to the very ones it is shown (undoing
+    an inherited pinning, as libraries do) has chosen them: its calls run
+    on them for real, as plain calls in a fresh process do, and are not
+    moved beside the tracer."""
+    write(
+        root / "widen.py",
+        """
+        import os
+        os.sched_setaffinity(0, os.sched_getaffinity(0))
+        from casher import cached
+
+        @cached
+        def where(x):
+            with open("/proc/self/status") as f:
+                real = [line.split()[1] for line in f if line.startswith("Cpus_allowed_list")][0]
+            return sorted(os.sched_getaffinity(0)), real, x
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import subprocess, sys
+        import widen
+
+        for x in (1, 1, 2, 3):
+            plain = subprocess.run(
+                [sys.executable, "-c", f"import widen; print(widen.where.__casher_original__({x}))"],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()
+            assert str(widen.where(x)) == plain, (widen.where(x), plain)
+        print("same", plain)
+        """,
+    )
+    proc = run(root, cache_dir, "main.py")
+    assert "same" in proc.stdout
+    assert "fresh interpreter" not in proc.stderr, proc.stderr
+
+
 def test_a_call_is_told_the_cpus_a_plain_call_may_use(root: Path, cache_dir: Path) -> None:
     """The server and its calls run on the tracer's CPU (faster stops), but
     a call is told the CPUs of its caller: what sizes a thread pool (and so

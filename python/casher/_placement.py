@@ -27,16 +27,24 @@ class Placement:
     def after_import(cls, call_cpu: int | None, before: set[int] | None) -> Placement | None:
         """`before`: the CPUs the server was shown before its import. None
         when there is no other CPU, or when the import chose the server's
-        CPUs itself (its calls are then told the truth, and stay put)."""
+        CPUs itself (its calls are then told the truth, and stay put).
+
+        A process that never chose is told `before` and really runs on
+        `call_cpu` alone; one that chose is told the truth. Both facts are
+        needed: an import that chose the caller's very CPUs is told
+        `before` too, and only its real mask (`/proc/self/status`, which
+        the tracer leaves alone) shows the choice."""
         if call_cpu is None or before is None:
             return None
-        try:
-            if os.sched_getaffinity(0) != before:
-                return None
-        except OSError:
-            return None
         others = before - {call_cpu}
-        return cls(call_cpu, others) if others and call_cpu in before else None
+        if not others or call_cpu not in before:
+            return None
+        try:
+            if os.sched_getaffinity(0) != before or _real_cpus() != {call_cpu}:
+                return None
+        except (OSError, ValueError):
+            return None
+        return cls(call_cpu, others)
 
     def server(self) -> bool:
         """Moves the server to the other CPUs (once: at its first request,
@@ -63,3 +71,18 @@ def shown() -> set[int] | None:
         return os.sched_getaffinity(0)
     except (AttributeError, OSError):
         return None
+
+
+def _real_cpus() -> set[int]:
+    """The CPUs this thread may really run on (`Cpus_allowed_list`, as
+    `0-3,6`): not rewritten by the tracer, and never an input of a call
+    (`/proc` is not observed)."""
+    with open("/proc/thread-self/status") as f:
+        for line in f:
+            if line.startswith("Cpus_allowed_list:"):
+                cpus: set[int] = set()
+                for part in line.split(":", 1)[1].strip().split(","):
+                    first, _, last = part.partition("-")
+                    cpus.update(range(int(first), int(last or first) + 1))
+                return cpus
+    raise ValueError("no Cpus_allowed_list")

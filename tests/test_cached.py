@@ -323,27 +323,6 @@ def test_main_script_functions_and_two_processes(project, tmp_path) -> None:
     assert "hit" in third.stderr, third.stderr
 
 
-def test_a_crashing_child_is_a_clear_error(project) -> None:
-    from casher import CasherError
-
-    root, write, load = project
-    name = unique()
-    write(
-        f"{name}.py",
-        """
-        import os
-        from casher import cached
-
-        @cached
-        def die(x: int) -> int:
-            os._exit(7)
-        """,
-    )
-    mod = load(name)
-    with pytest.raises(CasherError, match=r"running die exited with status 7 without a result"):
-        mod.die(1)
-
-
 def test_polars_frames_cross_to_the_child_intact(project) -> None:
     import polars as pl
 

@@ -200,3 +200,51 @@ def test_a_log_the_import_opens_does_not_make_every_run_miss(tmp_path: Path, cac
     twin.check("main.py", hits=1)
     twin.check("main.py", hits=1)
     assert files(twin.cached, "app.log") == files(twin.plain, "app.log") == {"app.log": "starting\n" * 3}
+
+
+def test_a_call_that_ends_its_process_ends_the_callers(tmp_path: Path, cache_dir: Path) -> None:
+    """`os._exit`, a signal the call sends itself, a crash in native code: a
+    plain call ends its caller's process so, with that status, skipping its
+    clean-up and what follows; a cached call's miss does the same (nothing
+    is cached), with a fork server and with a fresh interpreter per miss."""
+    twin = Twin(
+        tmp_path,
+        {
+            "mod.py": """
+                import ctypes
+                import os
+                import signal
+
+                from casher import cached
+
+                @cached
+                def leave(how):
+                    print("before", how, flush=True)
+                    if how == "exit":
+                        os._exit(7)
+                    if how == "kill":
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    if how == "crash":
+                        ctypes.string_at(0)
+                    return how
+            """,
+            "main.py": """
+                import atexit
+                import sys
+                import mod
+
+                atexit.register(print, "caller's exit handler")
+                print("value", mod.leave(sys.argv[1]), flush=True)
+                print("after the call")
+            """,
+        },
+    )
+    for how, code in (("exit", 7), ("kill", -9), ("crash", -11), ("stay", 0)):
+        for env in ({}, {"CASHER_FORK_SERVER": "0"}):
+            for _ in range(2):
+                plain = twin.run("plain", "main.py", how, env=env)
+                cached = twin.run("cached", "main.py", how, env=env)
+                assert plain.code == code, plain.err
+                assert (cached.code, cached.out) == (plain.code, plain.out), (how, env, plain, cached)
+        if how != "stay":
+            assert ": hit " not in cached.err, cached.err

@@ -1035,7 +1035,6 @@ def test_call_sys_exit_uncaught(oracle: Oracle) -> None:
         assert not step.diffs, o.report()
 
 
-@pytest.mark.xfail(strict=True, reason='os._exit in the call ends the child, not the caller (docs/limitations.md)')
 def test_call_os_exit(oracle: Oracle) -> None:
     """`os._exit(4)` in the call ends a plain run at once with status 4."""
     o = oracle

@@ -119,6 +119,15 @@ impl TracedRun {
         self.report.exit.shell_code()
     }
 
+    /// The signal that ended the child, if one did.
+    #[getter]
+    fn exit_signal(&self) -> Option<i32> {
+        match self.report.exit {
+            casher_tracer::Exit::Signal(signal) => Some(signal),
+            casher_tracer::Exit::Code(_) => None,
+        }
+    }
+
     /// Why this run cannot be cached (empty: it can).
     #[getter]
     fn uncacheable(&self) -> Vec<String> {

@@ -117,6 +117,23 @@ def server_payload(fn: "CachedFunction") -> dict:
     }
 
 
+def _end_as_the_call_did(run: Any, qualname: str) -> None:
+    """The call ended its own process (`os._exit`, a signal it sent itself
+    or got, a crash in native code): a plain call ends its caller's so, and
+    this one does too, with the same status, skipping the same clean-up
+    (what the call printed was forwarded already). Returns only when the
+    signal is handled or ignored here, where a plain call would go on."""
+    signum = run.exit_signal
+    log.debug("%s ended its process (%s): so does the caller", qualname, f"signal {signum}" if signum else f"status {run.exit_code}")
+    if signum is None:
+        os._exit(run.exit_code)
+    os.kill(os.getpid(), signum)
+    raise CasherError(
+        f"{qualname} ended its process with signal {signum}, which this process handles: "
+        "a plain call would have gone on after the handler; nothing was cached"
+    )
+
+
 class Call:
     """A miss of `fn` under `key`."""
 
@@ -219,14 +236,12 @@ class Call:
             data = channel.result()
         finally:
             channel.close()
-        try:
-            result = pickle.loads(data) if data else None
-        except Exception:
-            result = None
-        return run, result
+        return run, _transport.answer(data)
 
     def _finish(self, run: Any, result: dict | None, args: tuple, kwargs: dict) -> Any:
         """The traced call's answer: recorded, and returned or raised."""
+        if result is not None and result.get("ended"):
+            _end_as_the_call_did(run, self.qualname)
         if result is None:
             raise CasherError(
                 f"the traced process running {self.qualname} exited with status {run.exit_code} "

@@ -352,11 +352,13 @@ def main() -> int:
     with open(meta_path, "rb") as f:
         payload = pickle.load(f)
     prepare(payload)
+    from casher import _transport
+
+    # Replaced by the answer: still there, the call ended this process.
+    _transport.write_result(result_path, _transport.ENDED)
     result = answer(payload, call_path, result_path)
     sys.stdout.flush()
     sys.stderr.flush()
-    from casher import _transport
-
     _transport.write_result(result_path, pickle.dumps(result, protocol=5))
     return 0
 

@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 
-from casher import _call_end, _placement, _prefault
+from casher import _call_end, _placement, _prefault, _transport
 from casher._server import _recv, _send
 
 _SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
@@ -110,6 +110,8 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     os.close(out_w)
     os.close(err_w)
     signal.signal(signal.SIGINT, _IMPORT_SIGINT[0])
+    # Replaced by the answer: still there, the call ended this process.
+    os.pwrite(result_fd, _transport.ENDED, 0)
     # A plain call finds the import's objects (and garbage) collectable:
     # they join the oldest generation, which only a full collection walks.
     gc.unfreeze()
@@ -122,6 +124,7 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
         left = [f"casher could not end the call as an interpreter would ({type(exc).__name__}: {exc})"]
     if left:
         result["uncacheable"] = left
+    os.ftruncate(result_fd, 0)
     with open(result_fd, "wb", closefd=False) as f:
         pickle.dump(result, f, protocol=5)
     # The output ends here, not when the kernel has torn this process down

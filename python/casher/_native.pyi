@@ -64,6 +64,9 @@ class TracedRun:
     @property
     def exit_code(self) -> int: ...
     @property
+    def exit_signal(self) -> int | None:
+        """The signal that ended the child, if one did."""
+    @property
     def uncacheable(self) -> list[str]: ...
     def output(self) -> list[tuple[int, bytes]]: ...
 

@@ -35,6 +35,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from casher import _transport
+
 log = logging.getLogger("casher")
 
 _MAX_SERVERS = 8
@@ -212,8 +214,8 @@ class _Server:
             with os.fdopen(os.dup(result_fd), "rb") as f:
                 f.seek(0)
                 data = f.read()
-            result = pickle.loads(data) if data else None
-            if isinstance(result, dict):
+            result = _transport.answer(data)
+            if result is not None:
                 self.fresh.update((tuple(k), v) for k, v in result.get("fresh", ()))
             return run, result
         finally:

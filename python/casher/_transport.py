@@ -12,11 +12,33 @@ from __future__ import annotations
 
 import itertools
 import os
+import pickle
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _counter = itertools.count()
 NAMES = ("call", "meta", "result")
+
+ENDED = b"casher: the call ended its process\n"
+"""What the child writes where its result goes before the call starts, and
+replaces with the result: still there, the call itself ended the process
+(`os._exit`, a signal, a crash), which a plain call does to its caller's.
+(A pickle starts with a protocol opcode, never with this.)"""
+
+
+def answer(data: bytes | None) -> dict[str, Any] | None:
+    """The child's answer as the caller reads it: the result it wrote,
+    `{"ok": False, "ended": True}` when the call ended the process, None
+    when there is nothing (the child died before the call began)."""
+    if not data:
+        return None
+    if data == ENDED:
+        return {"ok": False, "ended": True}
+    try:
+        result = pickle.loads(data)
+    except Exception:
+        return None
+    return result if isinstance(result, dict) else None
 
 
 class Channel:

@@ -248,3 +248,60 @@ def test_a_call_that_ends_its_process_ends_the_callers(tmp_path: Path, cache_dir
                 assert (cached.code, cached.out) == (plain.code, plain.out), (how, env, plain, cached)
         if how != "stay":
             assert ": hit " not in cached.err, cached.err
+
+
+def test_what_runs_at_a_calls_end_and_ends_the_process_ends_the_callers_at_its_end(tmp_path: Path, cache_dir: Path) -> None:
+    """An exit handler the call registers, or a thread it leaves, that ends
+    the process: a plain run goes on after the call and ends so at its own
+    end. The served call returns its value (not cached: what ran at its end
+    ran in the child, before the caller's later lines, so the lines are
+    compared as sets) and the caller ends with that status at its exit."""
+    twin = Twin(
+        tmp_path,
+        {
+            "mod.py": """
+                import atexit
+                import os
+                import threading
+                import time
+
+                from casher import cached
+
+                def bye(code):
+                    print("bye", code, flush=True)
+                    os._exit(code)
+
+                @cached
+                def f(how, x):
+                    with open(f"result-{x}.txt", "w") as out:
+                        out.write(str(x * 2))
+                    if how == "atexit":
+                        atexit.register(bye, 3)
+                    if how == "thread":
+                        threading.Thread(target=lambda: (time.sleep(0.3), bye(4))).start()
+                    return x * 2
+            """,
+            "main.py": """
+                import sys
+                import time
+                import mod
+
+                for x in range(2):
+                    print("value", mod.f(sys.argv[1], x), flush=True)
+                time.sleep(1)
+                print("after", flush=True)
+            """,
+        },
+    )
+    for how, code in (("atexit", 3), ("thread", 4)):
+        plain = twin.run("plain", "main.py", how)
+        cached = twin.run("cached", "main.py", how)
+        assert plain.code == code, plain.err
+        names = ("result-0.txt", "result-1.txt")
+        assert files(twin.cached, *names) == files(twin.plain, *names)
+        if how == "atexit":  # the thread's exit comes before "after" in a plain run
+            assert cached.code == plain.code, (plain, cached)
+            assert sorted(set(cached.out.splitlines())) == sorted(set(plain.out.splitlines())), (plain, cached)
+        else:
+            assert cached.code == plain.code, (plain, cached)
+            assert "value 0" in cached.out and "value 2" in cached.out, cached

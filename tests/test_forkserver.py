@@ -702,3 +702,34 @@ def test_a_call_is_told_the_cpus_a_plain_call_may_use(root: Path, cache_dir: Pat
     proc = run(root, cache_dir, "main.py")
     assert "cpus" in proc.stdout
     assert "fresh interpreter" not in proc.stderr
+
+
+def test_a_cached_function_goes_to_a_process_pool_by_reference(root: Path, cache_dir: Path) -> None:
+    """A process pool pickles the function it runs by reference, as it
+    would the plain function: the worker imports the module and calls the
+    cached function there (a miss, then hits in later runs)."""
+    write(
+        root / "work.py",
+        """
+        from casher import cached
+
+        @cached
+        def f(x):
+            return x * 10
+        """,
+    )
+    write(
+        root / "main.py",
+        """
+        import pickle
+        from concurrent.futures import ProcessPoolExecutor
+        import work
+
+        assert pickle.loads(pickle.dumps(work.f)) is work.f
+        with ProcessPoolExecutor(2) as pool:
+            print("results", list(pool.map(work.f, [1, 2, 3])))
+        """,
+    )
+    for _ in range(2):
+        proc = run(root, cache_dir, "main.py")
+        assert "results [10, 20, 30]" in proc.stdout, proc.stderr

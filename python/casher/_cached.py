@@ -111,6 +111,19 @@ class CachedFunction(_peek.Wrapper):
         self._description = f"{self._module}:{func.__qualname__} ({self._file})"
         self._mode: str | None = None  # "import" or "value", decided at the first call
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickled by reference, as the function it decorates would be (a
+        process pool sending it to a worker): the name it is bound under in
+        its module, when that is this wrapper. One in `__main__` (a
+        notebook, `python -c`) travels by value, as before: cloudpickle
+        sends it so to a call's child."""
+        target: Any = sys.modules.get(self._module) if self._module != "__main__" else None
+        for part in self._func.__qualname__.split("."):
+            target = getattr(target, part, None)
+        if target is self:
+            return self._func.__qualname__
+        return super().__reduce_ex__(protocol)
+
     def __get__(self, obj: Any, objtype: Any = None) -> Any:
         if obj is None:
             return self

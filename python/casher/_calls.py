@@ -3,6 +3,7 @@ record it; and what a hit gives back (output, log records, the value)."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -242,6 +243,13 @@ class Call:
         """The traced call's answer: recorded, and returned or raised."""
         if result is not None and result.get("ended"):
             _end_as_the_call_did(run, self.qualname)
+        if result is not None and result.get("ending"):
+            # It returned, then what runs at its end (its exit handlers, the
+            # threads it left) ended the child: a plain run ends so at its
+            # own end, which the caller's exit does here.
+            atexit.register(_end_as_the_call_did, run, self.qualname)
+            why = "what runs at its end (its exit handlers, the threads it left) ended its process"
+            result = dict(result, uncacheable=[*result.get("uncacheable", ()), why])
         if result is None:
             raise CasherError(
                 f"the traced process running {self.qualname} exited with status {run.exit_code} "

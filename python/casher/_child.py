@@ -264,6 +264,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
             value, ran = _executed.run(lambda: _callers.call_from(callers, func, args, kwargs), extra)
     finally:
         sys.setprofile(None)
+        _returned()
     if payload.get("function") is not None:
         # Its classes may exist only by value (defined in `python -c`).
         import cloudpickle
@@ -294,6 +295,29 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         # The caller's generators it drew from: their states now.
         "rng": _randomness.drawn(rng),
     }
+
+
+_ANSWER_TO: list = []
+"""Where this child's answer goes (`answer_to`)."""
+
+
+def answer_to(target: int | str) -> None:
+    """Marks where the answer goes (the result's memfd, or its path) until
+    it is written: the call ended the process if the mark is still there
+    (`casher._transport.ENDED`)."""
+    from casher import _transport
+
+    _ANSWER_TO[:] = [target]
+    _transport.mark(target, _transport.ENDED)
+
+
+def _returned() -> None:
+    """The call returned or raised: an end of the process from now on is
+    casher's (pickling the value), not the call's."""
+    if _ANSWER_TO:
+        from casher import _transport
+
+        _transport.mark(_ANSWER_TO[0], _transport.RETURNED)
 
 
 def prepare(payload: dict) -> None:
@@ -354,8 +378,7 @@ def main() -> int:
     prepare(payload)
     from casher import _transport
 
-    # Replaced by the answer: still there, the call ended this process.
-    _transport.write_result(result_path, _transport.ENDED)
+    answer_to(result_path)
     result = answer(payload, call_path, result_path)
     sys.stdout.flush()
     sys.stderr.flush()

@@ -110,23 +110,23 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     os.close(out_w)
     os.close(err_w)
     signal.signal(signal.SIGINT, _IMPORT_SIGINT[0])
-    # Replaced by the answer: still there, the call ended this process.
-    os.pwrite(result_fd, _transport.ENDED, 0)
+    _child.answer_to(result_fd)
     # A plain call finds the import's objects (and garbage) collectable:
     # they join the oldest generation, which only a full collection walks.
     gc.unfreeze()
     # Large buffers of the value go to files named after the caller's
     # `buffers_stem` (see `casher._values.dump_to_files`).
     result = _child.answer(payload, args_fd, payload["buffers_stem"])
+    # The answer as it stands, in case what runs at the call's end (its
+    # exit handlers, the threads it left) ends this process.
+    _transport.mark(result_fd, pickle.dumps(dict(result, ending=True), protocol=5))
     try:
         left = _call_end.end_like_an_interpreter()
     except BaseException as exc:  # the answer must reach the caller
         left = [f"casher could not end the call as an interpreter would ({type(exc).__name__}: {exc})"]
     if left:
         result["uncacheable"] = left
-    os.ftruncate(result_fd, 0)
-    with open(result_fd, "wb", closefd=False) as f:
-        pickle.dump(result, f, protocol=5)
+    _transport.mark(result_fd, pickle.dumps(result, protocol=5))
     # The output ends here, not when the kernel has torn this process down
     # (the tracer delivers the call's report as it starts exiting).
     for fd in (1, 2):

@@ -20,17 +20,34 @@ _counter = itertools.count()
 NAMES = ("call", "meta", "result")
 
 ENDED = b"casher: the call ended its process\n"
-"""What the child writes where its result goes before the call starts, and
-replaces with the result: still there, the call itself ended the process
-(`os._exit`, a signal, a crash), which a plain call does to its caller's.
-(A pickle starts with a protocol opcode, never with this.)"""
+"""What the child writes where its result goes before the call starts:
+still there, the call itself ended the process (`os._exit`, a signal, a
+crash), which a plain call does to its caller's. (A pickle starts with a
+protocol opcode, never with these marks.)"""
+
+RETURNED = b"casher: the call returned\n"
+"""What replaces `ENDED` once the call has returned or raised: still there,
+the process ended in casher's own work after it (pickling the value)."""
+
+
+def mark(target: int | str, data: bytes) -> None:
+    """The child's side: `data` replaces what is at `target` (the result's
+    memfd, or its path for a fresh interpreter)."""
+    if isinstance(target, str):
+        write_result(target, data)
+        return
+    os.ftruncate(target, 0)
+    view, at = memoryview(data), 0
+    while at < len(view):
+        at += os.pwrite(target, view[at:], at)
 
 
 def answer(data: bytes | None) -> dict[str, Any] | None:
     """The child's answer as the caller reads it: the result it wrote,
     `{"ok": False, "ended": True}` when the call ended the process, None
-    when there is nothing (the child died before the call began)."""
-    if not data:
+    when there is none (the child died before the call began, or after it
+    returned: see `RETURNED`)."""
+    if not data or data == RETURNED:
         return None
     if data == ENDED:
         return {"ok": False, "ended": True}

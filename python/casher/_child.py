@@ -317,7 +317,10 @@ def _returned() -> None:
     if _ANSWER_TO:
         from casher import _transport
 
-        _transport.mark(_ANSWER_TO[0], _transport.RETURNED)
+        try:
+            _transport.mark(_ANSWER_TO[0], _transport.RETURNED)
+        except OSError:  # the answer, written next, replaces the mark anyway
+            pass
 
 
 def prepare(payload: dict) -> None:

@@ -220,7 +220,7 @@ def main() -> int:
                 os.close(spare[2])
             pages_fd = _pages_fd()
             if placement is not None:  # the child runs beside the tracer
-                os.sched_setaffinity(0, placement.call_cpu)
+                placement.call(0)
             pid = _fork()
             if pid == 0:
                 try:
@@ -229,7 +229,7 @@ def main() -> int:
                 finally:
                     os._exit(0)
             if placement is not None:
-                os.sched_setaffinity(0, placement.others)
+                placement.back()
         # Closed before the next fork: a copy of the call's pipes in the
         # next child would keep its output open.
         for fd in fds:

@@ -58,10 +58,18 @@ class Placement:
         return True
 
     def call(self, pid: int) -> None:
-        """Moves the process `pid`, about to run a call, beside the tracer."""
+        """Moves the process `pid`, about to run a call, beside the tracer
+        (0: the server itself, for a child it forks at once)."""
         try:
             os.sched_setaffinity(pid, self.call_cpu)
         except OSError:  # it is gone: the hand-over says so
+            pass
+
+    def back(self) -> None:
+        """The server back on the other CPUs, once it has forked."""
+        try:
+            os.sched_setaffinity(0, self.others)
+        except OSError:  # only speed is lost
             pass
 
 

@@ -130,7 +130,6 @@ def mtime_fair(rel: str) -> bool:
     return rel not in ("proj/app", "proj/main.o", "proj/util.o", "proj/libz.a")
 
 
-
 def run_bounded(argv: list[str], cwd: Path, env: dict, timeout: float) -> tuple[int | str, bytes, bytes]:
     """Run `argv` in its own session; past `timeout`, kill the whole session.
 
@@ -151,6 +150,7 @@ def run_bounded(argv: list[str], cwd: Path, env: dict, timeout: float) -> tuple[
             except subprocess.TimeoutExpired:  # something outside the session holds the pipes
                 out, err = b"", b""
             return "timeout", out or b"", err or b""
+
 
 @dataclass(frozen=True)
 class Entry:

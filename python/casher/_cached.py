@@ -117,10 +117,7 @@ class CachedFunction(_peek.Wrapper):
         its module, when that is this wrapper. One in `__main__` (a
         notebook, `python -c`) travels by value, as before: cloudpickle
         sends it so to a call's child."""
-        target: Any = sys.modules.get(self._module) if self._module != "__main__" else None
-        for part in self._func.__qualname__.split("."):
-            target = getattr(target, part, None)
-        if target is self:
+        if self._module != "__main__" and self._bound() is self:
             return self._func.__qualname__
         return super().__reduce_ex__(protocol)
 
@@ -142,12 +139,17 @@ class CachedFunction(_peek.Wrapper):
                 return "it is defined in an interactive session, a notebook or `python -c`"
         if not os.path.isfile(self._file):
             return f"its source file {self._file} is not on disk"
-        target: Any = module
-        for part in qualname.split("."):
-            target = getattr(target, part, None)
-        if _peek.original(target) is not self._func:
+        if _peek.original(self._bound()) is not self._func:
             return f"{self._module}.{qualname} is not this function once imported"
         return None
+
+    def _bound(self) -> Any:
+        """What the function's module binds under its qualified name (None
+        if nothing): this wrapper, when it was applied as a decorator."""
+        target: Any = sys.modules.get(self._module)
+        for part in self._func.__qualname__.split("."):
+            target = getattr(target, part, None)
+        return target
 
     def _decide_mode(self) -> str:
         if self._mode is None:

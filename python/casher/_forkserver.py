@@ -14,7 +14,7 @@ import sys
 import threading
 
 from casher import _call_end, _placement, _prefault, _transport
-from casher._server import _recv, _send
+from casher._server import _recv, _send, cpus
 
 _SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
 
@@ -156,7 +156,7 @@ def main() -> int:
 
     sock = socket.socket(fileno=3)
     setup, _ = _recv(sock)
-    cpus = _placement.shown()
+    shown = cpus()  # before the import: what a call is shown
     sys.argv[:] = setup.get("argv") or sys.argv
     # What each call's child uses, imported once here rather than in every
     # call (each import's traced lookups cost a call about 2 ms), and
@@ -179,7 +179,7 @@ def main() -> int:
     # A script was loaded under another name (its `__main__` block must not
     # run): calls find it there instead of loading it again.
     loaded = (setup.get("main_spec") or "__casher_main__") if setup["module"] == "__main__" else None
-    placement = _placement.Placement.after_import(setup.get("call_cpu"), cpus)
+    placement = _placement.Placement.after_import(setup.get("call_cpu"), shown)
     # Ctrl-C is for the call, not the server; the call gets the handler
     # the import left (a plain call runs with it).
     _IMPORT_SIGINT[0] = signal.getsignal(signal.SIGINT) or signal.default_int_handler

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from casher._server import cpus
+
 
 class Placement:
     def __init__(self, call_cpu: int, others: set[int]) -> None:
@@ -24,7 +26,7 @@ class Placement:
         self.moved = False
 
     @classmethod
-    def after_import(cls, call_cpu: int | None, before: set[int] | None) -> Placement | None:
+    def after_import(cls, call_cpu: int | None, before: list[int] | None) -> Placement | None:
         """`before`: the CPUs the server was shown before its import. None
         when there is no other CPU, or when the import chose the server's
         CPUs itself (its calls are then told the truth, and stay put).
@@ -36,11 +38,11 @@ class Placement:
         the tracer leaves alone) shows the choice."""
         if call_cpu is None or before is None:
             return None
-        others = before - {call_cpu}
+        others = set(before) - {call_cpu}
         if not others or call_cpu not in before:
             return None
         try:
-            if os.sched_getaffinity(0) != before or _real_cpus() != {call_cpu}:
+            if cpus() != before or _real_cpus() != {call_cpu}:
                 return None
         except (OSError, ValueError):
             return None
@@ -71,14 +73,6 @@ class Placement:
             os.sched_setaffinity(0, self.others)
         except OSError:  # only speed is lost
             pass
-
-
-def shown() -> set[int] | None:
-    """The CPUs this process is shown (before its import)."""
-    try:
-        return os.sched_getaffinity(0)
-    except (AttributeError, OSError):
-        return None
 
 
 def _real_cpus() -> set[int]:

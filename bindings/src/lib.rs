@@ -129,6 +129,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cache_dir, m)?)?;
     m.add_function(wrap_pyfunction!(run_key, m)?)?;
     m.add_function(wrap_pyfunction!(source_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(server::watch_descriptors, m)?)?;
     m.add_class::<hashing::Hasher>()?;
     m.add_class::<cache::Cache>()?;
     m.add_class::<cache::TracedRun>()?;

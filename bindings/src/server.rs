@@ -208,3 +208,11 @@ impl Server {
         Ok(())
     }
 }
+
+/// In a `@cached` call's child, before the call: a use of one of `fds` (the
+/// descriptors the module's import left open) makes the call uncacheable
+/// (`casher._descriptors`).
+#[pyfunction]
+pub(crate) fn watch_descriptors(fds: Vec<i32>) -> PyResult<()> {
+    casher_tracer::watch_descriptors(&fds).map_err(err)
+}

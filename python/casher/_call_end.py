@@ -43,12 +43,19 @@ def _file_like(obj: object) -> bool:
 
 
 def remember_open_files() -> None:
-    """In the server, once: the file objects its import left open."""
+    """In the server, once: the file objects its import left open. What
+    the import wrote to them is flushed here, once, rather than by every
+    call's child (whose watch, `casher._descriptors`, would take it for
+    the call's)."""
     for obj in gc.get_objects():
         if type(obj) in _BUFFERED:
             try:
                 _IMPORT_FILES.append(weakref.ref(obj))
             except TypeError:
+                continue
+            try:
+                obj.flush()
+            except Exception:  # closed, or not writable: nothing to flush
                 pass
 
 

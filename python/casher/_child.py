@@ -130,7 +130,7 @@ def apply_state(items: list, fresh: dict | None = None) -> list:
     receives the fingerprints of the fresh import's values, computed before
     anything was assigned (so they are the server's, for the caller to
     learn)."""
-    from casher import _state
+    from casher import _descriptors, _state
 
     unsendable, brought = [], []
     pristine = True  # nothing imported or assigned yet: the server's state
@@ -154,6 +154,10 @@ def apply_state(items: list, fresh: dict | None = None) -> list:
                 fresh[(module_name, tuple(path))] = here_print
             if here_print == expected:
                 continue
+        if type(here) is int and here in _descriptors.OPENED_BY_IMPORT:
+            # A descriptor the fresh import opened: this process's own
+            # handle to what the caller's number is its handle to.
+            continue
         if blob is None:
             unsendable.append(".".join((module_name, *path)))
             continue
@@ -222,8 +226,12 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         with _observe.quiet():
             func = pickle.loads(payload["function"])
     else:
+        from casher import _descriptors
+
+        before = _descriptors.open_now()
         with _observe.quiet():
             module = load_module(payload)
+        _descriptors.left_open(before)
         func = resolve(module, payload["qualname"])
     fresh: dict = {}
     brought = apply_state(payload.get("state", []), fresh)

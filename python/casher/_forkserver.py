@@ -13,7 +13,7 @@ import socket
 import sys
 import threading
 
-from casher import _call_end, _placement, _prefault, _transport
+from casher import _call_end, _descriptors, _placement, _prefault, _transport
 from casher._server import _recv, _send, cpus
 
 _SAFE_THREADS = {"jemalloc_bg_thd"}  # jemalloc re-creates them after fork
@@ -47,6 +47,9 @@ def _openblas_pool() -> int:
 
 # The pages the calls of each function wrote (`casher._prefault`).
 _LEARNED = _prefault.Learned()
+
+# What the module's import left open (`casher._descriptors`).
+_LEFT_OPEN: list = [_descriptors.LeftOpen()]
 
 # The SIGINT handler the module's import left in place.
 _IMPORT_SIGINT: list = [signal.default_int_handler]
@@ -110,6 +113,7 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     os.close(out_w)
     os.close(err_w)
     signal.signal(signal.SIGINT, _IMPORT_SIGINT[0])
+    unwatched = _LEFT_OPEN[0].separate()
     _child.answer_to(result_fd)
     # A plain call finds the import's objects (and garbage) collectable:
     # they join the oldest generation, which only a full collection walks.
@@ -124,6 +128,8 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
         left = _call_end.end_like_an_interpreter()
     except BaseException as exc:  # the answer must reach the caller
         left = [f"casher could not end the call as an interpreter would ({type(exc).__name__}: {exc})"]
+    if unwatched:
+        left.append(unwatched)
     if left:
         result["uncacheable"] = left
     _transport.mark(result_fd, pickle.dumps(result, protocol=5))
@@ -167,6 +173,7 @@ def main() -> int:
     _child.prepare(setup)
     watch_fork_handlers()
     _call_end.watch_exit_handlers()
+    before = _descriptors.open_now()
     try:
         _child.load_module(setup)
     except BaseException as exc:
@@ -189,6 +196,7 @@ def main() -> int:
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     _call_end.remember_open_files()
+    _LEFT_OPEN[0] = _descriptors.left_open(before)
     _call_end.keep_stdlib_exit_handlers()
     gc.freeze()
     _LEARNED.start()

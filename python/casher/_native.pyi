@@ -14,6 +14,7 @@ __all__ = [
     "deps_json",
     "run_key",
     "source_hash",
+    "watch_descriptors",
 ]
 
 __version__: str
@@ -38,6 +39,12 @@ def cache_dir(cwd: str | os.PathLike[str], explicit: str | os.PathLike[str] | No
 
 def source_hash(source: str) -> str | None:
     """The normalized-AST hash of a piece of source; None if it does not parse."""
+
+def watch_descriptors(fds: Sequence[int]) -> None:
+    """In a `@cached` call's child, before the call: from now on a use of
+    one of `fds` (descriptors the module's import left open) makes the call
+    uncacheable. Raises `CasherError` when they cannot be watched (too many,
+    or the kernel refused the filter)."""
 
 def run_key(
     function: str,

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 
 pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
 pub use error::{Result, TraceError};
+pub use filter::watch_descriptors;
 pub use inherited::traced_by_another_process;
 pub use observe::{hash_file, Kind, Reveals, StatFacts, RECENT_NS};
 pub use session::{CallOutput, Session, SessionConfig};

@@ -241,26 +241,19 @@ fn decode_call(
             },
         ),
         libc::SYS_access | libc::SYS_chdir => probe(p(CWD, a[0]), Probe::Access),
-        libc::SYS_faccessat | libc::SYS_faccessat2 => {
-            probe(p(fd(0), a[1]), Probe::Access)
-        }
+        libc::SYS_faccessat | libc::SYS_faccessat2 => probe(p(fd(0), a[1]), Probe::Access),
         libc::SYS_readlink => probe(p(CWD, a[0]), Probe::Readlink),
         libc::SYS_readlinkat => probe(p(fd(0), a[1]), Probe::Readlink),
         libc::SYS_getdents | libc::SYS_getdents64 => {
             fd_path(tid, fd(0)).map_or(Pending::Nothing, |path| Pending::List { path })
         }
-        libc::SYS_execve => {
-            p(CWD, a[0]).map_or(Pending::Nothing, |path| Pending::Exec { path })
-        }
+        libc::SYS_execve => p(CWD, a[0]).map_or(Pending::Nothing, |path| Pending::Exec { path }),
         libc::SYS_execveat => {
             p(fd(0), a[1]).map_or(Pending::Nothing, |path| Pending::Exec { path })
         }
         libc::SYS_rename => mutate(
             rec,
-            vec![
-                (p(CWD, a[0]), Role::Remove),
-                (p(CWD, a[1]), Role::Replace),
-            ],
+            vec![(p(CWD, a[0]), Role::Remove), (p(CWD, a[1]), Role::Replace)],
         ),
         libc::SYS_renameat | libc::SYS_renameat2 => {
             let flags = if nr == libc::SYS_renameat2 { a[4] } else { 0 };
@@ -274,22 +267,13 @@ fn decode_call(
             };
             mutate(
                 rec,
-                vec![
-                    (p(fd(0), a[1]), Role::Remove),
-                    (p(fd(2), a[3]), target),
-                ],
+                vec![(p(fd(0), a[1]), Role::Remove), (p(fd(2), a[3]), target)],
             )
         }
-        libc::SYS_unlink | libc::SYS_rmdir => {
-            mutate(rec, vec![(p(CWD, a[0]), Role::Remove)])
-        }
+        libc::SYS_unlink | libc::SYS_rmdir => mutate(rec, vec![(p(CWD, a[0]), Role::Remove)]),
         libc::SYS_unlinkat => mutate(rec, vec![(p(fd(0), a[1]), Role::Remove)]),
-        libc::SYS_mkdir | libc::SYS_mknod => {
-            mutate(rec, vec![(p(CWD, a[0]), Role::Create)])
-        }
-        libc::SYS_mkdirat | libc::SYS_mknodat => {
-            mutate(rec, vec![(p(fd(0), a[1]), Role::Create)])
-        }
+        libc::SYS_mkdir | libc::SYS_mknod => mutate(rec, vec![(p(CWD, a[0]), Role::Create)]),
+        libc::SYS_mkdirat | libc::SYS_mknodat => mutate(rec, vec![(p(fd(0), a[1]), Role::Create)]),
         libc::SYS_link => mutate(rec, vec![(p(CWD, a[1]), Role::Create)]),
         libc::SYS_linkat => mutate(rec, vec![(p(fd(2), a[3]), Role::Create)]),
         libc::SYS_symlink => mutate(rec, vec![(p(CWD, a[1]), Role::Create)]),
@@ -303,7 +287,10 @@ fn decode_call(
             let path = p(CWD, a[0]);
             let before = path.as_ref().and_then(|p| rec.snapshot(p, true));
             Pending::Mutate {
-                paths: path.map(|p| (p, before, Role::Change)).into_iter().collect(),
+                paths: path
+                    .map(|p| (p, before, Role::Change))
+                    .into_iter()
+                    .collect(),
             }
         }
         libc::SYS_fchmodat | libc::SYS_fchownat | libc::SYS_futimesat => {
@@ -325,11 +312,18 @@ fn decode_call(
         libc::SYS_bind => socket(tid, a[1], a[2], "listened on"),
         libc::SYS_sendto => socket(tid, a[4], a[5], "sent data to"),
         libc::SYS_read if a[0] == 0 => Pending::StdinRead,
-        _ if crate::filter::FD_CALLS.iter().any(|(n, _)| *n == nr) => Pending::Refuse(format!(
-            "the command used a file descriptor it inherited from its caller (system call {nr}), whose data casher cannot record"
-        )),
         _ => Pending::Nothing,
     }
+}
+
+/// A stop the filter tagged [`crate::filter::NOT_OPENED_BY_THE_RUN`]: the
+/// command used a descriptor it did not open, whatever the call.
+pub fn not_opened_by_the_run(nr: i64) -> Pending {
+    Pending::Refuse(format!(
+        "the command used a file descriptor it did not open (system call {nr}): one inherited from \
+         casher's caller, or one its module's import left open before a @cached call; what goes \
+         through it cannot be recorded"
+    ))
 }
 
 impl Pending {

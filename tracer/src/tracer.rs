@@ -13,7 +13,7 @@ use crate::affinity::Shown;
 use crate::effects::Recorder;
 use crate::error::{Result, TraceError};
 use crate::filter::AUDIT_ARCH_X86_64;
-use crate::syscall::{complete, complete_at_entry, decode, Pending};
+use crate::syscall::{complete, complete_at_entry, decode, not_opened_by_the_run, Pending};
 
 /// How the traced command ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,7 +287,13 @@ fn stop_at_entry(
         return None;
     }
     // SAFETY: op == SECCOMP, so the `seccomp` member is the valid one.
-    let (nr, args) = unsafe { (info.u.seccomp.nr, info.u.seccomp.args) };
+    let (nr, args, data) = unsafe {
+        (
+            info.u.seccomp.nr,
+            info.u.seccomp.args,
+            info.u.seccomp.ret_data,
+        )
+    };
     if nr & 0x4000_0000 != 0 {
         let reason = "the command made x32 system calls, which casher does not trace";
         route.noted(pid, reason);
@@ -295,7 +301,11 @@ fn stop_at_entry(
         return None;
     }
     let recorder = route.recorder(pid);
-    let decoded = decode(recorder, pid.as_raw(), nr as i64, args);
+    let decoded = if data == crate::filter::NOT_OPENED_BY_THE_RUN {
+        not_opened_by_the_run(nr as i64)
+    } else {
+        decode(recorder, pid.as_raw(), nr as i64, args)
+    };
     if decoded.needs_exit() {
         pending.insert(pid, decoded);
     } else {

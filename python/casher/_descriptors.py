@@ -1,0 +1,125 @@
+"""Descriptors the module's import left open, in the fork server's calls.
+
+A forked call shares its server's open file descriptions. An offset one
+call moves (reading on in a data file the import opened) would be where
+the next call starts, which a fresh import never sees; and what a call
+writes through a log the import opened, or sends on its connection, is
+not an open the tracer sees, so a hit would not do it again.
+
+So, before its call, each call's child gets a description of its own for
+each regular file the import opened for reading only, at the import's
+offset (what a fresh import has: its content is already an input of the
+import), and watches every other descriptor the import left open
+(`casher._native.watch_descriptors`): a call that uses one runs, and is
+not cached. A fresh interpreter per miss needs neither: the import is its
+own, and the tracer sees its opens.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from dataclasses import dataclass, field
+
+# Devices that say nothing about what a call did, used or not.
+_QUIET_DEVICES = frozenset(os.makedev(1, minor) for minor in (3, 5, 8, 9))  # null, zero, random, urandom
+
+
+def open_now() -> set[int]:
+    """The descriptors open in this process (`/proc` is never an input);
+    not the listing's own, closed by now (and maybe the import's next)."""
+    try:
+        listed = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return set()
+    return {fd for fd in listed if _is_open(fd)}
+
+
+def _is_open(fd: int) -> bool:
+    # `fstat`, not `fcntl`: a descriptor the process inherited is watched
+    # for `fcntl` (`casher-tracer`'s filter), never for `fstat`.
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+@dataclass
+class LeftOpen:
+    """What the import left open: regular files it reads, with their
+    (device, inode), and every other descriptor worth watching."""
+
+    reading: list[tuple[int, int, int]] = field(default_factory=list)
+    watched: list[int] = field(default_factory=list)
+
+    def separate(self) -> str | None:
+        """In a call's child, before the call. Why the call cannot be
+        cached, if the watch could not be set."""
+        watched = list(self.watched)
+        for fd, dev, ino in self.reading:
+            if not _own_description(fd, dev, ino):
+                watched.append(fd)
+        if not watched:
+            return None
+        from casher import _native
+
+        try:
+            _native.watch_descriptors(watched)
+        except Exception as exc:  # noqa: BLE001 - the call still runs
+            return f"the descriptors its module's import left open cannot be watched ({exc})"
+        return None
+
+
+OPENED_BY_IMPORT: set[int] = set()
+"""Every descriptor number the import opened and left open: a module-level
+int equal to one is this process's handle (the caller's number for the same
+file differs, and means nothing here: `casher._child.apply_state`)."""
+
+
+def left_open(before: set[int]) -> LeftOpen:
+    """Right after the import (in the server, or in a fresh interpreter's
+    call): what it left open that was not open `before` it."""
+    left = LeftOpen()
+    opened = open_now() - before
+    OPENED_BY_IMPORT.update(opened)
+    for fd in sorted(opened):
+        try:
+            st = os.fstat(fd)
+            flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        except OSError:  # closed since
+            continue
+        if flags & getattr(os, "O_PATH", 0) or stat.S_ISDIR(st.st_mode):
+            continue  # nothing goes through it; what is listed through it is seen
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev in _QUIET_DEVICES:
+            continue
+        if stat.S_ISREG(st.st_mode) and flags & os.O_ACCMODE == os.O_RDONLY and st.st_nlink > 0:
+            left.reading.append((fd, st.st_dev, st.st_ino))
+        else:
+            left.watched.append(fd)
+    return left
+
+
+def _own_description(fd: int, dev: int, ino: int) -> bool:
+    """Gives `fd` a description of its own, at the offset it has now (the
+    import's: every call does this before anything moves it). False if it
+    cannot: it is watched instead."""
+    try:
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            return False
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        inheritable = os.get_inheritable(fd)
+        fresh = os.open(f"/proc/self/fd/{fd}", flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC))
+    except OSError:
+        return False
+    try:
+        os.lseek(fresh, offset, os.SEEK_SET)
+        os.dup2(fresh, fd, inheritable=inheritable)
+    except OSError:
+        return False
+    finally:
+        os.close(fresh)
+    return True

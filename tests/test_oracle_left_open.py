@@ -1,0 +1,128 @@
+"""Descriptors a module's import left open, used by its calls.
+
+A call served by the fork server runs in a child that shares the server's
+open file descriptions: what one call's read moves, the next call would
+start from, and what a call writes through a log the import opened is no
+open the tracer sees. Each call must start from the import's offset (as in
+a fresh interpreter), and a call that writes or sends through such a
+descriptor must do it again on every run, as a plain run does (it is not
+served from the cache). Differential against plain runs, with the server
+and with a fresh interpreter per miss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from oracle_cached import Oracle
+
+MODES = {"server": {}, "fresh": {"CASHER_FORK_SERVER": "0"}}
+
+ROWS = "".join(f"row{i:06d}\n" for i in range(20_000))
+
+
+@pytest.fixture(params=list(MODES))
+def oracle(request: pytest.FixtureRequest, tmp_path: Path) -> Oracle:
+    return Oracle(tmp_path / "o", env=MODES[request.param])
+
+
+@pytest.mark.parametrize("reader", ["text", "raw"])
+def test_each_call_reads_a_file_the_import_opened_from_the_imports_offset(oracle: Oracle, reader: str) -> None:
+    """Calls that read on past the import's buffer: an earlier call in the
+    same process must not move where a later one starts. A process that
+    calls f(1) then f(2) caches f(2); a later process's f(2) must print
+    what a fresh plain process prints."""
+    read = "DATA.read(30_000)[-10:].strip()" if reader == "text" else "os.read(FD, 30_000)[-10:].strip().decode()"
+    oracle.write("data.txt", ROWS)
+    oracle.write(
+        "work.py",
+        f"""
+        import os
+        from casher import cached
+
+        DATA = open("data.txt")
+        HEADER = DATA.readline()
+        FD = os.open("data.txt", os.O_RDONLY)
+        os.read(FD, 25)
+
+        @cached
+        def f(x):
+            return x, {read}
+        """,
+    )
+    oracle.write(
+        "driver.py",
+        """
+        import sys
+        import _oracle
+        import work
+        for x in sys.argv[1:]:
+            print(work.f(int(x)))
+        _oracle.done(work.f)
+        """,
+    )
+    # Cached only: the plain process's second call would go on reading
+    # (calls in one plain process share the file), which a cached call by
+    # design does not see.
+    warm = oracle._once(["driver.py", "1", "2"], oracle.root, oracle._environ(False, {}), None)
+    assert warm.code == 0, warm.stderr
+    first, second = (line.split(",", 1)[1] for line in warm.stdout.splitlines())
+    assert first == second, warm.stdout
+    step = oracle.run("driver.py", "2")
+    oracle.check(step)
+    if step.info is not None:
+        assert step.misses("f") == 0, "expected a hit:\n" + oracle.report()
+
+
+# How the import opens the file, and the call's body that writes through it.
+WRITERS = {
+    "file object, appending": ('LOG = open("log.txt", "a")', ['LOG.write(f"f {x}\\n")', "LOG.flush()"]),
+    "file object, not flushed": ('LOG = open("log.txt", "a")', ['LOG.write(f"f {x}\\n")']),
+    "descriptor number": (
+        'FD = os.open("log.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT)',
+        ['os.write(FD, f"f {x}\\n".encode())'],
+    ),
+    "a copy of the descriptor": (
+        'FD = os.open("log.txt", os.O_WRONLY | os.O_APPEND | os.O_CREAT)',
+        ["copy = os.dup(FD)", 'os.write(copy, f"f {x}\\n".encode())', "os.close(copy)"],
+    ),
+    "a counter rewritten in place": (
+        'COUNTER = open("counter.bin", "r+b")',
+        [
+            'n = int.from_bytes(os.pread(COUNTER.fileno(), 4, 0), "little") + 1',
+            'os.pwrite(COUNTER.fileno(), n.to_bytes(4, "little"), 0)',
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_a_call_writing_through_a_file_the_import_opened_writes_on_every_run(oracle: Oracle, writer: str) -> None:
+    """Every run of a plain driver writes through the module's file: so
+    must every cached run. With the fork server, a function of the same
+    module that does not touch the file still hits (a fresh interpreter's
+    import opens the file itself, which makes its content an input of the
+    call, as a command's own append does)."""
+    opened, write = WRITERS[writer]
+    oracle.write("counter.bin", b"\x00\x00\x00\x00")
+    body = "".join(f"    {line}\n" for line in write)
+    oracle.write(
+        "work.py",
+        f"import os\nfrom casher import cached\n\n{opened}\n\n\n@cached\ndef f(x):\n{body}    return x * 2\n\n\n"
+        "@cached\ndef g(x):\n    return x * 3\n",
+    )
+    oracle.write(
+        "driver.py",
+        """
+        import _oracle
+        import work
+        print(work.f(1), work.g(1))
+        _oracle.done(work.f, work.g)
+        """,
+    )
+    for i in range(3):
+        step = oracle.run()
+        oracle.check(step)
+        if i and step.info is not None and oracle.env.get("CASHER_FORK_SERVER") != "0":
+            assert step.misses("g") == 0, "expected a hit:\n" + oracle.report()

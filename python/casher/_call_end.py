@@ -132,7 +132,13 @@ def end_like_an_interpreter() -> list[str]:
     atexit._run_exitfuncs()
     files = [ref() for ref in _IMPORT_FILES]
     files += [obj for generation in (0, 1) for obj in gc.get_objects(generation) if _file_like(obj)]
-    standard = {id(s) for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)}
+    # The standard streams and the buffers under them (a module that set
+    # `sys.stdout` to a file: closing its buffer would lose what the call
+    # printed, flushed below).
+    streams = [sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__]
+    streams += [getattr(s, "buffer", None) for s in streams]
+    streams += [getattr(s, "raw", None) for s in streams]
+    standard = {id(s) for s in streams if s is not None}
     files = [f for f in files if f is not None and id(f) not in standard]
     # All flushed before any is closed: a text file's buffer is a file of
     # its own, which may come first.

@@ -1327,3 +1327,34 @@ def test_socket_opened_at_import(oracle: Oracle) -> None:
             """,
         },
     )
+
+
+def test_the_callers_own_child_processes_stay_the_callers(oracle: Oracle) -> None:
+    """The caller started processes before the miss: one that exits with
+    status 3 while the call runs, and a `cat` on pipes the caller holds
+    open. The miss neither reaps the first (the caller gets its status)
+    nor waits for the second (it ends when the caller closes its stdin)."""
+    miss_then_hit(
+        oracle,
+        {
+            "work.py": """
+                from casher import cached
+
+                @cached
+                def f(x):
+                    return x * 2
+            """,
+            "driver.py": """
+                import subprocess
+                import _oracle
+                quick = subprocess.Popen(["sh", "-c", "sleep 0.5; exit 3"])
+                cat = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                import work
+                print(work.f(1))
+                print("quick", quick.wait())
+                out, _ = cat.communicate(b"through cat\\n")
+                print(out.decode().strip(), cat.returncode)
+                _oracle.done(work.f)
+            """,
+        },
+    )

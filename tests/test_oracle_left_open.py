@@ -126,3 +126,45 @@ def test_a_call_writing_through_a_file_the_import_opened_writes_on_every_run(ora
         oracle.check(step)
         if i and step.info is not None and oracle.env.get("CASHER_FORK_SERVER") != "0":
             assert step.misses("g") == 0, "expected a hit:\n" + oracle.report()
+
+
+@pytest.mark.parametrize("move", ["readline", "seek", "iterate", "close", "none"])
+def test_a_module_level_file_the_caller_read_on_in_is_read_from_there(oracle: Oracle, move: str) -> None:
+    """The caller reads on in (or closes) the module's file object before
+    the call: the call reads from where the caller's file stands, as a
+    plain call does, on a miss and on a later run."""
+    step = {
+        "readline": "work.DATA.readline()",
+        "seek": "work.DATA.seek(4)",
+        "iterate": "next(iter(work.DATA))",
+        "close": "work.DATA.close()",
+        "none": "pass",
+    }[move]
+    oracle.write("data.txt", "a\nb\nc\n" + ROWS)
+    oracle.write(
+        "work.py",
+        """
+        from casher import cached
+
+        DATA = open("data.txt")
+
+        @cached
+        def f(n):
+            try:
+                return DATA.read(n)
+            except ValueError as exc:
+                return str(exc)
+        """,
+    )
+    oracle.write(
+        "driver.py",
+        f"""
+        import _oracle
+        import work
+        {step}
+        print(repr(work.f(12)))
+        _oracle.done(work.f)
+        """,
+    )
+    for _ in range(2):
+        oracle.check(oracle.run())

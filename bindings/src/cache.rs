@@ -393,7 +393,23 @@ impl Cache {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let report = py.detach(|| trace(&config)).map_err(err)?;
+        // On a thread of its own: the tracer waits for *its* thread's
+        // children (`__WNOTHREAD`), never for the caller's own (a
+        // `subprocess.Popen` it started would lose its exit status to the
+        // tracer, and a miss would wait for it to end).
+        let report = py
+            .detach(|| {
+                std::thread::scope(|scope| {
+                    std::thread::Builder::new()
+                        .name("casher-trace".to_owned())
+                        .spawn_scoped(scope, || trace(&config))
+                        .map_err(|e| format!("starting the tracer's thread: {e}"))?
+                        .join()
+                        .map_err(|_| "the tracer's thread panicked".to_owned())?
+                        .map_err(|e| e.to_string())
+                })
+            })
+            .map_err(err)?;
         Ok(TracedRun::new(report, created_ns, None))
     }
 

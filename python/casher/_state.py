@@ -105,7 +105,7 @@ def fingerprint(value: Any) -> str:
     t = type(value)
     name = f"{t.__module__}.{t.__qualname__}"
     if name in _OPAQUE_TYPES or _is(value, types.ModuleType):
-        return f"opaque:{name}"
+        return f"opaque:{name}{_position(value)}"
     for dumps in _picklers():
         try:
             data = dumps(value)
@@ -115,6 +115,32 @@ def fingerprint(value: Any) -> str:
         h.update(data)
         return "pickle:" + h.hexdigest()
     return f"{UNKNOWN}{name}"
+
+
+_FILES = ("_io.TextIOWrapper", "_io.BufferedWriter", "_io.BufferedReader")
+
+
+def _position(value: Any) -> str:
+    """Where a module-level file object stands: a caller that read on in
+    it, wrote to it or closed it has it elsewhere than a fresh import
+    (a call there would read from another place). Not the standard
+    streams, which are the call's own in the child."""
+    t = type(value)
+    if f"{t.__module__}.{t.__qualname__}" not in _FILES:
+        return ""
+    if any(value is s for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)):
+        return ""
+    try:
+        if value.closed:
+            return "@closed"
+        if not value.seekable():
+            return ""
+        try:
+            return f"@{value.tell()}"
+        except OSError:  # a text file being iterated: where its buffer stands
+            return f"@{value.buffer.tell()}+"
+    except Exception:  # a file that cannot say: as before
+        return ""
 
 
 def _picklers() -> list:

@@ -168,3 +168,37 @@ def test_a_module_level_file_the_caller_read_on_in_is_read_from_there(oracle: Or
     )
     for _ in range(2):
         oracle.check(oracle.run())
+
+
+def test_a_module_whose_import_cannot_run_twice_still_gives_plain_results(oracle: Oracle) -> None:
+    """The import opens its data file and deletes it: the traced process's
+    own import fails. The call runs in the caller, uncached, with a
+    warning, and returns what a plain call returns (not the import's
+    error)."""
+    oracle.write("data.txt", "a\nb\n")
+    oracle.write(
+        "work.py",
+        """
+        import os
+        from casher import cached
+
+        DATA = open("data.txt")
+        os.unlink("data.txt")
+
+        @cached
+        def f(n):
+            return DATA.read(n)
+        """,
+    )
+    oracle.write(
+        "driver.py",
+        """
+        import _oracle
+        import work
+        print(repr(work.f(3)))
+        _oracle.done(work.f)
+        """,
+    )
+    step = oracle.run()
+    oracle.check(step)
+    assert any("importing its module again" in line for line in step.cached.casher_lines), oracle.report()

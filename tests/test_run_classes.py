@@ -616,3 +616,32 @@ def test_a_run_leaving_a_daemon_is_not_cached(pair: Pair) -> None:
         time.sleep(2.5)  # the daemons have written late.txt by now
         a, b = same(pair, Cmd("ls", ("ls",), flags=("--no-cache",)), f"{step}: after the daemon finished")
         both(pair, lambda t: (t / "late.txt").unlink(missing_ok=True))
+
+
+# --------------------------------------------------------------------------- unnamed files
+
+
+def test_an_unnamed_temporary_file_is_no_output_and_one_named_later_is(pair: Pair) -> None:
+    """`tempfile.TemporaryFile()` opens an unnamed file (`O_TMPFILE`) in the
+    temp directory: no path is created, so the run hits the second time
+    (the temp directory used to be taken for an output, which no hit may
+    restore). A file made that way and then linked into the tree is an
+    output, restored on a hit."""
+    script = (
+        "import ctypes, os, tempfile\n"
+        "t = tempfile.TemporaryFile(dir=os.environ.get('TMPDIR'))\n"
+        "t.write(b'scratch'); t.seek(0); print(t.read())\n"
+        "fd = os.open('.', os.O_TMPFILE | os.O_WRONLY, 0o644)\n"
+        "os.write(fd, b'made unnamed, then named\\n')\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "# linkat(fd, '', AT_FDCWD, 'named.txt', AT_EMPTY_PATH)\n"
+        "print(libc.linkat(fd, b'', -100, b'named.txt', 0x1000), ctypes.get_errno())\n"
+        "print(open('named.txt').read().strip())\n"
+    )
+    cmd = Cmd("tmpfile", (PYTHON, "-c", "import os; os.path.exists('named.txt') and os.remove('named.txt')\n" + script))
+    runs = []
+    for i in range(3):  # the first finds no `named.txt`, the later ones do
+        _, b = same(pair, cmd, f"run {i + 1}")
+        runs.append(b)
+    assert runs[2].hit, f"expected a hit: {runs[2].casher_lines}"
+    assert not runs[2].notes, runs[2].notes

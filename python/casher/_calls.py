@@ -259,10 +259,18 @@ class Call:
             if "state" in result:
                 self.fn._warn_once(
                     "state",
-                    "%s runs uncached: the caller changed module-level values it uses (%s) "
-                    "that cannot be sent to the traced process",
+                    "%s runs uncached: module-level values it uses (%s) cannot be shown equal to "
+                    "a fresh import's (a connection, an open socket...) nor sent to the traced process",
                     self.qualname,
                     result["state"],
+                )
+                return self.fn._func(*args, **kwargs)
+            if "import" in result:
+                self.fn._warn_once(
+                    "import",
+                    "%s runs uncached: importing its module again in the traced process failed (%s)",
+                    self.qualname,
+                    result["import"],
                 )
                 return self.fn._func(*args, **kwargs)
             # It drew before raising: the caller's generators advance too.

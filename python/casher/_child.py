@@ -121,6 +121,12 @@ class StateMismatch(Exception):
     """The caller's state differs from a fresh import and cannot be sent."""
 
 
+class ImportFailed(Exception):
+    """The function's module, which the caller imported, fails to import
+    here (its import deleted a file it needs, say): not the function's
+    error, the call runs in the caller."""
+
+
 def apply_state(items: list, fresh: dict | None = None) -> list:
     """Brings the caller's module-level values over where they differ;
     returns the values it brought. An item is (module, path, fingerprint,
@@ -230,7 +236,10 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
 
         before = _descriptors.open_now()
         with _observe.quiet():
-            module = load_module(payload)
+            try:
+                module = load_module(payload)
+            except BaseException as exc:
+                raise ImportFailed(f"{type(exc).__name__}: {exc}") from None
         _descriptors.left_open(before)
         func = resolve(module, payload["qualname"])
     fresh: dict = {}
@@ -359,6 +368,8 @@ def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
         return call(payload, call_source, result_path)
     except StateMismatch as exc:
         return {"ok": False, "state": str(exc)}
+    except ImportFailed as exc:
+        return {"ok": False, "import": str(exc)}
     except BaseException as exc:  # reported to the caller, re-raised there
         from casher import _values
 

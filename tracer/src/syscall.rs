@@ -84,6 +84,8 @@ const O_TRUNC: u64 = 0o1000;
 const O_NOFOLLOW: u64 = 0o400000;
 const O_DIRECTORY: u64 = 0o200000;
 const O_PATH: u64 = 0o10000000;
+/// `__O_TMPFILE | O_DIRECTORY`: an unnamed file in the directory.
+const O_TMPFILE: u64 = 0o20200000;
 const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
 const RESOLVE_CACHED: u64 = 0x20;
 const RENAME_NOREPLACE: u64 = 1;
@@ -132,6 +134,15 @@ fn open(rec: &mut Recorder, path: Option<PathBuf>, flags: u64) -> Pending {
     let Some(path) = path else {
         return Pending::Nothing;
     };
+    if flags & O_TMPFILE == O_TMPFILE {
+        // No path is created (`tempfile.TemporaryFile()`): that the
+        // directory is one, and its mode, decide whether it works. A later
+        // `linkat` that names the file is an effect of its own.
+        return Pending::Read {
+            path,
+            flags: O_DIRECTORY,
+        };
+    }
     let access = flags & O_ACCMODE;
     let write = access == O_WRONLY || access == O_RDWR || flags & (O_CREAT | O_TRUNC) != 0;
     if !write {

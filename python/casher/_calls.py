@@ -260,7 +260,7 @@ class Call:
                 self.fn._warn_once(
                     "state",
                     "%s runs uncached: module-level values it uses (%s) cannot be shown equal to "
-                    "a fresh import's (a connection, an open socket...) nor sent to the traced process",
+                    "a fresh import's (a connection, an open socket...), and cannot be sent to the traced process",
                     self.qualname,
                     result["state"],
                 )

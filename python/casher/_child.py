@@ -25,6 +25,12 @@ import types
 from typing import Any
 
 BEGIN_MARKER = "/dev/null/.casher-begin"
+# `casher_tracer::IMPORTED_MARKER`: probed once a fresh interpreter's
+# import is done.
+IMPORTED_MARKER = "/dev/null/.casher-imported"
+
+_FRESH = False
+"""This interpreter runs one call (`main`), not a fork server's child."""
 
 
 def read_call(source: str | int):
@@ -226,25 +232,34 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
     """Runs the call; its answer (the pickled value, what it executed, the
     environment variables it read...). `call_source` is the arguments' file
     or (from the fork server) descriptor."""
-    from casher import _callers, _events, _executed, _observe
+    from casher import _callers, _descriptors, _events, _executed, _observe
 
+    # A fresh interpreter imports the module here (a fork server's child
+    # has it from the server, with what the server's import left open).
+    before = _descriptors.open_now() if _FRESH else set()
     if payload.get("function") is not None:
         with _observe.quiet():
             func = pickle.loads(payload["function"])
     else:
-        from casher import _descriptors
-
-        before = _descriptors.open_now()
         with _observe.quiet():
             try:
                 module = load_module(payload)
             except BaseException as exc:
                 raise ImportFailed(f"{type(exc).__name__}: {exc}") from None
-        _descriptors.left_open(before)
         func = resolve(module, payload["qualname"])
+    left = _descriptors.left_open(before) if _FRESH else None
     fresh: dict = {}
     brought = apply_state(payload.get("state", []), fresh)
     held = _held_code(payload.get("state", []))
+    unwatched = None
+    if left is not None:
+        unwatched = left.watch()
+        # What the import did is the import's (the caller's did it too),
+        # not the call's: the tracer starts the call here.
+        try:
+            os.stat(IMPORTED_MARKER)
+        except OSError:
+            pass
     _observe.apply_levels(*payload.get("logging", ({}, 0)))
     try:
         from casher import _settings
@@ -311,6 +326,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         "fresh": list(fresh.items()),
         # The caller's generators it drew from: their states now.
         "rng": _randomness.drawn(rng),
+        "uncacheable": [unwatched] if unwatched else [],
     }
 
 
@@ -394,6 +410,8 @@ def _drawn_before_raising() -> dict:
 
 
 def main() -> int:
+    global _FRESH
+    _FRESH = True
     call_path, meta_path, result_path = sys.argv[1:4]
     with open(meta_path, "rb") as f:
         payload = pickle.load(f)

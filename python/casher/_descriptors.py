@@ -55,12 +55,16 @@ class LeftOpen:
     watched: list[int] = field(default_factory=list)
 
     def separate(self) -> str | None:
-        """In a call's child, before the call. Why the call cannot be
-        cached, if the watch could not be set."""
-        watched = list(self.watched)
-        for fd, dev, ino in self.reading:
-            if not _own_description(fd, dev, ino):
-                watched.append(fd)
+        """In a fork server's call, before the call: the files it reads get
+        descriptions of their own, the rest is watched. Why the call cannot
+        be cached, if the watch could not be set."""
+        return self.watch([fd for fd, dev, ino in self.reading if not _own_description(fd, dev, ino)])
+
+    def watch(self, also: list[int] | None = None) -> str | None:
+        """Watches what is neither read only nor quiet (a fresh interpreter's
+        call, whose import's descriptors are its own), and `also`. Why the
+        call cannot be cached, if the watch could not be set."""
+        watched = [*self.watched, *(also or [])]
         if not watched:
             return None
         from casher import _native

@@ -131,7 +131,7 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     if unwatched:
         left.append(unwatched)
     if left:
-        result["uncacheable"] = left
+        result["uncacheable"] = [*result.get("uncacheable", ()), *left]
     _transport.mark(result_fd, pickle.dumps(result, protocol=5))
     # The output ends here, not when the kernel has torn this process down
     # (the tracer delivers the call's report as it starts exiting).

@@ -28,6 +28,15 @@ use crate::observe::{self, content_stamp, Kind, Reveals, StatFacts};
 /// dropped. It is under `/dev/null`, so it never exists.
 pub const BEGIN_MARKER: &str = "/dev/null/.casher-begin";
 
+/// A path casher's traced interpreter (a fresh one per `@cached` miss)
+/// probes once it has imported the function's module: what was recorded so
+/// far becomes the call's start ([`Base`]), as a fork server's import is
+/// for each of its calls. The import's own writes (a log it truncates or
+/// appends to, a file it creates) are the caller's import's too, not
+/// outputs of the call: a hit restoring them replaced the file the
+/// caller's own import had open.
+pub const IMPORTED_MARKER: &str = "/dev/null/.casher-imported";
+
 /// Clone: a session snapshots its server's recorder once, at its first
 /// call (each call then starts on it, see [`Recorder::on`]).
 #[derive(Default, Clone)]
@@ -49,6 +58,8 @@ pub struct Recorder {
     /// interpreter, once): never for a command's or a call's own probes,
     /// which would drop what they read before.
     awaits_begin: bool,
+    /// [`IMPORTED_MARKER`] is still to be honoured (with `awaits_begin`).
+    awaits_import: bool,
 }
 
 impl Recorder {
@@ -168,6 +179,10 @@ impl Recorder {
     /// The marker probe (it fails with `ENOENT` or `ENOTDIR`, depending on
     /// how the lookup is resolved): drops everything recorded so far.
     fn begin(&mut self, path: &Path) -> bool {
+        if self.awaits_import && !self.awaits_begin && path == Path::new(IMPORTED_MARKER) {
+            self.start_from_here();
+            return true;
+        }
         if !self.awaits_begin || path != Path::new(crate::BEGIN_MARKER) {
             return false;
         }
@@ -177,10 +192,20 @@ impl Recorder {
         true
     }
 
+    /// What was recorded so far becomes the base of what follows, as a
+    /// session's server observations are for its calls.
+    fn start_from_here(&mut self) {
+        let snapshot = std::mem::take(self);
+        let (inputs, _, _) = snapshot.clone().finish();
+        let base = Arc::new(Base::new(snapshot, &inputs));
+        *self = Recorder::on(&base);
+    }
+
     /// Honours [`BEGIN_MARKER`] once: for casher's own traced interpreter,
-    /// whose start-up is not the call's.
+    /// whose start-up is not the call's; then [`IMPORTED_MARKER`] once.
     pub fn await_begin(mut self) -> Self {
         self.awaits_begin = true;
+        self.awaits_import = true;
         self
     }
 
@@ -353,6 +378,7 @@ impl Recorder {
             problems: start.problems.clone(),
             base: Some(Arc::clone(base)),
             awaits_begin: false,
+            awaits_import: false,
         }
     }
 

@@ -27,7 +27,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
-pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER};
+pub use effects::{ObservedInput, ObservedOutput, BEGIN_MARKER, IMPORTED_MARKER};
 pub use error::{Result, TraceError};
 pub use filter::watch_descriptors;
 pub use inherited::traced_by_another_process;

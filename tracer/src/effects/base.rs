@@ -268,4 +268,35 @@ mod tests {
         assert!(content("counter.txt"), "read before it was rewritten");
         assert!(output("remade.txt"), "made again by the call");
     }
+
+    /// A fresh interpreter's import ends with [`crate::IMPORTED_MARKER`]:
+    /// from there on the run records as a session's call does on its
+    /// server's base. What the import wrote is no output, what it read
+    /// stays an input, what the call writes is an output.
+    #[test]
+    fn the_imported_marker_makes_the_import_a_base() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |n: &str| dir.path().join(n);
+        std::fs::write(at("data.txt"), "data").unwrap();
+        let mut run = Recorder::new(Vec::new(), false, Vec::new()).await_begin();
+        run.absent(Path::new(crate::BEGIN_MARKER), true);
+        run.read(&at("data.txt"), &meta(&at("data.txt")));
+        for name in ["import.log", "call.txt"] {
+            let before = run.snapshot(&at(name), false).unwrap();
+            std::fs::write(at(name), "by the import").unwrap();
+            run.mutated(&at(name), before, false);
+            if name == "import.log" {
+                run.absent(Path::new(crate::IMPORTED_MARKER), true);
+            }
+        }
+        let (inputs, outputs, _) = run.finish();
+        let output = |name: &str| {
+            outputs
+                .iter()
+                .any(|o| matches!(o, crate::ObservedOutput::File { path } if *path == at(name)))
+        };
+        assert!(!output("import.log"), "the import's doing");
+        assert!(output("call.txt"), "the call's doing");
+        assert!(inputs.iter().any(|i| i.path() == at("data.txt")));
+    }
 }

@@ -256,10 +256,10 @@ def test_atexit_registered_by_the_call(oracle: Oracle) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason="the child's import opens the log file again with mode 'w' and truncates the caller's (docs/limitations.md)")
 def test_logging_file_handler_mode_w_at_import(oracle: Oracle) -> None:
     """`logging.basicConfig(filename=..., filemode="w")` at import; both
-    the driver and the call log to it."""
+    the driver and the call log to it. The child's import opens the log
+    again without truncating what the driver logged before the call."""
     miss_then_hit(
         oracle,
         {

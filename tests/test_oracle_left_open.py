@@ -201,3 +201,42 @@ def test_a_module_whose_import_cannot_run_twice_still_gives_plain_results(oracle
     step = oracle.run()
     oracle.check(step)
     assert any("importing its module again" in line for line in step.cached.casher_lines), oracle.report()
+
+
+def test_a_file_the_import_rewrites_keeps_what_the_caller_wrote_since(oracle: Oracle) -> None:
+    """The import opens a report with mode "w" and writes its header; the
+    caller writes to it before and after calls of a function that does not
+    touch it. The traced import opens it again without truncating it (its
+    header lands on the caller's identical header), and the function hits
+    on the second run."""
+    oracle.write(
+        "work.py",
+        """
+        from casher import cached
+
+        REPORT = open("report.txt", "w")
+        REPORT.write("header\\n")
+        REPORT.flush()
+
+        @cached
+        def f(x):
+            return x * 2
+        """,
+    )
+    oracle.write(
+        "driver.py",
+        """
+        import _oracle
+        import work
+        work.REPORT.write("before\\n")
+        work.REPORT.flush()
+        print(work.f(1))
+        work.REPORT.write("after\\n")
+        _oracle.done(work.f)
+        """,
+    )
+    for i in range(2):
+        step = oracle.run()
+        oracle.check(step)
+        if i and step.info is not None:
+            assert step.misses("f") == 0, "expected a hit:\n" + oracle.report()

@@ -201,6 +201,13 @@ impl Recorder {
         *self = Recorder::on(&base);
     }
 
+    /// Casher's own interpreter is importing the function's module (a fork
+    /// server before its first call, a fresh interpreter before
+    /// [`IMPORTED_MARKER`]): what it does then, the caller's import did.
+    pub(crate) fn in_import(&self) -> bool {
+        self.awaits_import && !self.awaits_begin
+    }
+
     /// Honours [`BEGIN_MARKER`] once: for casher's own traced interpreter,
     /// whose start-up is not the call's; then [`IMPORTED_MARKER`] once.
     pub fn await_begin(mut self) -> Self {

@@ -267,6 +267,45 @@ pub fn run(
 
 /// Records the system call `pid` stopped at; returns its number and
 /// arguments.
+/// In casher's own interpreter while it imports the function's module: an
+/// open that would truncate runs without `O_TRUNC`. The caller's own import
+/// opened and truncated the same file already; truncating it again wiped
+/// what the caller wrote since (a log opened with mode "w"). What the
+/// import writes again lands on what the caller's import wrote (the same
+/// bytes, for an import that writes the same).
+/// Not casher's own files (the store, `/proc/<pid>/fd/N` of a result).
+fn keep_content(recorder: &Recorder, pid: Pid, nr: u64, args: &mut [u64; 6]) {
+    let (slot, dirfd, addr) = match nr as i64 {
+        libc::SYS_open => (1, i64::from(libc::AT_FDCWD), args[0]),
+        libc::SYS_openat => (2, args[0] as i32 as i64, args[1]),
+        _ => return,
+    };
+    let truncate = libc::O_TRUNC as u64;
+    if args[slot] & truncate == 0 {
+        return;
+    }
+    let Some(raw) = crate::memory::read_cstring(pid.as_raw(), addr) else {
+        return;
+    };
+    let mut links = Vec::new();
+    match crate::paths::resolve_noting(pid.as_raw(), dirfd, &raw, &mut links) {
+        Some(path) if !recorder.ignored(&path) => {}
+        _ => return,
+    }
+    let Ok(mut regs) = ptrace::getregs(pid) else {
+        return;
+    };
+    let flags = args[slot] & !truncate;
+    if slot == 1 {
+        regs.rsi = flags;
+    } else {
+        regs.rdx = flags;
+    }
+    if ptrace::setregs(pid, regs).is_ok() {
+        args[slot] = flags;
+    }
+}
+
 fn stop_at_entry(
     pid: Pid,
     route: &mut impl Route,
@@ -301,6 +340,10 @@ fn stop_at_entry(
         return None;
     }
     let recorder = route.recorder(pid);
+    let mut args = args;
+    if recorder.in_import() {
+        keep_content(recorder, pid, nr, &mut args);
+    }
     let decoded = if data == crate::filter::NOT_OPENED_BY_THE_RUN {
         not_opened_by_the_run(nr as i64)
     } else {

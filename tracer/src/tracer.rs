@@ -273,6 +273,9 @@ pub fn run(
 /// what the caller wrote since (a log opened with mode "w"). What the
 /// import writes again lands on what the caller's import wrote (the same
 /// bytes, for an import that writes the same).
+/// Only a file this process (the caller: the tracer is a thread of it)
+/// holds open, which its import opened: one the import writes and closes
+/// again (a cache file it reads back) is truncated as the import means.
 /// Not casher's own files (the store, `/proc/<pid>/fd/N` of a result).
 fn keep_content(recorder: &Recorder, pid: Pid, nr: u64, args: &mut [u64; 6]) {
     let (slot, dirfd, addr) = match nr as i64 {
@@ -289,7 +292,7 @@ fn keep_content(recorder: &Recorder, pid: Pid, nr: u64, args: &mut [u64; 6]) {
     };
     let mut links = Vec::new();
     match crate::paths::resolve_noting(pid.as_raw(), dirfd, &raw, &mut links) {
-        Some(path) if !recorder.ignored(&path) => {}
+        Some(path) if !recorder.ignored(&path) && held_open_here(&path) => {}
         _ => return,
     }
     let Ok(mut regs) = ptrace::getregs(pid) else {
@@ -304,6 +307,24 @@ fn keep_content(recorder: &Recorder, pid: Pid, nr: u64, args: &mut [u64; 6]) {
     if ptrace::setregs(pid, regs).is_ok() {
         args[slot] = flags;
     }
+}
+
+/// Some descriptor of this process is open on the regular file at `path`.
+fn held_open_here(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(target) = std::fs::metadata(path) else {
+        return false;
+    };
+    if !target.is_file() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    entries.filter_map(|e| e.ok()).any(|e| {
+        std::fs::metadata(e.path())
+            .is_ok_and(|m| m.dev() == target.dev() && m.ino() == target.ino())
+    })
 }
 
 fn stop_at_entry(

@@ -1,4 +1,4 @@
-"""Descriptors the module's import left open, in the fork server's calls.
+"""Descriptors the module's import left open, in the calls of `@cached`.
 
 A forked call shares its server's open file descriptions. An offset one
 call moves (reading on in a data file the import opened) would be where
@@ -11,8 +11,10 @@ each regular file the import opened for reading only, at the import's
 offset (what a fresh import has: its content is already an input of the
 import), and watches every other descriptor the import left open
 (`casher._native.watch_descriptors`): a call that uses one runs, and is
-not cached. A fresh interpreter per miss needs neither: the import is its
-own, and the tracer sees its opens.
+not cached. A fresh interpreter per miss has its import's descriptors to
+itself: nothing to reopen, the rest is watched the same way (its tracer
+takes the import for the call's start, `IMPORTED_MARKER`, so it sees no
+open in the call for them either).
 """
 
 from __future__ import annotations

@@ -108,6 +108,7 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     from casher import _child
 
     args_fd, result_fd, out_w, err_w = fds
+    _prefault.warm_allocator()
     os.dup2(out_w, 1)
     os.dup2(err_w, 2)
     os.close(out_w)
@@ -142,7 +143,7 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
             pass
     if payload.get("learn"):
         try:
-            _prefault.send(pages_fd, _prefault.scan(_LEARNED.regions))
+            _prefault.send(pages_fd, _prefault.growth(), _prefault.scan(_LEARNED.regions))
         except Exception:  # only a lost speed-up
             pass
 
@@ -292,7 +293,13 @@ def _spare(sock: socket.socket) -> tuple[int, socket.socket, int] | None:
         try:
             ours.close()
             sock.close()
-            _prefault.populate(_LEARNED.runs, lambda: bool(select.select([theirs], [], [], 0)[0]))
+            _prefault.warm_allocator()
+
+            def asked() -> bool:
+                return bool(select.select([theirs], [], [], 0)[0])
+
+            if _prefault.populate(_LEARNED.runs, asked):
+                _prefault.grow(_LEARNED.growth, asked)
             try:
                 payload, fds = _recv(theirs, 4)
             except EOFError:  # the server ended first

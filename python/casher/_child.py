@@ -236,7 +236,7 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
 
     # A fresh interpreter imports the module here (a fork server's child
     # has it from the server, with what the server's import left open).
-    before = _descriptors.open_now() if _FRESH else set()
+    before = _descriptors.open_now() if _FRESH else None
     if payload.get("function") is not None:
         with _observe.quiet():
             func = pickle.loads(payload["function"])
@@ -247,13 +247,11 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
             except BaseException as exc:
                 raise ImportFailed(f"{type(exc).__name__}: {exc}") from None
         func = resolve(module, payload["qualname"])
-    left = _descriptors.left_open(before) if _FRESH else None
+    unwatched = _descriptors.before_the_call(before)
     fresh: dict = {}
     brought = apply_state(payload.get("state", []), fresh)
     held = _held_code(payload.get("state", []))
-    unwatched = None
-    if left is not None:
-        unwatched = left.watch()
+    if _FRESH:
         # What the import did is the import's (the caller's did it too),
         # not the call's: the tracer starts the call here.
         try:

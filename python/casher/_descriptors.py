@@ -53,14 +53,15 @@ class LeftOpen:
     """What the import left open: regular files it reads, with their
     (device, inode), and every other descriptor worth watching."""
 
-    reading: list[tuple[int, int, int]] = field(default_factory=list)
+    reading: list[tuple[int, int, int, int]] = field(default_factory=list)
+    """(descriptor, device, inode, status flags)."""
     watched: list[int] = field(default_factory=list)
 
     def separate(self) -> str | None:
         """In a fork server's call, before the call: the files it reads get
         descriptions of their own, the rest is watched. Why the call cannot
         be cached, if the watch could not be set."""
-        return self.watch([fd for fd, dev, ino in self.reading if not _own_description(fd, dev, ino)])
+        return self.watch([fd for fd, *identity in self.reading if not _own_description(fd, *identity)])
 
     def watch(self, also: list[int] | None = None) -> str | None:
         """Watches what is neither read only nor quiet (a fresh interpreter's
@@ -84,6 +85,26 @@ int equal to one is this process's handle (the caller's number for the same
 file differs, and means nothing here: `casher._child.apply_state`)."""
 
 
+_SERVED: list[LeftOpen] = []
+"""What a fork server's import left open (`after_server_import`)."""
+
+
+def after_server_import(before: set[int]) -> None:
+    """In a fork server, once it has imported: what its calls will find
+    open (`before`: what was open before the import)."""
+    _SERVED[:] = [left_open(before)]
+
+
+def before_the_call(before: set[int] | None) -> str | None:
+    """In a call's process, before the call: what the import left open is
+    the call's own (a fork server's, `before` None) or watched. Why the call
+    cannot be cached, if the watch could not be set. `before`: what was open
+    before a fresh interpreter's import, whose descriptors are its own."""
+    if before is not None:
+        return left_open(before).watch()
+    return _SERVED[0].separate() if _SERVED else None
+
+
 def left_open(before: set[int]) -> LeftOpen:
     """Right after the import (in the server, or in a fresh interpreter's
     call): what it left open that was not open `before` it."""
@@ -101,21 +122,20 @@ def left_open(before: set[int]) -> LeftOpen:
         if stat.S_ISCHR(st.st_mode) and st.st_rdev in _QUIET_DEVICES:
             continue
         if stat.S_ISREG(st.st_mode) and flags & os.O_ACCMODE == os.O_RDONLY and st.st_nlink > 0:
-            left.reading.append((fd, st.st_dev, st.st_ino))
+            left.reading.append((fd, st.st_dev, st.st_ino, flags))
         else:
             left.watched.append(fd)
     return left
 
 
-def _own_description(fd: int, dev: int, ino: int) -> bool:
-    """Gives `fd` a description of its own, at the offset it has now (the
-    import's: every call does this before anything moves it). False if it
-    cannot: it is watched instead."""
+def _own_description(fd: int, dev: int, ino: int, flags: int) -> bool:
+    """Gives `fd` a description of its own (with the import's status
+    `flags`), at the offset it has now (the import's: every call does this
+    before anything moves it). False if it cannot: it is watched instead."""
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (dev, ino):
             return False
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         offset = os.lseek(fd, 0, os.SEEK_CUR)
         inheritable = os.get_inheritable(fd)
         fresh = os.open(f"/proc/self/fd/{fd}", flags & ~(os.O_CREAT | os.O_EXCL | os.O_TRUNC))

@@ -48,9 +48,6 @@ def _openblas_pool() -> int:
 # The pages the calls of each function wrote (`casher._prefault`).
 _LEARNED = _prefault.Learned()
 
-# What the module's import left open (`casher._descriptors`).
-_LEFT_OPEN: list = [_descriptors.LeftOpen()]
-
 # The SIGINT handler the module's import left in place.
 _IMPORT_SIGINT: list = [signal.default_int_handler]
 
@@ -114,7 +111,6 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
     os.close(out_w)
     os.close(err_w)
     signal.signal(signal.SIGINT, _IMPORT_SIGINT[0])
-    unwatched = _LEFT_OPEN[0].separate()
     _child.answer_to(result_fd)
     # A plain call finds the import's objects (and garbage) collectable:
     # they join the oldest generation, which only a full collection walks.
@@ -129,8 +125,6 @@ def _serve_one(payload: dict, fds: list[int], pages_fd: int) -> None:
         left = _call_end.end_like_an_interpreter()
     except BaseException as exc:  # the answer must reach the caller
         left = [f"casher could not end the call as an interpreter would ({type(exc).__name__}: {exc})"]
-    if unwatched:
-        left.append(unwatched)
     if left:
         result["uncacheable"] = [*result.get("uncacheable", ()), *left]
     _transport.mark(result_fd, pickle.dumps(result, protocol=5))
@@ -197,7 +191,7 @@ def main() -> int:
     # What the import allocated stays shared with the calls: a collection in
     # a call would otherwise write to (and so copy) every page of it.
     _call_end.remember_open_files()
-    _LEFT_OPEN[0] = _descriptors.left_open(before)
+    _descriptors.after_server_import(before)
     _call_end.keep_stdlib_exit_handlers()
     gc.freeze()
     _LEARNED.start()

@@ -117,7 +117,8 @@ def fingerprint(value: Any) -> str:
     return f"{UNKNOWN}{name}"
 
 
-_FILES = ("_io.TextIOWrapper", "_io.BufferedWriter", "_io.BufferedReader")
+# The file objects among them: where one stands is part of its state.
+_FILES = frozenset(name for name in _OPAQUE_TYPES if name.startswith("_io."))
 
 
 def _position(value: Any) -> str:

@@ -176,9 +176,12 @@ impl Recorder {
         }
     }
 
-    /// The marker probe (it fails with `ENOENT` or `ENOTDIR`, depending on
-    /// how the lookup is resolved): drops everything recorded so far.
-    fn begin(&mut self, path: &Path) -> bool {
+    /// A marker probe (it fails with `ENOENT` or `ENOTDIR`, depending on
+    /// how the lookup is resolved), honoured once each and in order:
+    /// [`crate::BEGIN_MARKER`] drops everything recorded so far,
+    /// [`IMPORTED_MARKER`] makes it the base of what follows. True when
+    /// `path` was one (it is no observation then).
+    fn marker(&mut self, path: &Path) -> bool {
         if self.awaits_import && !self.awaits_begin && path == Path::new(IMPORTED_MARKER) {
             self.start_from_here();
             return true;
@@ -219,7 +222,7 @@ impl Recorder {
     /// Looked up and not found; `follow`: by a lookup that follows a
     /// final symlink (so a dangling one looks the same).
     pub fn absent(&mut self, path: &Path, follow: bool) {
-        if self.begin(path) {
+        if self.marker(path) {
             return;
         }
         if let Some(s) = self.unchanged(path) {
@@ -233,7 +236,7 @@ impl Recorder {
 
     /// Looking the path up failed with `errno` (permission, loop, ...).
     pub fn fails(&mut self, path: &Path, errno: i32) {
-        if self.begin(path) {
+        if self.marker(path) {
             return;
         }
         if let Some(s) = self.unchanged(path) {

@@ -228,6 +228,8 @@ pub fn run(
                 let deliver = if signal == Signal::SIGSTOP && pid != main {
                     if !route.knows(pid) {
                         held.insert(pid);
+                        // Its parent may have ended already.
+                        end_orphans(&mut held, &alive, &mut uncacheable, &mut note);
                         continue;
                     }
                     None
@@ -240,6 +242,7 @@ pub fn run(
                 pending.remove(&pid);
                 shown.gone(pid);
                 alive.remove(&pid);
+                end_orphans(&mut held, &alive, &mut uncacheable, &mut note);
                 route.exited(pid, Exit::Code(code));
                 if pid == main {
                     exit = Some(Exit::Code(code));
@@ -250,6 +253,7 @@ pub fn run(
                 pending.remove(&pid);
                 shown.gone(pid);
                 alive.remove(&pid);
+                end_orphans(&mut held, &alive, &mut uncacheable, &mut note);
                 route.exited(pid, Exit::Signal(signal as i32));
                 if pid == main {
                     exit = Some(Exit::Signal(signal as i32));
@@ -263,6 +267,56 @@ pub fn run(
         exit: exit.unwrap_or(Exit::Code(1)),
         uncacheable,
     })
+}
+
+/// A new tracee is held at its first stop until its parent's fork event
+/// says whose it is. A parent killed (`SIGKILL`) after its `fork` made the
+/// child but before it reported the event never reports it: its child
+/// would stay stopped, and this loop would wait for it forever (a caller
+/// ending right after a miss killed its fork server as it forked the next
+/// call's child, and hung at exit). Whenever a tracee has ended or a child
+/// is held (its parent may have ended first), each held child whose parent
+/// is no traced process any more is ended too, and the run is not cached:
+/// where it would have gone is unknown.
+fn end_orphans(
+    held: &mut HashSet<Pid>,
+    alive: &HashSet<Pid>,
+    uncacheable: &mut Vec<String>,
+    note: &mut impl FnMut(&str, &mut Vec<String>),
+) {
+    let orphans: Vec<Pid> = held
+        .iter()
+        .copied()
+        .filter(|&pid| parent_of(pid).is_none_or(|parent| !alive.contains(&parent)))
+        .collect();
+    for pid in orphans {
+        held.remove(&pid);
+        // SAFETY: `pid` is our tracee, stopped and not yet reaped (only
+        // this loop reaps it), so the pid is not reused meanwhile.
+        unsafe {
+            libc::kill(pid.as_raw(), libc::SIGKILL);
+        }
+        note(
+            "a process it started lost its parent before the tracer saw it start; it was ended",
+            uncacheable,
+        );
+    }
+}
+
+/// The tracee whose event reports `pid`, as it stands now: its process
+/// (`Tgid`) for a thread, its parent (`PPid`) for a process (one whose
+/// parent ended has been given to init or a subreaper); None if it is gone.
+pub(crate) fn parent_of(pid: Pid) -> Option<Pid> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<i32> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].trim().parse().ok()
+    };
+    let tgid = field("Tgid:")?;
+    if tgid != pid.as_raw() {
+        return Some(Pid::from_raw(tgid));
+    }
+    field("PPid:").map(Pid::from_raw)
 }
 
 /// Records the system call `pid` stopped at; returns its number and
@@ -376,4 +430,86 @@ fn stop_at_entry(
         complete_at_entry(recorder, decoded);
     }
     Some((nr, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process that sleeps until killed, and whether it still runs.
+    fn sleeper() -> Pid {
+        // SAFETY: the child only calls async-signal-safe `pause` and `_exit`.
+        match unsafe { libc::fork() } {
+            0 => unsafe {
+                libc::pause();
+                libc::_exit(0)
+            },
+            pid => Pid::from_raw(pid),
+        }
+    }
+
+    #[test]
+    fn a_held_child_whose_parent_ended_is_ended_and_one_whose_parent_lives_is_kept() {
+        // An orphan: a child that forks a sleeper and exits at once (the
+        // sleeper then belongs to init or a subreaper, never to us).
+        let (read, write) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child only forks, writes and exits.
+        let middle = unsafe { libc::fork() };
+        if middle == 0 {
+            let orphan = sleeper();
+            let bytes = orphan.as_raw().to_le_bytes();
+            unsafe {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&write),
+                    bytes.as_ptr().cast(),
+                    4,
+                );
+                libc::_exit(0);
+            }
+        }
+        waitpid(Pid::from_raw(middle), None).unwrap();
+        let mut bytes = [0u8; 4];
+        nix::unistd::read(&read, &mut bytes).unwrap();
+        let orphan = Pid::from_raw(i32::from_le_bytes(bytes));
+        let ours = sleeper();
+        let me = Pid::from_raw(std::process::id() as i32);
+        assert_eq!(parent_of(ours), Some(me));
+        assert_ne!(parent_of(orphan), Some(me));
+
+        let mut held = HashSet::from([orphan, ours]);
+        let alive = HashSet::from([me]);
+        let mut uncacheable = Vec::new();
+        let mut note = |reason: &str, list: &mut Vec<String>| list.push(reason.to_owned());
+        end_orphans(&mut held, &alive, &mut uncacheable, &mut note);
+
+        assert_eq!(held, HashSet::from([ours]));
+        assert_eq!(uncacheable.len(), 1);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while parent_of(orphan).is_some_and(|_| {
+            let stat = std::fs::read_to_string(format!("/proc/{orphan}/stat")).unwrap_or_default();
+            !stat.contains(") Z")
+        }) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the orphan still runs"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Ours is kept: it still runs until we end it.
+        assert!(parent_of(ours).is_some());
+        // A thread is reported by its process (us), not by our parent.
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            tid_tx.send(unsafe { libc::gettid() }).unwrap();
+            let _ = done_rx.recv();
+        });
+        let tid = Pid::from_raw(tid_rx.recv().unwrap());
+        assert_eq!(parent_of(tid), Some(me));
+        done_tx.send(()).unwrap();
+        thread.join().unwrap();
+        nix::sys::signal::kill(ours, Signal::SIGKILL).unwrap();
+        waitpid(ours, None).unwrap();
+    }
 }

@@ -141,6 +141,23 @@ def test_chmod_x_changes_test_x(pair: Pair) -> None:
     same(pair, cmd, "after chmod -x")
 
 
+def test_extended_attributes_a_command_sets_are_there_after_every_run(pair: Pair) -> None:
+    """`setxattr` is no write casher records or restores: a hit would give
+    the file without its attribute. Every run must leave what a plain run
+    leaves (the command is not cached, and says why)."""
+    try:
+        os.setxattr(pair.plain, "user.probe", b"1")
+    except OSError as exc:
+        pytest.skip(f"no user extended attributes here ({exc})")
+    script = "import os; open('out', 'w').write('x'); os.setxattr('out', 'user.tag', b'v'); print('tagged')"
+    cmd = Cmd("xattr", (sys.executable, "-c", script))
+    for step in ("first run", "second run"):
+        both(pair, lambda t: (t / "out").unlink(missing_ok=True))
+        _, cached = same(pair, cmd, step)
+        assert os.listxattr(pair.cached / "out") == os.listxattr(pair.plain / "out") == ["user.tag"], step
+    assert not cached.hit and cached.notes, "not cached, and said why"
+
+
 def test_stat_mtime_after_touch(pair: Pair) -> None:
     write(pair, "f", "same content\n", stamp=pair.stamp)
     cmd = Cmd("stat", ("stat", "-c", "%n %y", "f"))

@@ -75,6 +75,12 @@ pub const TRACED: &[i64] = &[
     libc::SYS_utimensat,
     libc::SYS_futimesat,
     libc::SYS_open_by_handle_at,
+    libc::SYS_setxattr,
+    libc::SYS_lsetxattr,
+    libc::SYS_fsetxattr,
+    libc::SYS_removexattr,
+    libc::SYS_lremovexattr,
+    libc::SYS_fremovexattr,
     libc::SYS_connect,
     libc::SYS_bind,
     // Not a path: its answer is rewritten when the tracer pinned the
@@ -126,6 +132,17 @@ pub const FD_CALLS: &[(i64, u32)] = &[
     (libc::SYS_recvfrom, 0),
     (libc::SYS_recvmsg, 0),
     (libc::SYS_recvmmsg, 0),
+    // A lock taken, a connection accepted, a socket's state changed: all
+    // the descriptor's, none of them recorded. (Not `getsockname`: an
+    // unclosed socket's finalizer names its address in every interpreter
+    // that ends with one open.)
+    (libc::SYS_flock, 0),
+    (libc::SYS_accept, 0),
+    (libc::SYS_accept4, 0),
+    (libc::SYS_listen, 0),
+    (libc::SYS_shutdown, 0),
+    (libc::SYS_setsockopt, 0),
+    (libc::SYS_epoll_ctl, 2),
 ];
 
 /// The `SECCOMP_RET_DATA` of a stop on one of [`FD_CALLS`] for a watched

@@ -233,6 +233,16 @@ fn decode_call(
             open(rec, p(fd(0), a[1]), flags)
         }
         libc::SYS_creat => open(rec, p(CWD, a[0]), O_CREAT | O_WRONLY | O_TRUNC),
+        libc::SYS_setxattr
+        | libc::SYS_lsetxattr
+        | libc::SYS_fsetxattr
+        | libc::SYS_removexattr
+        | libc::SYS_lremovexattr
+        | libc::SYS_fremovexattr => Pending::Refuse(
+            "the command changed a file's extended attributes (setxattr, removexattr), which casher \
+             does not record or restore"
+                .to_owned(),
+        ),
         libc::SYS_open_by_handle_at => Pending::Refuse(
             "the command opened a file by handle (open_by_handle_at), which casher cannot trace"
                 .to_owned(),

@@ -240,3 +240,70 @@ def test_a_file_the_import_rewrites_keeps_what_the_caller_wrote_since(oracle: Or
         oracle.check(step)
         if i and step.info is not None:
             assert step.misses("f") == 0, "expected a hit:\n" + oracle.report()
+
+
+# What a call does through a file object of its module that is this
+# process's own: the caller sees it at once, as after a plain call.
+OWN_CHANNELS = {
+    "a pipe the import made, read by the caller": (
+        """
+        import os
+        from casher import cached
+
+        _R, _W = os.pipe()
+        READER = os.fdopen(_R, "rb", buffering=0)
+        WRITER = os.fdopen(_W, "w")
+
+        @cached
+        def send(message):
+            WRITER.write(message)
+            WRITER.flush()
+            return len(message)
+        """,
+        """
+        import select
+        import _oracle
+        import work
+        print(work.send("hello"))
+        ready, _, _ = select.select([work.READER], [], [], 2)
+        print("caller reads:", work.READER.read(5) if ready else "nothing")
+        _oracle.done(work.send)
+        """,
+    ),
+    "a lock taken on the module's log": (
+        """
+        import fcntl
+        from casher import cached
+
+        LOG = open("log.txt", "a")
+
+        @cached
+        def lock(x):
+            fcntl.flock(LOG, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return x
+        """,
+        """
+        import fcntl
+        import _oracle
+        import work
+        print(work.lock(1))
+        other = open("log.txt")
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            print("another description can lock it: the call's lock is gone")
+        except BlockingIOError:
+            print("the call's lock is held")
+        _oracle.done(work.lock)
+        """,
+    ),
+}
+
+
+@pytest.mark.parametrize("channel", list(OWN_CHANNELS))
+def test_what_a_call_does_through_the_processs_own_file_reaches_the_caller(oracle: Oracle, channel: str) -> None:
+    module, driver = OWN_CHANNELS[channel]
+    oracle.write("log.txt", "")
+    oracle.write("work.py", module)
+    oracle.write("driver.py", driver)
+    for _ in range(2):
+        oracle.check(oracle.run())

@@ -53,8 +53,10 @@ _CHUNK = 256  # pages populated between two checks for the request
 
 
 class _Libc:
-    """glibc's allocator entry points, or None elsewhere (musl, another
-    malloc preloaded: the thresholds mean nothing there)."""
+    """glibc's allocator entry points (`lib`), or None elsewhere (musl).
+    Under another malloc preloaded (jemalloc), the thresholds set are
+    glibc's, which it no longer uses, and its heap does not grow through
+    `brk`: a call's `growth` is 0, so nothing is grown ahead either."""
 
     def __init__(self) -> None:
         self.warm = False

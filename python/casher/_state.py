@@ -125,7 +125,14 @@ def _position(value: Any) -> str:
     """Where a module-level file object stands: a caller that read on in
     it, wrote to it or closed it has it elsewhere than a fresh import
     (a call there would read from another place). Not the standard
-    streams, which are the call's own in the child."""
+    streams, which are the call's own in the child.
+
+    A file open for writing, a pipe, a socket or a terminal is this very
+    process's, and a fresh import's is another: what a call writes to a
+    pipe the import made must reach the caller, which reads it; a lock it
+    takes must be the caller's. Such a value is never equal to a fresh
+    import's: the call runs in the caller (uncached, as any call writing
+    through it would be)."""
     t = type(value)
     if f"{t.__module__}.{t.__qualname__}" not in _FILES:
         return ""
@@ -134,8 +141,8 @@ def _position(value: Any) -> str:
     try:
         if value.closed:
             return "@closed"
-        if not value.seekable():
-            return ""
+        if value.writable() or not value.seekable():
+            return f"@unshared-in-{os.getpid()}"
         try:
             return f"@{value.tell()}"
         except OSError:  # a text file being iterated: where its buffer stands

@@ -158,6 +158,22 @@ def test_extended_attributes_a_command_sets_are_there_after_every_run(pair: Pair
     assert not cached.hit and cached.notes, "not cached, and said why"
 
 
+def test_an_extended_attribute_read_is_not_answered_from_the_cache_after_it_changed(pair: Pair) -> None:
+    """The value of a `user.*` attribute is no recorded input: a command
+    that reads one must print the attribute's new value after it changed
+    (it is not cached, and says why)."""
+    write(pair, "t.txt", "same\n")
+    try:
+        os.setxattr(pair.plain / "t.txt", "user.a", b"v1")
+    except OSError as exc:
+        pytest.skip(f"no user extended attributes here ({exc})")
+    cmd = Cmd("getxattr", (sys.executable, "-c", "import os; print(os.getxattr('t.txt', 'user.a'))"))
+    for value in (b"v1", b"v1", b"v2"):
+        both(pair, lambda t: os.setxattr(t / "t.txt", "user.a", value))
+        _, cached = same(pair, cmd, f"attribute {value!r}")
+    assert not cached.hit and cached.notes, "not cached, and said why"
+
+
 def test_stat_mtime_after_touch(pair: Pair) -> None:
     write(pair, "f", "same content\n", stamp=pair.stamp)
     cmd = Cmd("stat", ("stat", "-c", "%n %y", "f"))

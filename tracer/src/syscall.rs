@@ -233,6 +233,9 @@ fn decode_call(
             open(rec, p(fd(0), a[1]), flags)
         }
         libc::SYS_creat => open(rec, p(CWD, a[0]), O_CREAT | O_WRONLY | O_TRUNC),
+        libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr => {
+            xattr_read(read_cstring(tid, a[1]))
+        }
         libc::SYS_setxattr
         | libc::SYS_lsetxattr
         | libc::SYS_fsetxattr
@@ -335,6 +338,23 @@ fn decode_call(
         libc::SYS_read if a[0] == 0 => Pending::StdinRead,
         _ => Pending::Nothing,
     }
+}
+
+/// Reading an extended attribute. Its value is no recorded input (a hit
+/// would answer for a changed one), so reading one a program keeps its own
+/// data in (`user.*`, `trusted.*`) makes the run uncacheable. The
+/// `security.*` and `system.*` ones `ls -l` and `cp` ask about on every
+/// file (an SELinux label, an ACL) are let through: see
+/// `docs/limitations.md`.
+fn xattr_read(name: Option<std::ffi::OsString>) -> Pending {
+    let name = name.unwrap_or_default();
+    let bytes = name.as_encoded_bytes();
+    if bytes.starts_with(b"security.") || bytes.starts_with(b"system.") {
+        return Pending::Nothing;
+    }
+    Pending::Refuse(format!(
+        "the command read the extended attribute {name:?}, which casher does not record as an input"
+    ))
 }
 
 /// A stop the filter tagged [`crate::filter::NOT_OPENED_BY_THE_RUN`]: the

@@ -191,7 +191,12 @@ class CachedFunction(_peek.Wrapper):
         for i, (name, value) in enumerate(self._arguments(args, kwargs)):
             if name in self._ignore:
                 continue
-            self._feed_argument(h, name, value, i == 0)
+            try:
+                self._feed_argument(h, name, value, i == 0)
+            except TypeError:
+                if name not in self._signature.bind(*args, **kwargs).arguments:
+                    raise _DefaultNotHashable(name, value) from None
+                raise
         if self._decide_mode() == "value":
             identity, complete = _byvalue.identity_and_gaps(self._func)
             _hashing._text(h, b"by-value", identity)
@@ -243,7 +248,18 @@ class CachedFunction(_peek.Wrapper):
         except Exception as exc:  # a value whose repr or pickle fails: never the program's failure
             self._warn_once("examine", "%s runs uncached: what it reaches in this process could not be examined (%s)", self._func.__qualname__, exc)
             return self._func(*args, **kwargs)
-        key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments
+        try:
+            key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments
+        except _DefaultNotHashable as exc:
+            # Not the caller's argument: its call runs as a plain call does.
+            self._warn_once(
+                "default",
+                "%s runs uncached: the default value of its parameter %r (%s) cannot be hashed",
+                self._func.__qualname__,
+                exc.name,
+                type(exc.value).__qualname__,
+            )
+            return self._func(*args, **kwargs)
         rng = _randomness.states()
         drawn_from = _randomness.digests(rng)
         try:
@@ -330,6 +346,16 @@ class CachedFunction(_peek.Wrapper):
         settings_print, held = _settings.examine(settings)
         key = self._key(args, kwargs, self._state(args, kwargs, held), settings_print)
         return _cache(self._cache_dir).explain(key, _randomness.digests(_randomness.states()))
+
+
+class _DefaultNotHashable(TypeError):
+    """A parameter's default value, which the caller did not pass, cannot
+    be hashed (an open file as a default)."""
+
+    def __init__(self, name: str, value: Any) -> None:
+        super().__init__(name)
+        self.name = name
+        self.value = value
 
 
 def cached(

@@ -244,6 +244,8 @@ def call(payload: dict, call_source: str | int, result_path: str) -> dict:
         with _observe.quiet():
             try:
                 module = load_module(payload)
+            except KeyboardInterrupt:
+                raise  # Ctrl-C during the import: the caller's, as in a plain call
             except BaseException as exc:
                 raise ImportFailed(f"{type(exc).__name__}: {exc}") from None
         func = resolve(module, payload["qualname"])
@@ -385,17 +387,22 @@ def answer(payload: dict, call_source: str | int, result_path: str) -> dict:
     except ImportFailed as exc:
         return {"ok": False, "import": str(exc)}
     except BaseException as exc:  # reported to the caller, re-raised there
-        from casher import _values
+        return _raised(exc)
 
-        return {
-            "ok": False,
-            "exception": _values.exception_blob(exc),
-            "chain": _values.exception_chain(exc),
-            "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
-            "message": str(exc),
-            "traceback": traceback.format_exc(),
-            "rng": _drawn_before_raising(),
-        }
+
+def _raised(exc: BaseException) -> dict:
+    """The answer of a call that raised `exc`."""
+    from casher import _values
+
+    return {
+        "ok": False,
+        "exception": _values.exception_blob(exc),
+        "chain": _values.exception_chain(exc),
+        "type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": traceback.format_exc(),
+        "rng": _drawn_before_raising(),
+    }
 
 
 def _drawn_before_raising() -> dict:
@@ -411,13 +418,18 @@ def main() -> int:
     global _FRESH
     _FRESH = True
     call_path, meta_path, result_path = sys.argv[1:4]
-    with open(meta_path, "rb") as f:
-        payload = pickle.load(f)
-    prepare(payload)
     from casher import _transport
 
-    answer_to(result_path)
-    result = answer(payload, call_path, result_path)
+    try:
+        with open(meta_path, "rb") as f:
+            payload = pickle.load(f)
+        prepare(payload)
+        answer_to(result_path)
+        result = answer(payload, call_path, result_path)
+    except KeyboardInterrupt as exc:
+        # Ctrl-C reached this process before its call ran: the caller
+        # raises it, as a plain call interrupted there would.
+        result = _raised(exc)
     sys.stdout.flush()
     sys.stderr.flush()
     _transport.write_result(result_path, pickle.dumps(result, protocol=5))

@@ -41,6 +41,9 @@ _OPAQUE_TYPES = (
     "_io.TextIOWrapper",
     "_io.BufferedWriter",
     "_io.BufferedReader",
+    "_io.BufferedRandom",
+    "_io.BufferedRWPair",
+    "_io.FileIO",
     "builtins.method",
     "builtins.builtin_function_or_method",
 )
@@ -127,28 +130,31 @@ def _position(value: Any) -> str:
     (a call there would read from another place). Not the standard
     streams, which are the call's own in the child.
 
-    A file open for writing, a pipe, a socket or a terminal is this very
-    process's, and a fresh import's is another: what a call writes to a
-    pipe the import made must reach the caller, which reads it; a lock it
-    takes must be the caller's. Such a value is never equal to a fresh
-    import's: the call runs in the caller (uncached, as any call writing
-    through it would be)."""
+    Any other file object is this very process's, and a fresh import's is
+    another: a call that reads a line from it must leave the caller's file
+    on the next line (the next call reads that one), what it writes to a
+    pipe the import made must reach the caller, which reads it, and a lock
+    it takes must be the caller's. Such a value is never equal to a fresh
+    import's: the call runs in the caller, uncached. (A closed one is.)"""
     t = type(value)
     if f"{t.__module__}.{t.__qualname__}" not in _FILES:
         return ""
     if any(value is s for s in (sys.stdin, sys.stdout, sys.stderr, sys.__stdin__, sys.__stdout__, sys.__stderr__)):
         return ""
     try:
-        if value.closed:
-            return "@closed"
-        if value.writable() or not value.seekable():
-            return f"@unshared-in-{os.getpid()}"
-        try:
-            return f"@{value.tell()}"
-        except OSError:  # a text file being iterated: where its buffer stands
-            return f"@{value.buffer.tell()}+"
-    except Exception:  # a file that cannot say: as before
-        return ""
+        closed = value.closed
+    except Exception:  # a file that cannot say: not equal either
+        closed = False
+    return "@closed" if closed else f"{_OWN}{os.getpid()}"
+
+
+_OWN = "@own-file-of-"
+
+
+def stays_here(item: Item) -> bool:
+    """A value of this process's own (an open module-level file object,
+    see `_position`): a call that reaches it runs here."""
+    return _OWN in item.fingerprint
 
 
 def _picklers() -> list:

@@ -120,22 +120,22 @@ def fingerprint(value: Any) -> str:
     return f"{UNKNOWN}{name}"
 
 
-# The file objects among them: where one stands is part of its state.
+# The file objects among them: each is this process's own (`_position`).
 _FILES = frozenset(name for name in _OPAQUE_TYPES if name.startswith("_io."))
 
 
 def _position(value: Any) -> str:
-    """Where a module-level file object stands: a caller that read on in
-    it, wrote to it or closed it has it elsewhere than a fresh import
-    (a call there would read from another place). Not the standard
-    streams, which are the call's own in the child.
+    """What a module-level file object adds to its fingerprint. Nothing for
+    the standard streams, which are the call's own in the child.
 
-    Any other file object is this very process's, and a fresh import's is
-    another: a call that reads a line from it must leave the caller's file
-    on the next line (the next call reads that one), what it writes to a
-    pipe the import made must reach the caller, which reads it, and a lock
-    it takes must be the caller's. Such a value is never equal to a fresh
-    import's: the call runs in the caller, uncached. (A closed one is.)"""
+    Any other open file object is this very process's, and a fresh
+    import's is another: a call that reads a line from it must leave the
+    caller's file on the next line (the next call reads that one), what it
+    writes to a pipe the import made must reach the caller, which reads
+    it, and a lock it takes must be the caller's. Its fingerprint names
+    this process (`stays_here`): the call runs in the caller, uncached. A
+    closed one differs from a fresh import's open one, and cannot be sent
+    (its call runs in the caller too, as the child finds)."""
     t = type(value)
     if f"{t.__module__}.{t.__qualname__}" not in _FILES:
         return ""

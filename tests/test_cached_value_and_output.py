@@ -296,3 +296,23 @@ def test_native_stub_covers_every_exported_name() -> None:
     assert exported <= declared, exported - declared
     all_names = next(n for n in tree.body if isinstance(n, ast.AnnAssign | ast.Assign) and "__all__" in ast.unparse(n))
     assert set(ast.literal_eval(all_names.value)) == exported
+
+
+def test_a_function_sent_by_value_that_reads_an_open_file_of_the_process_runs_in_it(tmp_path: Path, cache_dir: Path) -> None:
+    """`python -c` defines a file and a function reading a line from it: a
+    copy sent by value would start at the same line on every call (and hit
+    on it); the call runs in the caller, uncached, and reads on."""
+    code = """
+from casher import cached
+
+DATA = open("data.txt")
+
+@cached
+def line():
+    return DATA.readline()
+
+print(repr(line()), repr(line()), repr(DATA.readline()))
+"""
+    twin = Twin(tmp_path, {"data.txt": "line1\nline2\nline3\n"})
+    twin.check("-c", code, hits=0)
+    twin.check("-c", code, hits=0)

@@ -115,6 +115,23 @@ def _feed_function(h: Any, func: types.FunctionType, seen: set[int]) -> bool:
     return ok
 
 
+def own_files(func: types.FunctionType) -> list[str]:
+    """The names under which `func` uses an open file object of this
+    process directly (a global, a default, a closure cell): sent by value,
+    it would be a copy, which the caller's file never follows."""
+    from casher import _state
+
+    used = {name: func.__globals__[name] for name in _globals_used(func.__code__) if name in func.__globals__}
+    used.update((f"default {i}", v) for i, v in enumerate(func.__defaults__ or ()))
+    used.update((f"default {k}", v) for k, v in (func.__kwdefaults__ or {}).items())
+    for name, cell in zip(func.__code__.co_freevars, func.__closure__ or ()):
+        try:
+            used[name] = cell.cell_contents
+        except ValueError:
+            continue
+    return sorted(name for name, value in used.items() if _state.own_file(value))
+
+
 def identity(func: types.FunctionType) -> str:
     """A function's identity by value (see the module docstring)."""
     return identity_and_gaps(func)[0]

@@ -226,7 +226,8 @@ class CachedFunction(_peek.Wrapper):
             # What it uses from `python -c` or a notebook travels with it by
             # value; modules the child imports are compared as for any call.
             # (`__main__` included: cloudpickle sends its globals by value).
-            items = [i for i in items if i.module != "__main__" and _state.in_a_file(i.module)]
+            # A file this process has open stays in the list: its call runs here.
+            items = [i for i in items if _state.stays_here(i) or (i.module != "__main__" and _state.in_a_file(i.module))]
         return items
 
     # -- calling ------------------------------------------------------------
@@ -247,6 +248,18 @@ class CachedFunction(_peek.Wrapper):
             state = self._state(args, kwargs, held)
         except Exception as exc:  # a value whose repr or pickle fails: never the program's failure
             self._warn_once("examine", "%s runs uncached: what it reaches in this process could not be examined (%s)", self._func.__qualname__, exc)
+            return self._func(*args, **kwargs)
+        own = [".".join((i.module, *i.path)) for i in state if _state.stays_here(i)]
+        if self._decide_mode() == "value":
+            own += _byvalue.own_files(self._func)
+        if own:
+            self._warn_once(
+                "own-files",
+                "%s runs uncached: it uses files this process has open at module level (%s), whose "
+                "position, locks and pipes a call in another process would not share",
+                self._func.__qualname__,
+                ", ".join(own),
+            )
             return self._func(*args, **kwargs)
         try:
             key = self._key(args, kwargs, state, settings_print)  # TypeError for unsupported arguments

@@ -190,16 +190,6 @@ class Call:
     def run(self, args: tuple, kwargs: dict) -> Any:
         from casher import _server
 
-        own = [".".join((i.module, *i.path)) for i in self.state if _state.stays_here(i)]
-        if own:
-            self.fn._warn_once(
-                "own-files",
-                "%s runs uncached: it uses files this process has open at module level (%s), whose "
-                "position, locks and pipes a call in another process would not share",
-                self.qualname,
-                ", ".join(own),
-            )
-            return self.fn._func(*args, **kwargs)
         payload = self._payload()
         if self.settings_blob is None:  # a formatter holding what cannot be pickled
             self.fn._warn_once(

@@ -157,6 +157,11 @@ def stays_here(item: Item) -> bool:
     return _OWN in item.fingerprint
 
 
+def own_file(value: Any) -> bool:
+    """`value` is an open file object of this process (see `_position`)."""
+    return _OWN in _position(value)
+
+
 def _picklers() -> list:
     """pickle, then cloudpickle (lambdas, local classes: a registry of
     lambdas stays comparable)."""

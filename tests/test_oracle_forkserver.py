@@ -46,6 +46,18 @@ def miss_then_hit(o: Oracle, files: dict[str, str], name: str = "f", runs: int =
             assert step.misses(name) == 0, "expected a hit:\n" + o.report()
 
 
+def runs_in_the_caller(o: Oracle, files: dict[str, str]) -> None:
+    """Writes the files, runs the driver twice: each equal to plain, and
+    each saying the call ran in the caller (it uses the process's own
+    module-level files)."""
+    for path, text in files.items():
+        o.write(path, text)
+    for _ in range(2):
+        step = o.run()
+        o.check(step)
+        assert any("files this process has open" in line for line in step.cached.casher_lines), o.report()
+
+
 # --------------------------------------------------------------------------
 # process state the import set, seen by a forked child
 
@@ -383,7 +395,7 @@ def test_file_opened_for_writing_at_import(oracle: Oracle) -> None:
     write to it. The journal is the caller's own: the call runs there,
     uncached, and says so (in a child, the import opened the file again
     and its write landed elsewhere)."""
-    for path, text in {
+    runs_in_the_caller(oracle, {
             "work.py": """
                 from casher import cached
 
@@ -405,19 +417,14 @@ def test_file_opened_for_writing_at_import(oracle: Oracle) -> None:
                 work.JOURNAL.flush()
                 _oracle.done(work.f)
             """,
-    }.items():
-        oracle.write(path, text)
-    for _ in range(2):
-        step = oracle.run()
-        oracle.check(step)
-        assert any("files this process has open" in line for line in step.cached.casher_lines), oracle.report()
+    })
 
 
 def test_file_opened_for_reading_at_import(oracle: Oracle) -> None:
     """A data file opened at import, read lazily by the call: the file is
     the caller's own (a second call in the process reads on from where the
     first left it), so the call runs there, uncached, and says so."""
-    for path, text in {
+    runs_in_the_caller(oracle, {
         "data.txt": "header\nrow1\nrow2\n",
         "work.py": """
             from casher import cached
@@ -435,12 +442,7 @@ def test_file_opened_for_reading_at_import(oracle: Oracle) -> None:
             print(work.f(1), work.f(2))
             _oracle.done(work.f)
         """,
-    }.items():
-        oracle.write(path, text)
-    for _ in range(2):
-        step = oracle.run()
-        oracle.check(step)
-        assert any("files this process has open" in line for line in step.cached.casher_lines), oracle.report()
+    })
 
 
 @pytest.mark.xfail(strict=True, reason="the child starts in the caller's current directory, after the caller's import already changed it (docs/limitations.md)")
